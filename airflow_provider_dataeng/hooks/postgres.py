@@ -1,0 +1,319 @@
+"""Failover-aware PostgreSQL hook: libpq multi-host DSN, connect backoff, reconnecting units of work.
+
+Connection form (documented in the README): the Airflow connection's ``host`` names one or more hosts,
+comma separated, each optionally with its own port: ``h1:5432,h2:5433`` (a host without a port uses the
+connection's port, else 5432). Extras understood here (everything else is passed to libpq):
+
+- ``target_session_attrs``: ``read-write`` (default), ``primary``, ``prefer-standby``, ``standby``,
+  ``read-only`` or ``any``.
+- ``connect_timeout``: seconds per host (default 5).
+- ``connect_deadline``: total seconds to keep retrying a connect (default 120).
+- ``driver``: ``psycopg`` (3) or ``psycopg2``; default: whatever PostgresHook picks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from airflow.providers.postgres.hooks.postgres import USE_PSYCOPG3, PostgresHook
+
+T = TypeVar("T")
+
+TARGET_SESSION_ATTRS = ("read-write", "primary", "prefer-standby", "standby", "read-only", "any")
+DRIVERS = ("psycopg", "psycopg2")
+DEFAULT_PORT = 5432
+
+# SQLSTATEs after which the same work can succeed on a fresh connection (failover, restart, crash).
+RECONNECT_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up / shutting down)
+        "25006",  # read_only_sql_transaction: we landed on a standby after a failover
+        "08000", "08003", "08006", "08001", "08004",  # connection exceptions
+    }
+)
+# Connect errors that no retry can fix: fail fast instead of a retry storm.
+FATAL_CONNECT_MARKERS = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "role \"",  # role "x" does not exist
+    "does not exist",  # database "x" does not exist
+    "invalid connection option",
+    "invalid target_session_attrs",
+    "certificate",
+)
+
+
+def parse_hosts(host_field: str | None, default_port: int | None) -> list[tuple[str, int]]:
+    """Parse ``h1:5432,h2:5433`` (ports optional) into ``[(host, port), ...]``."""
+    if not host_field or not host_field.strip():
+        raise ValueError("connection host is empty: expected 'host[:port][,host[:port]...]'")
+    hosts: list[tuple[str, int]] = []
+    for item in host_field.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"connection host {host_field!r} has an empty entry")
+        name, sep, port = item.rpartition(":") if item.count(":") == 1 else ("", "", "")
+        if not sep:
+            name, port = item, ""
+        if port and not port.isdigit():
+            raise ValueError(f"connection host {host_field!r}: port {port!r} is not a number")
+        hosts.append((name, int(port) if port else (default_port or DEFAULT_PORT)))
+    return hosts
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """SQLSTATE of a psycopg2 or psycopg 3 error, if any."""
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+def _driver_errors(driver: str) -> tuple[type[BaseException], type[BaseException], type[BaseException]]:
+    if driver == "psycopg":
+        import psycopg
+
+        return psycopg.Error, psycopg.OperationalError, psycopg.InterfaceError
+    import psycopg2
+
+    return psycopg2.Error, psycopg2.OperationalError, psycopg2.InterfaceError
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when ``exc`` means the connection (not the SQL) failed: worth retrying on a new connection."""
+    state = sqlstate_of(exc)
+    if state is not None:
+        return state in RECONNECT_SQLSTATES or state.startswith("08")
+    for driver in DRIVERS:
+        try:
+            _, operational, interface = _driver_errors(driver)
+        except ImportError:  # pragma: no cover - both drivers are dependencies
+            continue
+        if isinstance(exc, (operational, interface)):
+            return True
+    return isinstance(exc, (ConnectionError, EOFError))
+
+
+def is_fatal_connect_error(exc: BaseException) -> bool:
+    """True for connect errors that retrying cannot fix (bad password, unknown role or database)."""
+    text = str(exc).lower()
+    return any(marker in text for marker in FATAL_CONNECT_MARKERS)
+
+
+class FailoverPostgresHook(PostgresHook):
+    """PostgresHook that follows the primary across failovers.
+
+    :param target_session_attrs: override the connection's ``target_session_attrs``.
+    :param connect_deadline: total seconds to keep retrying a connect.
+    :param driver: ``psycopg`` or ``psycopg2``; default from the connection extra, else PostgresHook's pick.
+    """
+
+    conn_type = "dataeng_postgres"
+    hook_name = "PostgreSQL (failover-aware, multi-host)"
+    default_conn_name = "dataeng_default"
+    ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "driver"}
+
+    def __init__(
+        self,
+        *args: Any,
+        target_session_attrs: str | None = None,
+        connect_deadline: float | None = None,
+        driver: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if target_session_attrs is not None and target_session_attrs not in TARGET_SESSION_ATTRS:
+            raise ValueError(
+                f"target_session_attrs={target_session_attrs!r}: expected one of {', '.join(TARGET_SESSION_ATTRS)}"
+            )
+        if driver is not None and driver not in DRIVERS:
+            raise ValueError(f"driver={driver!r}: expected one of {', '.join(DRIVERS)}")
+        self._target_session_attrs = target_session_attrs
+        self._connect_deadline = connect_deadline
+        self._driver = driver
+
+    # -- connection parameters -------------------------------------------------------------------
+    @property
+    def driver(self) -> str:
+        """The DB-API driver this hook connects with: ``psycopg`` (3) or ``psycopg2``."""
+        driver = self._driver or self.connection.extra_dejson.get("driver")
+        if driver is None:
+            return "psycopg" if USE_PSYCOPG3 else "psycopg2"
+        if driver not in DRIVERS:
+            raise ValueError(f"connection {self.get_conn_id()!r} extra driver={driver!r}: expected one of {DRIVERS}")
+        return driver
+
+    def get_conn_id(self) -> str:
+        return getattr(self, self.conn_name_attr)
+
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` pairs named by the connection, in order."""
+        return parse_hosts(self.connection.host, self.connection.port)
+
+    @property
+    def target_session_attrs(self) -> str:
+        value = self._target_session_attrs or self.connection.extra_dejson.get("target_session_attrs", "read-write")
+        if value not in TARGET_SESSION_ATTRS:
+            raise ValueError(
+                f"connection {self.get_conn_id()!r} extra target_session_attrs={value!r}: "
+                f"expected one of {', '.join(TARGET_SESSION_ATTRS)}"
+            )
+        return value
+
+    @property
+    def connect_deadline(self) -> float:
+        if self._connect_deadline is not None:
+            return float(self._connect_deadline)
+        return float(self.connection.extra_dejson.get("connect_deadline", 120))
+
+    @property
+    def dbname(self) -> str | None:
+        return self.database or self.connection.schema
+
+    def conn_params(self, *, include_password: bool = True) -> dict[str, Any]:
+        """libpq keyword parameters (multi-host) for either driver or an async connection."""
+        conn = self.connection
+        hosts = self.hosts
+        params: dict[str, Any] = {
+            "host": ",".join(h for h, _ in hosts),
+            "port": ",".join(str(p) for _, p in hosts),
+            "dbname": self.dbname,
+            "user": conn.login,
+            "connect_timeout": int(conn.extra_dejson.get("connect_timeout", 5)),
+            "target_session_attrs": self.target_session_attrs,
+        }
+        if include_password and conn.password:
+            params["password"] = conn.password
+        if self.options:
+            params["options"] = self.options
+        for key, value in conn.extra_dejson.items():
+            if key not in self.ignored_extra_options and key not in params:
+                params[key] = value
+        return {k: v for k, v in params.items() if v is not None}
+
+    def describe(self) -> str:
+        """A log-safe description: hosts, database, user and session attrs, never the password."""
+        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        return f"{hosts}/{self.dbname} as {self.connection.login} ({self.target_session_attrs})"
+
+    def get_uri(self) -> str:
+        """A libpq URI naming every host (``postgresql://u:p@h1:1,h2:2/db?target_session_attrs=...``)."""
+        from urllib.parse import quote
+
+        conn = self.connection
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        netloc = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        return f"postgresql://{auth}@{netloc}/{quote(self.dbname or '', safe='')}?target_session_attrs={self.target_session_attrs}"
+
+    # -- connecting ------------------------------------------------------------------------------
+    def _connect_once(self) -> Any:
+        params = self.conn_params()
+        if self.driver == "psycopg":
+            import psycopg
+
+            return psycopg.connect(**params)
+        import psycopg2
+
+        return psycopg2.connect(**params)
+
+    def get_conn(self) -> Any:
+        """Connect to the first host that satisfies ``target_session_attrs``, retrying with backoff.
+
+        Retries use exponential backoff with full jitter until ``connect_deadline``; errors that no retry
+        can fix (wrong password, unknown role or database) fail at once.
+        """
+        deadline = time.monotonic() + self.connect_deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.conn = self._connect_once()
+            except Exception as exc:
+                if not is_connection_error(exc) or is_fatal_connect_error(exc):
+                    self.log.error("Connect to %s failed (%s); not retrying", self.describe(), type(exc).__name__)
+                    raise
+                delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.log.error(
+                        "Connect to %s failed after %d attempts (%s); deadline %.0fs reached",
+                        self.describe(), attempt, type(exc).__name__, self.connect_deadline,
+                    )
+                    raise
+                self.log.warning(
+                    "Connect attempt %d to %s failed (%s: %s); retrying in %.2fs",
+                    attempt, self.describe(), type(exc).__name__, _first_line(exc), min(delay, left),
+                )
+                time.sleep(min(delay, left))
+                continue
+            if attempt > 1:
+                self.log.info("Connected to %s after %d attempts", self.describe(), attempt)
+            return self.conn
+
+    @contextlib.contextmanager
+    def connection_scope(self) -> Iterator[Any]:
+        """A fresh connection that is always closed on exit."""
+        conn = self.get_conn()
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def run_with_reconnect(
+        self,
+        work: Callable[[Any], T],
+        *,
+        max_attempts: int = 5,
+        deadline: float | None = None,
+        description: str = "unit of work",
+    ) -> T:
+        """Run ``work(conn)`` in a transaction; on a connection-level failure, retry on a fresh connection.
+
+        ``work`` must be idempotent as a whole (it is re-run from the start). It is committed when it
+        returns. Errors in the user's SQL (syntax, constraint, data) are raised at once.
+        """
+        stop_at = time.monotonic() + (self.connect_deadline if deadline is None else deadline)
+        attempt = 0
+        while True:
+            attempt += 1
+            conn = None
+            try:
+                conn = self.get_conn()
+                result = work(conn)
+                conn.commit()
+                return result
+            except Exception as exc:
+                if not is_connection_error(exc) or attempt >= max_attempts or time.monotonic() >= stop_at:
+                    raise
+                self.log.warning(
+                    "%s failed on a connection-level error (%s, sqlstate %s, attempt %d/%d); retrying on a "
+                    "fresh connection", description, type(exc).__name__, sqlstate_of(exc), attempt, max_attempts,
+                )
+                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Database", "host": "Hosts (h1:5432,h2:5433)"},
+            "placeholders": {
+                "host": "pg-node-1:5432,pg-node-2:5432",
+                "extra": '{"target_session_attrs": "read-write", "connect_timeout": 5, "connect_deadline": 120}',
+            },
+        }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""

@@ -1,0 +1,1 @@
+"""Test, demo and benchmark support: throwaway PostgreSQL clusters, Airflow home, DAG runs."""
