@@ -1,0 +1,199 @@
+"""Fast, read-only view of a dbt ``manifest.json``: only the keys DAG rendering needs.
+
+Decoding goes through ``msgspec`` (a dependency of Airflow itself) into typed structs that skip every
+key not declared here (raw/compiled code, columns, docs, macros...), which is several times faster
+than ``json.load`` of the whole document. Parsed manifests are cached per (path, mtime, size), so a DAG
+processor re-parsing the same DAG file reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+RENDERED_TYPES = ("model", "seed", "snapshot")
+
+
+class _DependsOn(msgspec.Struct):
+    nodes: list[str] = []
+
+
+class _Config(msgspec.Struct):
+    materialized: str | None = None
+    enabled: bool = True
+
+
+class _Node(msgspec.Struct):
+    unique_id: str
+    name: str
+    resource_type: str
+    package_name: str = ""
+    original_file_path: str = ""
+    fqn: list[str] = []
+    tags: list[str] = []
+    relation_name: str | None = None
+    depends_on: _DependsOn = msgspec.field(default_factory=_DependsOn)
+    attached_node: str | None = None
+    config: _Config = msgspec.field(default_factory=_Config)
+    database: str | None = None
+    schema: str | None = None
+    alias: str | None = None
+
+
+class _Source(msgspec.Struct):
+    unique_id: str
+    name: str
+    source_name: str = ""
+    package_name: str = ""
+    original_file_path: str = ""
+    fqn: list[str] = []
+    tags: list[str] = []
+    relation_name: str | None = None
+
+
+class _Selector(msgspec.Struct):
+    name: str
+    definition: Any = None
+
+
+class _Metadata(msgspec.Struct):
+    project_name: str | None = None
+    dbt_version: str | None = None
+    adapter_type: str | None = None
+
+
+class _Manifest(msgspec.Struct):
+    metadata: _Metadata = msgspec.field(default_factory=_Metadata)
+    nodes: dict[str, _Node] = {}
+    sources: dict[str, _Source] = {}
+    selectors: dict[str, _Selector] = {}
+
+
+_DECODER = msgspec.json.Decoder(_Manifest)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A model, seed, snapshot, test or source as far as rendering is concerned."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    package_name: str
+    path: str  # original_file_path, relative to the project root
+    fqn: tuple[str, ...]
+    tags: tuple[str, ...]
+    relation_name: str | None
+    depends_on: tuple[str, ...]
+    materialized: str | None = None
+    attached_node: str | None = None
+
+    @property
+    def selector(self) -> str:
+        """A dbt selector that matches exactly this node (its fully qualified name)."""
+        return ".".join(self.fqn) if self.fqn else self.name
+
+
+@dataclass
+class Manifest:
+    """Nodes (incl. tests), sources, named selectors and the parent/child graph of one manifest."""
+
+    project_name: str | None
+    nodes: dict[str, Node]
+    sources: dict[str, Node]
+    selectors: dict[str, Any]
+    path: Path | None = None
+    _children: dict[str, list[str]] | None = field(default=None, repr=False)
+
+    @property
+    def all_nodes(self) -> dict[str, Node]:
+        return {**self.sources, **self.nodes}
+
+    def parents(self, uid: str) -> tuple[str, ...]:
+        node = self.nodes.get(uid)
+        return node.depends_on if node else ()
+
+    @property
+    def children(self) -> dict[str, list[str]]:
+        if self._children is None:
+            children: dict[str, list[str]] = {}
+            for uid, node in self.nodes.items():
+                for parent in node.depends_on:
+                    children.setdefault(parent, []).append(uid)
+            self._children = children
+        return self._children
+
+    def tests_by_parent(self) -> dict[str, list[Node]]:
+        """Each data test under every node it depends on."""
+        out: dict[str, list[Node]] = {}
+        for node in self.nodes.values():
+            if node.resource_type == "test":
+                for parent in node.depends_on:
+                    out.setdefault(parent, []).append(node)
+        return out
+
+
+def _convert(raw: _Manifest, path: Path | None) -> Manifest:
+    nodes: dict[str, Node] = {}
+    for uid, n in raw.nodes.items():
+        if not n.config.enabled:
+            continue
+        nodes[uid] = Node(
+            unique_id=uid, name=n.name, resource_type=n.resource_type, package_name=n.package_name,
+            path=n.original_file_path, fqn=tuple(n.fqn), tags=tuple(n.tags), relation_name=n.relation_name,
+            depends_on=tuple(n.depends_on.nodes), materialized=n.config.materialized,
+            attached_node=n.attached_node,
+        )
+    sources = {
+        uid: Node(
+            unique_id=uid, name=s.name, resource_type="source", package_name=s.package_name,
+            path=s.original_file_path, fqn=tuple(s.fqn), tags=tuple(s.tags), relation_name=s.relation_name,
+            depends_on=(),
+        )
+        for uid, s in raw.sources.items()
+    }
+    selectors = {name: sel.definition for name, sel in raw.selectors.items()}
+    return Manifest(raw.metadata.project_name, nodes, sources, selectors, path)
+
+
+def parse_manifest(data: bytes | str) -> Manifest:
+    """Decode manifest.json text."""
+    try:
+        return _convert(_DECODER.decode(data), None)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"manifest.json does not look like a dbt manifest: {exc}") from exc
+
+
+_CACHE: dict[str, tuple[tuple[int, int], Manifest]] = {}
+_LOCK = threading.Lock()
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Load (or reuse) the manifest at ``path``; a clear error when it is missing."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"manifest_path={str(p)!r}: no such file; produce it at build time with "
+            "`python -m airflow_provider_dataeng.dbt.parse_project <project_dir>` (make manifest)"
+        ) from None
+    key = (st.st_mtime_ns, st.st_size)
+    with _LOCK:
+        cached = _CACHE.get(str(p))
+        if cached and cached[0] == key:
+            return cached[1]
+    try:
+        manifest = _convert(_DECODER.decode(p.read_bytes()), p)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"manifest_path={str(p)!r}: not a dbt manifest ({exc})") from exc
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"manifest_path={str(p)!r}: not valid JSON ({exc})") from exc
+    with _LOCK:
+        _CACHE[str(p)] = (key, manifest)
+    return manifest

@@ -1,0 +1,1 @@
+"""Idempotent, partition-targeted extracts: streaming COPY, extract modes, schema drift, dedup."""

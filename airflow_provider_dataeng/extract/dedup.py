@@ -1,0 +1,79 @@
+"""Latest row per key: the deduplication that follows incremental extracts.
+
+Incremental loads (and the lag window) may hold several versions of a key across partitions; readers
+use the latest one: ``row_number() over (partition by <key> order by <modified> desc, <partition> desc)``
+keeps one row per key, the most recently modified (ties: the most recent partition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from airflow_provider_dataeng.publish.table_ref import TableRef
+
+VIEW_SUFFIX = "__latest"
+
+
+def latest_rows_query(
+    relation: sql.Composable,
+    *,
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    order_column: str,
+    tiebreak_columns: Sequence[str] = (),
+) -> sql.Composed:
+    """A SELECT of ``columns`` from ``relation`` keeping the latest row per key."""
+    if not key_columns:
+        raise ValueError("key_columns: expected at least one column name")
+    if not columns:
+        raise ValueError("columns: expected at least one column name")
+    order = [sql.SQL("{} desc nulls last").format(sql.Identifier(c)) for c in [order_column, *tiebreak_columns]]
+    return sql.SQL(
+        "select {cols} from (select {cols}, row_number() over (partition by {keys} order by {order}) as _dataeng_rn"
+        " from {rel}) as ranked where _dataeng_rn = 1"
+    ).format(
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        keys=sql.SQL(", ").join(sql.Identifier(c) for c in key_columns),
+        order=sql.SQL(", ").join(order),
+        rel=relation,
+    )
+
+
+def ensure_latest_view(
+    conn: psycopg.Connection,
+    target: TableRef,
+    *,
+    key_columns: Sequence[str],
+    order_column: str,
+    tiebreak_columns: Sequence[str] = ("_interval_start",),
+    view: TableRef | None = None,
+) -> TableRef:
+    """Create or replace ``<schema>.<table>__latest`` over ``target`` (all its current columns).
+
+    Columns added to ``target`` later are picked up by calling this again (they are appended, which
+    CREATE OR REPLACE VIEW allows). The caller commits.
+    """
+    view = view or target.with_suffix(VIEW_SUFFIX)
+    with conn.cursor() as cur:
+        cur.execute(
+            """select a.attname::text from pg_attribute a join pg_class c on c.oid = a.attrelid
+               join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped order by a.attnum""",
+            [target.schema, target.table],
+        )
+        columns = [r[0] for r in cur.fetchall()]
+        if not columns:
+            raise ValueError(f"target {target}: table not found (publish it before creating its latest view)")
+        missing = [c for c in [*key_columns, order_column] if c not in columns]
+        if missing:
+            raise ValueError(f"key_columns/timestamp_column {missing}: not columns of {target} (columns: {columns})")
+        tiebreak = [c for c in tiebreak_columns if c in columns and c != order_column]
+        query = latest_rows_query(
+            target.ident(), columns=columns, key_columns=key_columns, order_column=order_column,
+            tiebreak_columns=tiebreak,
+        )
+        cur.execute(sql.SQL("create or replace view {} as {}").format(view.ident(), query))
+    return view

@@ -1,0 +1,158 @@
+"""The SQL of the three extract modes: which source rows belong to one interval's partition.
+
+- ``full_snapshot``: every source row.
+- ``incremental_timestamp``: rows whose ``timestamp_column`` is in ``[start - lag, end)``.
+- ``incremental_id``: rows whose ``id_column`` is in no OTHER partition of the target (a set difference).
+  The ids already in the warehouse are streamed (COPY, warehouse -> source) into a session temp table on
+  the source, and the difference is an anti-join there: no id ever becomes a Python object, and the only
+  state is the warehouse table itself. A rerun of an interval reloads its own ids (its partition is
+  excluded from the known set), so reruns are exact.
+
+When the partition column is a source column (instead of the stamped ``_interval_start``), every mode also
+keeps only rows with that column in ``[start, end)`` so the rows fit the partition's bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
+from airflow_provider_dataeng.extract.schema_drift import Column
+
+MODES = ("full_snapshot", "incremental_timestamp", "incremental_id")
+KNOWN_IDS_TABLE = "dataeng_known_ids"
+
+
+def base_query(source_table: sql.Composable | None, source_sql: str | None) -> sql.Composable:
+    """``select * from <table>`` or the user's SELECT (trailing semicolons removed)."""
+    if (source_table is None) == (source_sql is None):
+        raise ValueError("exactly one of source_table or source_sql must be given")
+    if source_sql is not None:
+        text = source_sql.strip().rstrip(";").strip()
+        if not text:
+            raise ValueError("source_sql: expected a SELECT statement, got empty text")
+        return sql.SQL(text)  # the user's own SQL, by design
+    assert source_table is not None
+    return sql.SQL("select * from {}").format(source_table)
+
+
+@dataclass(frozen=True)
+class IntervalSelect:
+    """How to select one interval's rows from the source."""
+
+    mode: str
+    columns: list[Column]  # source columns to copy, in order
+    lower: datetime
+    upper: datetime
+    partition_column: str
+    stamp: bool  # True: add partition_column = lower to every row; False: it is a source column
+    partition_is_date: bool = False
+    timestamp_column: str | None = None
+    lag: timedelta = timedelta(0)
+    id_column: str | None = None
+    id_as_text: bool = False  # the known-ids table holds the ids as text (non built-in id type)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
+        names = {c.name for c in self.columns}
+        if self.mode == "incremental_timestamp" and self.timestamp_column not in names:
+            raise ValueError(
+                f"timestamp_column={self.timestamp_column!r}: not a column of the source (columns: {sorted(names)})"
+            )
+        if self.mode == "incremental_id" and self.id_column not in names:
+            raise ValueError(f"id_column={self.id_column!r}: not a column of the source (columns: {sorted(names)})")
+        if not self.stamp and self.partition_column not in names:
+            raise ValueError(f"partition_column={self.partition_column!r}: not a column of the source")
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Column list of the target COPY, in the order the source query returns them."""
+        names = [c.name for c in self.columns]
+        return [*names, self.partition_column] if self.stamp else names
+
+    def _bound(self, value: datetime) -> sql.Composable:
+        if self.partition_is_date:
+            return sql.Literal(value.date())
+        return sql.SQL("{}::timestamptz").format(sql.Literal(value))
+
+    def where(self, known_ids: sql.Composable | None = None) -> sql.Composable:
+        conds: list[sql.Composable] = []
+        if not self.stamp:
+            col = sql.Identifier("s", self.partition_column)
+            conds.append(sql.SQL("{} >= {} and {} < {}").format(col, self._bound(self.lower), col, self._bound(self.upper)))
+        if self.mode == "incremental_timestamp":
+            col = sql.Identifier("s", self.timestamp_column or "")
+            conds.append(
+                sql.SQL("{} >= {}::timestamptz and {} < {}::timestamptz").format(
+                    col, sql.Literal(self.lower - self.lag), col, sql.Literal(self.upper)
+                )
+            )
+        if self.mode == "incremental_id":
+            if known_ids is None:
+                raise ValueError("incremental_id needs the known-ids table")
+            sid: sql.Composable = sql.Identifier("s", self.id_column or "")
+            if self.id_as_text:
+                sid = sql.SQL("{}::text").format(sid)
+            conds.append(sql.SQL("not exists (select 1 from {} k where k.id = {})").format(known_ids, sid))
+        if not conds:
+            return sql.SQL("")
+        return sql.SQL(" where ") + sql.SQL(" and ").join(conds)
+
+    def select(self, base: sql.Composable, known_ids: sql.Composable | None = None) -> sql.Composed:
+        """The SELECT whose rows are this interval's partition (the partition column last when stamped)."""
+        cols: list[sql.Composable] = [sql.Identifier("s", c.name) for c in self.columns]
+        if self.stamp:
+            cols.append(sql.SQL("{}::timestamptz as {}").format(sql.Literal(self.lower), sql.Identifier(self.partition_column)))
+        return sql.SQL("select {} from ({}) as s{}").format(sql.SQL(", ").join(cols), base, self.where(known_ids))
+
+    def count(self, base: sql.Composable, known_ids: sql.Composable | None = None) -> sql.Composed:
+        return sql.SQL("select count(*) from ({}) as s{}").format(base, self.where(known_ids))
+
+
+def known_ids_table() -> sql.Composed:
+    return sql.Composed([sql.SQL("pg_temp."), sql.Identifier(KNOWN_IDS_TABLE)])
+
+
+def stream_known_ids(
+    warehouse: psycopg.Connection,
+    source: psycopg.Connection,
+    *,
+    target: sql.Composable,
+    id_column: Column,
+    partition_column: str,
+    lower: datetime,
+    upper: datetime,
+    progress_interval: float = 5.0,
+    logger: logging.Logger | logging.LoggerAdapter | None = None,
+) -> CopyStats:
+    """Fill the source session's temp table with the target's ids outside ``[lower, upper)``.
+
+    Warehouse -> source COPY stream; commits on ``source`` (the temp table lives for the session, the
+    snapshot transaction that reads it starts afterwards). ``source`` must be able to create temp tables
+    (a primary, not a hot standby).
+    """
+    table = known_ids_table()
+    id_type = sql.SQL(id_column.type if id_column.kind == "builtin" else "text")
+    with source.cursor() as cur:
+        cur.execute(sql.SQL("drop table if exists {}").format(table))
+        cur.execute(sql.SQL("create temp table {} (id {})").format(table, id_type))
+    col = sql.Identifier(id_column.name)
+    pc = sql.Identifier(partition_column)
+    query = sql.SQL("select {} from {} where {} is not null and ({} < {}::timestamptz or {} >= {}::timestamptz)").format(
+        col, target, col, pc, sql.Literal(lower), pc, sql.Literal(upper)
+    )
+    fmt = "binary" if id_column.kind == "builtin" else "text"
+    stats = stream_copy(
+        warehouse, source, copy_out_sql(query, fmt), copy_in_sql(table, ["id"], fmt), fmt=fmt,
+        progress_interval=progress_interval, logger=logger, label="known ids (warehouse -> source)",
+    )
+    with source.cursor() as cur:
+        cur.execute(sql.SQL("analyze {}").format(table))
+    source.commit()
+    return stats

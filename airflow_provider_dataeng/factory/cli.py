@@ -1,0 +1,231 @@
+"""``dataeng validate PATH...`` and ``dataeng render FILE`` (also ``airflow dataeng ...`` on Airflow 3.2+).
+
+Kept cheap to import: Airflow's CLI imports this module (the provider's ``cli`` entry) for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+HELP_VALIDATE = "Validate pipeline configs (files or directories); print FILE:LINE: field.path: message"
+HELP_RENDER = "Print the task graph of one pipeline config, with types, resources and schedule"
+
+
+def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int]:
+    """All issues of the given files/directories, and how many pipelines were checked."""
+    from airflow_provider_dataeng.factory.builder import _winners, build_dag, load_directory
+    from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
+    from airflow_provider_dataeng.factory.loader import (
+        DEFAULTS_NAMES,
+        IssueCollector,
+        load_defaults,
+        load_pipeline,
+    )
+
+    issues: list[ConfigIssue] = []
+    loaded: dict[Path, Any] = {}
+    checked = 0
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            issues.append(ConfigIssue(file=raw, path=(), line=1, message="no such file or directory"))
+            continue
+        if path.is_dir():
+            good, bad = load_directory(path)
+            loaded.update(good)
+            checked += len(good) + len(bad)
+            for err in bad.values():
+                issues.extend(err.issues)
+            continue
+        checked += 1
+        try:
+            defaults = load_defaults(path.parent)
+            if path.name in DEFAULTS_NAMES:
+                continue
+            loaded[path] = load_pipeline(path, defaults)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    # dag ids must be unique across everything validated together
+    for loser, winner in _winners({p: lp.dag_id for p, lp in loaded.items()}).items():
+        lp = loaded.pop(loser)
+        collector = IssueCollector(lp.source)
+        collector.add(("dag_id",), f"dag_id '{lp.dag_id}' is already defined by {winner}; dag ids must be "
+                      "unique across config files", found=repr(lp.dag_id))
+        issues.extend(collector.issues)
+    if build:
+        for lp in loaded.values():
+            try:
+                build_dag(lp)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+    return issues, checked
+
+
+def validate(paths: Sequence[str], *, build: bool = True, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print every problem as ``FILE:LINE: field.path: message``; return 1 if any, else 0."""
+    try:
+        issues, checked = _issues_for_paths(paths, build)
+    except Exception as exc:  # never a traceback for a config problem we failed to classify
+        print(f"{paths[0] if paths else '.'}:1: <root>: cannot validate: {type(exc).__name__}: {exc}", file=out)
+        return 1
+    for issue in issues:
+        print(issue.format(), file=out)
+    files = len({i.file for i in issues})
+    if issues:
+        print(f"{len(issues)} error(s) in {files} file(s); {checked} pipeline file(s) checked", file=err)
+        return 1
+    print(f"OK: {checked} pipeline file(s) valid", file=err)
+    return 0
+
+
+def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
+    from airflow_provider_dataeng.factory.kubernetes import BASE_CONTAINER
+
+    pod = (task.executor_config or {}).get("pod_override")
+    res = ""
+    if pod is not None:
+        for c in pod.spec.containers:
+            if c.name == BASE_CONTAINER and c.resources is not None:
+                req, lim = c.resources.requests or {}, c.resources.limits or {}
+                res = " ".join(f"{k}={v}" + ("" if lim.get(k) == v else f"(limit {lim.get(k)})")
+                               for k, v in req.items())
+                res += " qos=" + ("Guaranteed" if req == lim else "Burstable")
+                if c.image:
+                    res += f" image={c.image}"
+    line = f"  {task.task_id}  [{type_name}: {type(task).__name__}]  retries={task.retries}"
+    if res:
+        line += f"  {res}"
+    if upstream:
+        line += f"\n      <- {', '.join(sorted(upstream))}"
+    return line
+
+
+def render(path_text: str, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print the DAG built from one config: schedule, defaults, and each task with type, resources, upstream."""
+    from airflow_provider_dataeng.factory.builder import build_dag
+    from airflow_provider_dataeng.factory.errors import ConfigError
+    from airflow_provider_dataeng.factory.graph import airflow_task_id
+    from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
+    from airflow_provider_dataeng.factory.schedule import describe_schedule
+
+    path = Path(path_text)
+    if not path.is_file():
+        print(f"{path_text}:1: <root>: no such file", file=out)
+        return 1
+    try:
+        lp = load_pipeline(path, load_defaults(path.parent))
+        dag = build_dag(lp)
+    except ConfigError as exc:
+        print(exc.format(), file=out)
+        return 1
+    except Exception as exc:
+        print(f"{path_text}:1: <root>: cannot render: {type(exc).__name__}: {exc}", file=out)
+        return 1
+    p = lp.pipeline
+    print(f"DAG {dag.dag_id}  ({path})", file=out)
+    if p.description:
+        print(f"  {p.description}", file=out)
+    print(f"  schedule: {describe_schedule(p.schedule)}  start: {p.start_date}  end: {p.end_date}  "
+          f"catchup: {bool(p.catchup)}  max_active_runs: {p.max_active_runs or 'default'}", file=out)
+    print(f"  owner: {p.owner or 'airflow'}  tags: {', '.join(p.tags or []) or '-'}  retries: {p.retries or 0}"
+          f"  retry_delay: {p.retry_delay or 'default'}  backoff: {p.retry_exponential_backoff or False}"
+          f"  max_retry_delay: {p.max_retry_delay or '-'}", file=out)
+    by_task_id = {airflow_task_id(p, n, t.group): lp.task_types[n] for n, t in lp.tasks.items()}
+    print(f"tasks ({len(dag.tasks)}):", file=out)
+    for task in _topological(dag):
+        type_name = by_task_id.get(task.task_id) or _dbt_type(task.task_id, lp)
+        print(_task_line(task, type_name, list(task.upstream_task_ids)), file=out)
+    return 0
+
+
+def _dbt_type(task_id: str, lp: Any) -> str:
+    return "dbt" if any(t == "dbt" for t in lp.task_types.values()) else "?"
+
+
+def _topological(dag: Any) -> list[Any]:
+    done: set[str] = set()
+    out: list[Any] = []
+    pending = sorted(dag.tasks, key=lambda t: t.task_id)
+    while pending:
+        ready = [t for t in pending if t.upstream_task_ids <= done]
+        if not ready:  # cannot happen for a DAG; keep the output total anyway
+            ready = pending
+        for t in ready:
+            out.append(t)
+            done.add(t.task_id)
+        pending = [t for t in pending if t.task_id not in done]
+    return out
+
+
+def build_parser(prog: str = "dataeng") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="airflow-provider-dataeng pipeline configs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help=HELP_VALIDATE, description=HELP_VALIDATE)
+    v.add_argument("paths", nargs="+", metavar="PATH", help="config files or directories")
+    v.add_argument("--no-build", action="store_true", help="check the configs only (do not build the DAGs)")
+    r = sub.add_parser("render", help=HELP_RENDER, description=HELP_RENDER)
+    r.add_argument("file", metavar="FILE")
+    s = sub.add_parser("schema", help="Print the JSON Schema of pipeline configs")
+    s.add_argument("--output", "-o", help="write to this file instead of stdout")
+    return parser
+
+
+def _schema(output: str | None) -> int:
+    from airflow_provider_dataeng.factory.schema import schema_text
+
+    text = schema_text()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dataeng`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return validate(args.paths, build=not args.no_build)
+    if args.command == "render":
+        return render(args.file)
+    return _schema(args.output)
+
+
+# --- Airflow CLI (provider "cli" entry) ---------------------------------------------------------------------
+def validate_command(args: argparse.Namespace) -> None:
+    """``airflow dataeng validate``."""
+    sys.exit(validate(args.paths, build=not args.no_build))
+
+
+def render_command(args: argparse.Namespace) -> None:
+    """``airflow dataeng render``."""
+    sys.exit(render(args.file))
+
+
+def get_provider_cli_commands() -> list[Any]:
+    """``airflow dataeng validate PATH...`` / ``airflow dataeng render FILE`` (Airflow 3.2+)."""
+    from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+
+    paths = Arg(("paths",), nargs="+", metavar="PATH", help="config files or directories")
+    no_build = Arg(("--no-build",), action="store_true", help="check the configs only (do not build the DAGs)")
+    file_arg = Arg(("file",), metavar="FILE", help="a pipeline config file")
+    return [
+        GroupCommand(
+            name="dataeng",
+            help="airflow-provider-dataeng: validate and render YAML pipeline configs",
+            subcommands=(
+                ActionCommand(name="validate", help=HELP_VALIDATE,
+                              func=lazy_load_command(f"{__name__}.validate_command"), args=(paths, no_build)),
+                ActionCommand(name="render", help=HELP_RENDER,
+                              func=lazy_load_command(f"{__name__}.render_command"), args=(file_arg,)),
+            ),
+        )
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The pipeline config model (one YAML file = one DAG) and the ``defaults.yaml`` model."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from airflow_provider_dataeng.factory.fields import Duration, Identifier, StrictModel
+from airflow_provider_dataeng.factory.notifications import Notifications
+from airflow_provider_dataeng.factory.resources import Resources
+from airflow_provider_dataeng.factory.schedule import Schedule
+
+DagId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=250)]
+
+
+class PipelineSettings(StrictModel):
+    """Settings a pipeline may inherit from ``defaults.yaml`` and override."""
+
+    description: str | None = None
+    doc_md: str | None = None
+    owner: str | None = Field(default=None, description="Task owner shown in the UI (default: airflow)")
+    tags: list[str] | None = None
+    schedule: Schedule = Field(
+        default=None,
+        description="cron ('0 3 * * *'), preset ('@daily'), duration ('1h'), a list of Asset URIs, "
+        "{any: [...]}/{all: [...]}, or null",
+    )
+    start_date: datetime | date | None = None
+    end_date: datetime | date | None = None
+    timezone: str | None = Field(default=None, description="IANA name for naive start/end dates (default UTC)")
+    catchup: bool | None = None
+    max_active_runs: int | None = Field(default=None, ge=1)
+    max_active_tasks: int | None = Field(default=None, ge=1)
+    dagrun_timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0)
+    retry_delay: Duration | None = None
+    retry_exponential_backoff: bool | float | None = Field(
+        default=None, description="true (x2) or a multiplier for the delay between retries"
+    )
+    max_retry_delay: Duration | None = None
+    execution_timeout: Duration | None = None
+    notifications: Notifications | None = None
+    resources: Resources | None = Field(default=None, description="Kubernetes resources for every task pod")
+    params: dict[str, Any] | None = Field(default=None, description="DAG params (shown in the trigger form)")
+
+
+class Defaults(PipelineSettings):
+    """``defaults.yaml``: inherited by every pipeline in the directory (mappings merge, the rest replaces)."""
+
+
+class TaskGroupSpec(StrictModel):
+    """A task group; tasks join it with ``group: <name>``."""
+
+    tooltip: str | None = None
+    parent: Identifier | None = Field(default=None, description="Enclosing task group")
+    prefix_group_id: bool = True
+
+
+class Pipeline(PipelineSettings):
+    """One pipeline (one DAG)."""
+
+    dag_id: DagId | None = Field(default=None, description="Default: the config file name without .yaml")
+    task_groups: dict[Identifier, TaskGroupSpec] = Field(default_factory=dict)
+    tasks: dict[Identifier, dict[str, Any]] = Field(
+        min_length=1, description="Tasks by name; each has a type (or operator:) and depends_on"
+    )

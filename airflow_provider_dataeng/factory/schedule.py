@@ -1,0 +1,96 @@
+"""The ``schedule`` field: cron, preset, duration (``"1h"``) or Assets; and its Airflow form."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from airflow_provider_dataeng.factory.fields import AssetRef, AssetSpec, StrictModel, parse_duration
+
+PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
+           "@annually", "@midnight")
+_CRON_FIELD = r"[0-9A-Za-z*/,\-?LW#]+"
+_CRON = re.compile(rf"^\s*{_CRON_FIELD}(\s+{_CRON_FIELD}){{4,5}}\s*$")
+SCHEDULE_HELP = (
+    "a cron expression ('0 3 * * *'), a preset (@daily, @hourly, @once, ...), a duration ('1h', '1d'), "
+    "a list of Asset URIs, {any: [...]} / {all: [...]}, or null"
+)
+
+
+def _check_schedule_text(value: str) -> str:
+    text = value.strip()
+    if text.startswith("@"):
+        if text not in PRESETS:
+            raise ValueError(f"unknown preset {text!r}; expected one of {', '.join(PRESETS)}")
+        return text
+    if _CRON.match(text):
+        return text
+    try:
+        parse_duration(text)
+    except ValueError:
+        raise ValueError(f"expected {SCHEDULE_HELP}") from None
+    return text
+
+
+class AssetCondition(StrictModel):
+    """Run when any (or all) of the Assets are updated."""
+
+    any: list[AssetRef] | None = Field(default=None, min_length=1)
+    all: list[AssetRef] | None = Field(default=None, min_length=1)
+
+    def model_post_init(self, _context: Any) -> None:
+        if (self.any is None) == (self.all is None):
+            raise ValueError("give exactly one of 'any' or 'all'")
+
+
+ScheduleText = Annotated[str, AfterValidator(_check_schedule_text)]
+Schedule = ScheduleText | list[AssetRef] | AssetCondition | None
+
+
+def make_asset(ref: AssetRef) -> Any:
+    """An Airflow ``Asset`` for a URI string or :class:`AssetSpec`."""
+    from airflow.providers.common.compat.sdk import Asset
+
+    if isinstance(ref, AssetSpec):
+        kwargs: dict[str, Any] = {"uri": ref.uri}
+        if ref.name:
+            kwargs["name"] = ref.name
+        if ref.group:
+            kwargs["group"] = ref.group
+        if ref.extra:
+            kwargs["extra"] = ref.extra
+        return Asset(**kwargs)
+    return Asset(uri=ref)
+
+
+def to_airflow_schedule(schedule: Schedule) -> Any:
+    """The ``schedule=`` argument for ``DAG``: string, ``timedelta``, or an Asset expression."""
+    if schedule is None:
+        return None
+    if isinstance(schedule, str):
+        text = schedule.strip()
+        if text.startswith("@") or _CRON.match(text):
+            return text
+        return parse_duration(text)
+    if isinstance(schedule, list):
+        return [make_asset(ref) for ref in schedule]
+    from airflow.providers.common.compat.sdk import AssetAll, AssetAny
+
+    if schedule.any is not None:
+        return AssetAny(*(make_asset(ref) for ref in schedule.any))
+    return AssetAll(*(make_asset(ref) for ref in schedule.all or []))
+
+
+def describe_schedule(schedule: Schedule) -> str:
+    """Human text for ``dataeng render``."""
+    if schedule is None:
+        return "none (manual/triggered)"
+    if isinstance(schedule, str):
+        return schedule
+    if isinstance(schedule, list):
+        return "assets (all): " + ", ".join(r if isinstance(r, str) else r.uri for r in schedule)
+    refs = schedule.any if schedule.any is not None else schedule.all
+    kind = "any" if schedule.any is not None else "all"
+    return f"assets ({kind}): " + ", ".join(r if isinstance(r, str) else r.uri for r in refs or [])

@@ -1,0 +1,78 @@
+"""Add a freshness SLA to a DAG as an Airflow Deadline Alert (Airflow 3.1+); a logged no-op elsewhere.
+
+The SLA "a run publishes ``table`` within ``error_after``" becomes
+``DeadlineAlert(reference=DAGRUN_QUEUED_AT (or DAGRUN_LOGICAL_DATE), interval=error_after,
+callback=AsyncCallback(<notifier class>, kwargs))``: when a run is still not finished at the deadline, the
+scheduler queues the callback, which runs in the triggerer (``async_notify``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow_provider_dataeng.freshness.duration import DurationLike, format_duration, parse_duration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NOTIFIER = "airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier"
+REFERENCES = ("queued_at", "logical_date")
+
+
+def deadline_alerts_supported() -> bool:
+    """True when the installed Airflow has ``airflow.sdk.DeadlineAlert`` (3.1+)."""
+    try:
+        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def add_freshness_deadline(
+    dag: Any,
+    *,
+    table: str,
+    error_after: DurationLike,
+    notifier: type | str = DEFAULT_NOTIFIER,
+    notifier_kwargs: dict[str, Any] | None = None,
+    reference: str = "queued_at",
+    name: str | None = None,
+) -> Any | None:
+    """Append a Deadline Alert for ``table``'s freshness SLA to ``dag``; return it (``None`` when unsupported).
+
+    :param dag: the DAG (call before it is serialized, e.g. inside its ``with DAG(...)`` block).
+    :param table: the table the DAG publishes (used in the message).
+    :param error_after: how long after the reference a run must have finished ("6h", timedelta, ...).
+    :param notifier: a ``BaseNotifier`` subclass (or its import path) implementing ``async_notify``;
+        default :class:`~airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier`.
+    :param notifier_kwargs: constructor kwargs of the notifier (JSON-able; e.g. ``{"webhook_url": ...}``).
+    :param reference: ``"queued_at"`` (when the run was queued) or ``"logical_date"``.
+    :param name: the alert's name (default ``freshness:<table>``).
+    """
+    interval = parse_duration(error_after, field="error_after")
+    if interval is None or interval <= timedelta(0):
+        raise ValueError(f"error_after={error_after!r}: expected a positive duration like '6h'")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference={reference!r}: expected one of {', '.join(REFERENCES)}")
+    if not deadline_alerts_supported():
+        log.info(
+            "Deadline Alerts need Airflow 3.1+; freshness SLA for %s on DAG %s not added as a deadline",
+            table, getattr(dag, "dag_id", dag),
+        )
+        return None
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    kwargs = {"table": table, "sla": f"finished within {format_duration(interval)} of {reference}"}
+    kwargs.update(notifier_kwargs or {})
+    alert = DeadlineAlert(
+        reference=(
+            DeadlineReference.DAGRUN_QUEUED_AT if reference == "queued_at" else DeadlineReference.DAGRUN_LOGICAL_DATE
+        ),
+        interval=interval,
+        callback=AsyncCallback(notifier, kwargs=kwargs),
+        name=name or f"freshness:{table}",
+    )
+    dag.deadline = [*(dag.deadline or []), alert]
+    log.info("Added Deadline Alert %s to DAG %s (%s)", alert.name, dag.dag_id, kwargs["sla"])
+    return alert

@@ -1,0 +1,189 @@
+"""Catalog reads used by the publish engine (relations, partitions, dependents, definitions)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from airflow_provider_dataeng.publish.table_ref import TableRef
+
+
+def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def scalar(conn: psycopg.Connection, query: Any, params: Any = None) -> Any:
+    found = rows(conn, query, params)
+    return found[0][0] if found else None
+
+
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    ref: TableRef
+    relkind: str
+    owner: str
+
+
+def relation(conn: psycopg.Connection, ref: TableRef) -> Relation | None:
+    """The relation named ``ref`` (any kind), or None."""
+    found = rows(conn, """
+        select c.oid, c.relkind::text, pg_get_userbyid(c.relowner)
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = %s and c.relname = %s""", [ref.schema, ref.table])
+    if not found:
+        return None
+    oid, kind, owner = found[0]
+    return Relation(int(oid), ref, kind, owner)
+
+
+def relation_by_oid(conn: psycopg.Connection, oid: int) -> Relation | None:
+    found = rows(conn, """
+        select n.nspname, c.relname, c.relkind::text, pg_get_userbyid(c.relowner)
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = %s""", [oid])
+    if not found:
+        return None
+    nsp, name, kind, owner = found[0]
+    return Relation(oid, TableRef(nsp, name), kind, owner)
+
+
+def columns(conn: psycopg.Connection, oid: int) -> list[tuple[str, str]]:
+    """``[(name, format_type)]`` of a relation's live columns, in order."""
+    return [(r[0], r[1]) for r in rows(conn, """
+        select attname, format_type(atttypid, atttypmod) from pg_attribute
+        where attrelid = %s and attnum > 0 and not attisdropped order by attnum""", [oid])]
+
+
+@dataclass(frozen=True)
+class DependentView:
+    oid: int
+    ref: TableRef
+    relkind: str
+    owner: str
+
+
+def dependent_views(conn: psycopg.Connection, oid: int) -> list[DependentView]:
+    """Views and materialized views whose rewrite rules reference relation ``oid`` directly."""
+    return [DependentView(int(r[0]), TableRef(r[1], r[2]), r[3], r[4]) for r in rows(conn, """
+        select distinct v.oid, n.nspname, v.relname, v.relkind::text, pg_get_userbyid(v.relowner)
+        from pg_depend d
+        join pg_rewrite r on r.oid = d.objid
+        join pg_class v on v.oid = r.ev_class
+        join pg_namespace n on n.oid = v.relnamespace
+        where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass
+          and d.refobjid = %s and v.oid <> %s
+        order by v.oid""", [oid, oid])]
+
+
+def blocking_dependents(conn: psycopg.Connection, oid: int) -> list[str]:
+    """Objects bound to ``oid`` that a swap cannot carry over (it refuses rather than break them)."""
+    problems = [f"materialized view {TableRef(r[0], r[1])}" for r in rows(conn, """
+        select distinct n.nspname, v.relname from pg_depend d
+        join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class
+        join pg_namespace n on n.oid = v.relnamespace
+        where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass
+          and d.refobjid = %s and v.relkind = 'm'""", [oid])]
+    problems += [f"foreign key {r[0]} on {r[1]}" for r in rows(conn, """
+        select conname, conrelid::regclass::text from pg_constraint
+        where confrelid = %s and contype = 'f' and conrelid <> %s""", [oid, oid])]
+    problems += [f"function {r[0]} (SQL-standard body)" for r in rows(conn, """
+        select distinct d.objid::regprocedure::text from pg_depend d
+        where d.classid = 'pg_proc'::regclass and d.refclassid = 'pg_class'::regclass and d.refobjid = %s""",
+        [oid])]
+    problems += [f"row-level security policy {r[0]}" for r in rows(conn, """
+        select polname from pg_policy where polrelid = %s""", [oid])]
+    return problems
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    oid: int
+    name: str
+    definition: str  # pg_get_indexdef (search_path = pg_catalog: fully qualified)
+    constraint: str | None  # name of the p/u/x constraint it backs
+    constraint_def: str | None
+
+
+def indexes(conn: psycopg.Connection, oid: int) -> list[IndexInfo]:
+    return [IndexInfo(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows(conn, """
+        select i.indexrelid, ic.relname, pg_get_indexdef(i.indexrelid), con.conname,
+               case when con.oid is not null then pg_get_constraintdef(con.oid) end
+        from pg_index i join pg_class ic on ic.oid = i.indexrelid
+        left join pg_constraint con on con.conindid = i.indexrelid and con.conrelid = i.indrelid
+             and con.contype in ('p', 'u', 'x')
+        where i.indrelid = %s order by i.indexrelid""", [oid])]
+
+
+def index_tail(conn: psycopg.Connection, info: IndexInfo, owner: Relation) -> tuple[bool, str]:
+    """Split an index definition into (unique, text from ' USING ...') for re-creation elsewhere."""
+    q_idx, q_nsp, q_rel = rows(conn, "select quote_ident(%s), quote_ident(%s), quote_ident(%s)",
+                               [info.name, owner.ref.schema, owner.ref.table])[0]
+    for unique in (False, True):
+        for only in ("", "ONLY "):
+            prefix = f"CREATE {'UNIQUE ' if unique else ''}INDEX {q_idx} ON {only}{q_nsp}.{q_rel}"
+            if info.definition.startswith(prefix + " USING "):
+                return unique, info.definition[len(prefix):]
+    raise ValueError(f"cannot parse index definition of {info.name!r}: {info.definition!r}")
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    oid: int
+    ref: TableRef
+    lower: Any  # None = MINVALUE
+    upper: Any  # None = MAXVALUE
+    is_default: bool
+
+
+_BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
+_LITERAL_RE = re.compile(r"^'((?:[^']|'')*)'$", re.S)
+
+
+def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | None:
+    """``(strategy, column, column type)`` of a single-column partitioned table, or None."""
+    found = rows(conn, """
+        select p.partstrat::text, p.partnatts, a.attname, format_type(a.atttypid, a.atttypmod)
+        from pg_partitioned_table p
+        left join pg_attribute a on a.attrelid = p.partrelid and a.attnum = p.partattrs[0]
+        where p.partrelid = %s""", [oid])
+    if not found:
+        return None
+    strat, natts, col, typ = found[0]
+    if natts != 1 or col is None:
+        return (strat, "", "")
+    return (strat, col, typ)
+
+
+def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str) -> list[PartitionInfo]:
+    """Children of a range-partitioned table with their bounds, read from the catalog."""
+    out = []
+    for oid, nsp, name, bound in rows(conn, """
+            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid)
+            from pg_inherits i join pg_class c on c.oid = i.inhrelid
+            join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid]):
+        if bound == "DEFAULT":
+            out.append(PartitionInfo(int(oid), TableRef(nsp, name), None, None, True))
+            continue
+        m = _BOUND_RE.match(bound or "")
+        if not m:
+            raise ValueError(f"partition {nsp}.{name}: unexpected bound {bound!r}")
+        lo, hi = (_bound_value(conn, text, column_type) for text in m.groups())
+        out.append(PartitionInfo(int(oid), TableRef(nsp, name), lo, hi, False))
+    return out
+
+
+def _bound_value(conn: psycopg.Connection, text: str, column_type: str) -> Any:
+    text = text.strip()
+    if text in ("MINVALUE", "MAXVALUE"):
+        return None
+    m = _LITERAL_RE.match(text)
+    if not m:
+        raise ValueError(f"unexpected partition bound value {text!r}")
+    from psycopg import sql
+
+    return scalar(conn, sql.SQL("select %s::{}").format(sql.SQL(column_type)), [m.group(1).replace("''", "'")])

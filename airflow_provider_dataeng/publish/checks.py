@@ -1,0 +1,347 @@
+"""Quality checks run on a staging table before it is published (or on any table).
+
+Config format (YAML ``checks:`` list; each item one dict)::
+
+    - {check: row_count, min: 1, max: 1000000}
+    - {check: null_fraction, column: email, max: 0.01}
+    - {check: unique, columns: [order_id]}
+    - {check: accepted_values, column: status, values: [placed, shipped, cancelled]}
+    - {check: sql, name: no_negative_amounts, sql: "select count(*) = 0 from {table} where amount < 0"}
+    - {check: drift, max_change_pct: 50}
+
+Every check accepts an optional ``name`` (how it shows in the check table and the ledger).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+
+from airflow_provider_dataeng.publish.table_ref import TableRef
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check: what was observed against which threshold."""
+
+    check: str
+    observed: Any
+    threshold: Any
+    passed: bool
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"check": self.check, "observed": _jsonable(self.observed), "threshold": _jsonable(self.threshold),
+               "passed": self.passed}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
+
+
+@dataclass
+class CheckContext:
+    """What a check may look at: the table under test, its row count and the published baseline."""
+
+    conn: psycopg.Connection
+    table: TableRef
+    rows: int
+    baseline: TableRef | None = None  # the currently published table or partition (for drift)
+
+    def scalar(self, query: sql.Composable, params: Sequence[Any] | None = None) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(query, params)
+            row = cur.fetchone()
+        return None if row is None else row[0]
+
+
+class Check:
+    """Base class: ``evaluate(ctx) -> CheckResult``."""
+
+    kind: ClassVar[str] = ""
+    name: str
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def result(self, observed: Any, threshold: Any, passed: bool, detail: str | None = None) -> CheckResult:
+        return CheckResult(self.name, observed, threshold, bool(passed), detail)
+
+
+@dataclass
+class RowCountCheck(Check):
+    """Row count within ``[min, max]`` (either bound optional)."""
+
+    min: int | None = None
+    max: int | None = None
+    name: str = "row_count"
+    kind: ClassVar[str] = "row_count"
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        ok = (self.min is None or ctx.rows >= self.min) and (self.max is None or ctx.rows <= self.max)
+        return self.result(ctx.rows, _range_text(self.min, self.max), ok)
+
+
+@dataclass
+class NullFractionCheck(Check):
+    """Fraction of NULLs in ``column`` at most ``max`` (0..1). An empty table has fraction 0."""
+
+    column: str = ""
+    max: float = 0.0
+    name: str = ""
+    kind: ClassVar[str] = "null_fraction"
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"null_fraction({self.column})"
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        nulls = ctx.scalar(sql.SQL("select count(*) from {} where {} is null").format(
+            ctx.table.ident(), sql.Identifier(self.column)))
+        fraction = (nulls / ctx.rows) if ctx.rows else 0.0
+        return self.result(round(fraction, 6), f"<= {self.max}", fraction <= self.max,
+                           f"{nulls} of {ctx.rows} rows are null")
+
+
+@dataclass
+class UniqueCheck(Check):
+    """No two rows share the key ``columns`` (NULLs count as equal); at most ``max_duplicates`` extra rows."""
+
+    columns: list[str] = field(default_factory=list)
+    max_duplicates: int = 0
+    name: str = ""
+    kind: ClassVar[str] = "unique"
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"unique({', '.join(self.columns)})"
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        dupes = ctx.scalar(sql.SQL(
+            "select coalesce(sum(n - 1), 0)::bigint from (select count(*) as n from {} group by {} "
+            "having count(*) > 1) d").format(ctx.table.ident(), cols))
+        return self.result(int(dupes), f"<= {self.max_duplicates} duplicate rows", dupes <= self.max_duplicates)
+
+
+@dataclass
+class AcceptedValuesCheck(Check):
+    """Every non-NULL value of ``column`` (compared as text) is one of ``values``."""
+
+    column: str = ""
+    values: list[Any] = field(default_factory=list)
+    max_violations: int = 0
+    name: str = ""
+    kind: ClassVar[str] = "accepted_values"
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"accepted_values({self.column})"
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        col = sql.Identifier(self.column)
+        bad = ctx.scalar(
+            sql.SQL("select count(*) from {} where {} is not null and not ({}::text = any(%s::text[]))").format(
+                ctx.table.ident(), col, col),
+            [[str(v) for v in self.values]],
+        )
+        sample = None
+        if bad:
+            with ctx.conn.cursor() as cur:
+                cur.execute(sql.SQL(
+                    "select distinct {}::text from {} where {} is not null and not ({}::text = any(%s::text[])) "
+                    "limit 5").format(col, ctx.table.ident(), col, col), [[str(v) for v in self.values]])
+                sample = "unexpected: " + ", ".join(repr(r[0]) for r in cur.fetchall())
+        return self.result(int(bad), f"<= {self.max_violations} rows outside {len(self.values)} values",
+                           bad <= self.max_violations, sample)
+
+
+@dataclass
+class SqlCheck(Check):
+    """A custom assertion: ``sql`` returns one boolean, true = pass. ``{table}`` is the table under test."""
+
+    sql: str = ""
+    name: str = "sql"
+    kind: ClassVar[str] = "sql"
+
+    def query(self, table: TableRef) -> sql.Composed:
+        pieces = self.sql.split("{table}")
+        parts: list[sql.Composable] = [sql.SQL(pieces[0])]
+        for piece in pieces[1:]:
+            parts += [table.ident(), sql.SQL(piece)]
+        return sql.Composed(parts)
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        value = ctx.scalar(self.query(ctx.table))
+        if not isinstance(value, bool) and value is not None:
+            raise ValueError(f"check {self.name!r}: the sql must return one boolean, it returned {value!r}")
+        return self.result(value, "true", value is True)
+
+
+@dataclass
+class DriftCheck(Check):
+    """Row count within +-``max_change_pct`` % of the published data (passes when nothing is published)."""
+
+    max_change_pct: float = 0.0
+    name: str = "drift"
+    kind: ClassVar[str] = "drift"
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        threshold = f"+-{self.max_change_pct}%"
+        if ctx.baseline is None:
+            return self.result(None, threshold, True, "no published data to compare with")
+        published = ctx.scalar(sql.SQL("select count(*) from {}").format(ctx.baseline.ident()))
+        if not published:
+            return self.result(None, threshold, True, "published data is empty: no baseline")
+        change = (ctx.rows - published) * 100.0 / published
+        return self.result(f"{change:+.2f}%", threshold, abs(change) <= self.max_change_pct,
+                           f"{ctx.rows} rows vs {published} published")
+
+
+def _range_text(lo: Any, hi: Any) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    if lo is not None:
+        return f">= {lo}"
+    if hi is not None:
+        return f"<= {hi}"
+    return "any"
+
+
+# -- config -----------------------------------------------------------------------------------------
+def _num(where: str, key: str, value: Any, *, integer: bool = False, lo: float | None = 0,
+         hi: float | None = None) -> Any:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{where}: '{key}' must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{where}: '{key}' must be within {_range_text(lo, hi)}, got {value!r}")
+    return value
+
+
+def _name(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: '{key}' must be a non-empty column name, got {value!r}")
+    return value
+
+
+def _row_count(where: str, spec: dict) -> Check:
+    lo = _num(where, "min", spec["min"], integer=True) if spec.get("min") is not None else None
+    hi = _num(where, "max", spec["max"], integer=True) if spec.get("max") is not None else None
+    if lo is None and hi is None:
+        raise ValueError(f"{where}: row_count needs 'min' and/or 'max'")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"{where}: 'min' ({lo}) is greater than 'max' ({hi})")
+    return RowCountCheck(min=lo, max=hi, name=spec.get("name") or "row_count")
+
+
+def _null_fraction(where: str, spec: dict) -> Check:
+    return NullFractionCheck(column=_name(where, "column", spec.get("column")),
+                             max=float(_num(where, "max", spec.get("max"), hi=1)), name=spec.get("name") or "")
+
+
+def _unique(where: str, spec: dict) -> Check:
+    cols = spec.get("columns")
+    if isinstance(cols, str):
+        cols = [cols]
+    if not isinstance(cols, list) or not cols:
+        raise ValueError(f"{where}: 'columns' must be a non-empty list of column names, got {cols!r}")
+    return UniqueCheck(columns=[_name(where, "columns", c) for c in cols],
+                       max_duplicates=_num(where, "max_duplicates", spec.get("max_duplicates", 0), integer=True),
+                       name=spec.get("name") or "")
+
+
+def _accepted_values(where: str, spec: dict) -> Check:
+    values = spec.get("values")
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where}: 'values' must be a non-empty list, got {values!r}")
+    return AcceptedValuesCheck(column=_name(where, "column", spec.get("column")), values=values,
+                               max_violations=_num(where, "max_violations", spec.get("max_violations", 0),
+                                                   integer=True),
+                               name=spec.get("name") or "")
+
+
+def _sql(where: str, spec: dict) -> Check:
+    text = spec.get("sql")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: 'sql' must be a query returning one boolean, got {text!r}")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: a sql check needs a 'name'")
+    return SqlCheck(sql=text, name=name)
+
+
+def _drift(where: str, spec: dict) -> Check:
+    return DriftCheck(max_change_pct=float(_num(where, "max_change_pct", spec.get("max_change_pct"))),
+                      name=spec.get("name") or "drift")
+
+
+_BUILDERS: dict[str, tuple[Callable[[str, dict], Check], frozenset[str], frozenset[str]]] = {
+    # kind: (builder, required keys, optional keys)
+    "row_count": (_row_count, frozenset(), frozenset({"min", "max"})),
+    "null_fraction": (_null_fraction, frozenset({"column", "max"}), frozenset()),
+    "unique": (_unique, frozenset({"columns"}), frozenset({"max_duplicates"})),
+    "accepted_values": (_accepted_values, frozenset({"column", "values"}), frozenset({"max_violations"})),
+    "sql": (_sql, frozenset({"sql", "name"}), frozenset()),
+    "drift": (_drift, frozenset({"max_change_pct"}), frozenset()),
+}
+
+
+def build_checks(specs: Sequence[dict] | None) -> list[Check]:
+    """Build checks from config dicts; a bad spec raises ValueError naming the item and the key."""
+    if specs is None:
+        return []
+    if isinstance(specs, dict) or not isinstance(specs, (list, tuple)):
+        raise ValueError(f"checks: expected a list of check dicts, got {type(specs).__name__}")
+    checks: list[Check] = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, Check):
+            checks.append(spec)
+            continue
+        where = f"checks[{i}]"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where}: expected a dict like {{check: row_count, min: 1}}, got {spec!r}")
+        kind = spec.get("check")
+        if kind not in _BUILDERS:
+            raise ValueError(f"{where}: 'check' must be one of {', '.join(_BUILDERS)}, got {kind!r}")
+        builder, required, optional = _BUILDERS[kind]
+        where = f"checks[{i}] ({kind})"
+        allowed = required | optional | {"check", "name"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected {', '.join(sorted(allowed - {'check'}))}")
+        missing = sorted(required - set(spec))
+        if missing:
+            raise ValueError(f"{where}: missing key {missing[0]!r}")
+        if "name" in spec and (not isinstance(spec["name"], str) or not spec["name"]):
+            raise ValueError(f"{where}: 'name' must be a non-empty string, got {spec['name']!r}")
+        checks.append(builder(where, spec))
+    names = [c.name for c in checks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"checks: two checks are named {dupes[0]!r}; give one a distinct 'name'")
+    return checks
+
+
+def run_checks(ctx: CheckContext, checks: Sequence[Check]) -> list[CheckResult]:
+    """Evaluate every check (all of them, so the report is complete). A check that cannot run raises."""
+    results = []
+    for check in checks:
+        try:
+            results.append(check.evaluate(ctx))
+        except psycopg.Error as exc:
+            raise CheckError(f"check {check.name!r} could not run on {ctx.table}: {exc}".strip()) from exc
+    return results
+
+
+class CheckError(ValueError):
+    """A check's query failed (bad column, bad SQL): a configuration error, not a data problem."""

@@ -1,0 +1,209 @@
+"""Extract benchmark: our streaming-COPY extract vs a psql binary pipe vs Airflow's GenericTransfer.
+
+Run: ``.venv/bin/python benchmarks/extract.py --rows 1000000``. Starts two throwaway clusters (source and
+warehouse), loads an orders table, then in one run times:
+
+- ``ours``: IdempotentExtractOperator's path (ExtractJob: describe, snapshot count, COPY stream into
+  staging, partition swap, ledger row), full_snapshot into a partitioned ``raw.orders``;
+- ``psql_pipe``: ``psql \\copy (...) to stdout (format binary) | psql \\copy t from stdin (format binary)``;
+- ``generic_transfer``: ``GenericTransfer(...).execute({})`` (common-sql provider);
+
+and the peak RSS growth of our path over the process RSS after its imports, in a child process per size
+(1M and 4M rows). Times are the best of ``--repeat`` runs (GenericTransfer: one run). The last line is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+
+if "AIRFLOW_HOME" not in os.environ or os.environ.get("DATAENG_BENCH_CHILD") != "1":
+    configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-airflow-")))
+
+from tests.support.airflow_env import register_cluster_connection  # noqa: E402
+from tests.support.pg import PG_BIN, PgCluster  # noqa: E402
+
+ORDERS_DDL = """
+create table {name} (
+  id bigint primary key, customer_id bigint not null, status text not null, amount numeric(12,2) not null,
+  created_at timestamptz not null, updated_at timestamptz not null, note text
+)"""
+LOWER = datetime(2026, 1, 1, tzinfo=timezone.utc)
+UPPER = LOWER + timedelta(days=1)
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def vm_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def fill_orders(cluster: PgCluster, table: str, rows: int) -> None:
+    cluster.psql(ORDERS_DDL.format(name=table), "shop")
+    cluster.psql(
+        f"""insert into {table} select g, 1 + g % 50000, (array['placed','shipped','cancelled'])[1 + g % 3],
+            round(((g * 7919) % 1000000) / 100.0, 2), timestamptz '2025-01-01' + g * interval '17 seconds',
+            timestamptz '2025-01-01' + g * interval '17 seconds' + interval '3 hours',
+            'note ' || md5(g::text) from generate_series(1, {rows}) g""",
+        "shop",
+    )
+    cluster.psql(f"vacuum analyze {table}", "shop")
+
+
+def run_ours(source_table: str, target_table: str) -> tuple[float, int]:
+    from airflow_provider_dataeng.extract.job import ExtractJob, ExtractSpec
+
+    job = ExtractJob(ExtractSpec(source_conn_id="bench_source", target_conn_id="bench_warehouse",
+                                 source_table=source_table, target_table=target_table, progress_interval="5s"))
+    t0 = time.perf_counter()
+    result = job.run(LOWER, UPPER, pipeline="bench", task_id="extract", run_id="bench")
+    return time.perf_counter() - t0, result.rows
+
+
+def run_pipe(src: PgCluster, wh: PgCluster, source_table: str, target_table: str) -> float:
+    wh.psql(f"truncate {target_table}", "warehouse")
+    t0 = time.perf_counter()
+    p1 = subprocess.Popen(
+        [str(PG_BIN / "psql"), "-X", "-q", "-d", src.dsn("shop"), "-c",
+         f"\\copy (select * from {source_table}) to stdout (format binary)"], stdout=subprocess.PIPE,
+    )
+    p2 = subprocess.Popen(
+        [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", wh.dsn("warehouse"), "-c",
+         f"\\copy {target_table} from stdin (format binary)"], stdin=p1.stdout, stdout=subprocess.DEVNULL,
+    )
+    assert p1.stdout is not None
+    p1.stdout.close()
+    if p2.wait() != 0 or p1.wait() != 0:
+        raise RuntimeError("psql pipe failed")
+    return time.perf_counter() - t0
+
+
+def run_generic(source_table: str, target_table: str) -> float:
+    from airflow.providers.common.sql.operators.generic_transfer import GenericTransfer
+
+    op = GenericTransfer(
+        task_id="generic", sql=f"select * from {source_table}", destination_table=target_table,
+        source_conn_id="bench_source", destination_conn_id="bench_warehouse",
+        preoperator=f"truncate {target_table}",
+    )
+    t0 = time.perf_counter()
+    op.execute(context={})
+    return time.perf_counter() - t0
+
+
+def child_rss(rows: int) -> None:
+    """In a fresh process: RSS after imports, then peak RSS while our path extracts ``rows`` rows."""
+    import airflow  # noqa: F401
+    import psycopg  # noqa: F401
+
+    import airflow_provider_dataeng.extract.job  # noqa: F401
+    import airflow_provider_dataeng.publish.engine  # noqa: F401
+
+    baseline = vm_kb("VmRSS")
+    seconds, copied = run_ours(f"orders_{rows}", f"raw.orders_rss_{rows}")
+    peak = vm_kb("VmHWM")
+    print(json.dumps({"rows": copied, "seconds": seconds, "baseline_mb": baseline / 1024,
+                      "growth_mb": (peak - baseline) / 1024}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-rows", default="1000000,4000000", help="row counts of the RSS runs")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of ours and the pipe (best counts)")
+    parser.add_argument("--skip-generic", action="store_true")
+    parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        child_rss(args.rss_child)
+        return
+
+    rss_sizes = [int(x) for x in args.rss_rows.split(",") if x.strip()]
+    src = PgCluster.create("bench-source")
+    wh = PgCluster.create("bench-warehouse")
+    try:
+        src.create_database("shop")
+        wh.create_database("warehouse")
+        register_cluster_connection("bench_source", src, "shop")
+        register_cluster_connection("bench_warehouse", wh, "warehouse")
+        say(f"source {src.port}, warehouse {wh.port}; loading {args.rows} orders")
+        fill_orders(src, "orders", args.rows)
+        wh.psql("create schema bench; create schema raw;" + ORDERS_DDL.format(name="bench.orders_pipe")
+                + ";" + ORDERS_DDL.format(name="bench.orders_generic"), "warehouse")
+
+        ours, pipe = [], []
+        for i in range(args.repeat):
+            seconds, copied = run_ours("orders", "raw.orders")
+            assert copied == args.rows, (copied, args.rows)
+            ours.append(seconds)
+            say(f"ours run {i + 1}: {seconds:.2f}s ({copied} rows)")
+            pipe.append(run_pipe(src, wh, "orders", "bench.orders_pipe"))
+            say(f"psql pipe run {i + 1}: {pipe[-1]:.2f}s")
+        got = wh.psql("select count(*) from raw.orders", "warehouse")
+        assert int(got) == args.rows, got
+        same = wh.psql(
+            "select (select md5(string_agg(o::text, '|' order by id)) from (select id, customer_id, status, amount,"
+            " created_at, updated_at, note from raw.orders) o) = (select md5(string_agg(p::text, '|' order by id))"
+            " from bench.orders_pipe p)", "warehouse",
+        )
+        assert same == "t", "our copy differs from the psql pipe's"
+        say("our copy is identical to the psql pipe's")
+
+        generic = None
+        if not args.skip_generic:
+            say("GenericTransfer (about 25 s per million rows)...")
+            generic = run_generic("orders", "bench.orders_generic")
+            say(f"GenericTransfer: {generic:.2f}s")
+
+        rss: dict[int, float] = {}
+        for size in rss_sizes:
+            if size != args.rows:
+                say(f"loading orders_{size} for the RSS run")
+            fill_orders(src, f"orders_{size}", size) if size != args.rows else src.psql(
+                f"create view orders_{size} as select * from orders", "shop")
+            env = {**os.environ, "DATAENG_BENCH_CHILD": "1"}
+            out = subprocess.run([sys.executable, __file__, "--rss-child", str(size)], env=env, check=True,
+                                 capture_output=True, text=True)
+            child = json.loads(out.stdout.strip().splitlines()[-1])
+            assert child["rows"] == size, child
+            rss[size] = child["growth_mb"]
+            say(f"RSS at {size} rows: baseline {child['baseline_mb']:.0f} MB, growth {child['growth_mb']:.1f} MB"
+                f" ({child['seconds']:.1f}s)")
+
+        ours_s, pipe_s = min(ours), min(pipe)
+        result = {
+            "rows": args.rows,
+            "ours_s": round(ours_s, 3),
+            "psql_pipe_s": round(pipe_s, 3),
+            "generic_transfer_s": round(generic, 3) if generic is not None else None,
+            "ratio_vs_pipe": round(pipe_s / ours_s, 3),
+            "speedup_vs_generic": round(generic / ours_s, 2) if generic is not None else None,
+            "rss_growth_mb_1m": round(rss[1_000_000], 1) if 1_000_000 in rss else None,
+            "rss_growth_mb_4m": round(rss[4_000_000], 1) if 4_000_000 in rss else None,
+        }
+    finally:
+        src.destroy()
+        wh.destroy()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""The demo's main loop: the example pipelines over three daily intervals, a rerun, dbt, checks, a summary.
+
+Every DAG run is ``airflow dags test <dag_id> <logical_date>`` (Airflow's own CLI code) in a child
+process: by default two long-lived workers (:mod:`demo.dag_worker`) that each serve many runs, so the
+~10 s start-up of a fresh ``airflow dags test`` is paid twice, not once per run; with
+``--one-process-per-run`` every run is its own ``airflow dags test`` subprocess. Runs of different DAGs
+go two at a time; runs of one DAG go in interval order (incremental-by-id extracts depend on it).
+
+Results are read where a user would look: the ledger ``dataeng.load_ledger`` in the warehouse (rows,
+checks, publish status per partition), the Airflow metadata DB (DAG run and task states, XCom: dbt
+results, freshness, health), and the warehouse partitions themselves (row counts and md5 checksums
+before and after the rerun).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from demo.stack import REPO_ROOT, Stack, airflow_bin, stop_process_group
+
+UTC = timezone.utc
+CONFIG_DIR = REPO_ROOT / "dags" / "configs"
+EXTRACT_TYPES = {"extract", "publish"}
+CHECK_TYPES = {"freshness", "gap_check", "failover_health", "failover_health_sensor", "quality"}
+
+
+# -- the example pipelines ---------------------------------------------------------------------------
+@dataclass
+class Pipeline:
+    """One config of ``dags/configs``: its DAG id, task types and extract targets."""
+
+    dag_id: str
+    path: Path
+    types: dict[str, str]  # task name -> type
+    targets: list[str] = field(default_factory=list)  # extract/publish target tables
+    schedule: Any = None
+
+    @property
+    def kind(self) -> str:
+        """``extract`` (run per interval), ``dbt`` (after the extracts) or ``checks`` (last)."""
+        kinds = set(self.types.values())
+        if kinds & EXTRACT_TYPES:
+            return "extract"
+        if "dbt" in kinds:
+            return "dbt"
+        return "checks"
+
+
+def discover_pipelines(config_dir: Path = CONFIG_DIR) -> list[Pipeline]:
+    """Read the pipeline configs (defaults.yaml and files starting with ``_`` or ``.`` are not pipelines)."""
+    pipelines = []
+    for path in sorted(config_dir.glob("*.y*ml")):
+        if path.stem in ("defaults", "_defaults") or path.name.startswith(("_", ".")):
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+            continue
+        types, targets = {}, []
+        for name, task in data["tasks"].items():
+            task = task or {}
+            kind = "operator" if "operator" in task and task.get("type") in (None, "operator") else task.get("type")
+            types[name] = str(kind)
+            if kind in EXTRACT_TYPES and task.get("target_table"):
+                targets.append(str(task["target_table"]))
+        pipelines.append(Pipeline(str(data.get("dag_id") or path.stem), path, types, targets, data.get("schedule")))
+    return pipelines
+
+
+# -- running DAGs ------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One ``airflow dags test`` run: the DAG and the data interval it should cover."""
+
+    dag_id: str
+    interval_start: datetime
+    interval_end: datetime
+    label: str = ""
+    after: list[Job] = field(default_factory=list)
+
+    @property
+    def logical_date(self) -> str:
+        # With cron data intervals, a manual run at T covers the interval that ends at T.
+        return self.interval_end.isoformat()
+
+
+@dataclass
+class RunResult:
+    """What one run did, read back from the Airflow metadata DB."""
+
+    job: Job
+    rc: int
+    seconds: float
+    run_id: str | None = None
+    state: str | None = None
+    data_interval: tuple[str | None, str | None] = (None, None)
+    tasks: dict[str, str | None] = field(default_factory=dict)
+    xcom: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.state == "success"
+
+
+class DagRunner:
+    """Runs :class:`Job` s two at a time (``parallel``), in long-lived workers or one process per run."""
+
+    def __init__(self, stack: Stack, parallel: int = 2, one_process_per_run: bool = False,
+                 log: Callable[[str], None] = print) -> None:
+        self.stack = stack
+        self.parallel = max(1, parallel)
+        self.one_process_per_run = one_process_per_run
+        self.log = log
+        self.logs_dir = stack.demo_dir / "logs"
+        self.workers: list[_Worker] = []
+        self.results: list[RunResult] = []
+
+    def start(self) -> None:
+        """Spawn the workers now (their imports overlap with whatever the caller does next)."""
+        if self.one_process_per_run or self.workers:
+            return
+        for n in range(self.parallel):
+            self.workers.append(_Worker(self.stack, self.logs_dir / f"worker-{n + 1}.log"))
+
+    def run(self, jobs: Sequence[Job]) -> list[RunResult]:
+        """Run ``jobs`` (respecting ``Job.after``) and return their results in job order."""
+        self.start()
+        pending = list(jobs)
+        done: dict[int, RunResult] = {}
+        lock = threading.Condition()
+        errors: list[BaseException] = []
+
+        def next_job() -> Job | None:
+            with lock:
+                while True:
+                    if errors:
+                        return None
+                    for job in pending:
+                        if all(id(dep) in done or dep not in jobs for dep in job.after):
+                            pending.remove(job)
+                            return job
+                    if not pending:
+                        return None
+                    lock.wait(0.5)
+
+        def loop(slot: int) -> None:
+            try:
+                while (job := next_job()) is not None:
+                    result = self._run_one(slot, job)
+                    self._report(result)
+                    with lock:
+                        done[id(job)] = result
+                        lock.notify_all()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                with lock:
+                    errors.append(exc)
+                    lock.notify_all()
+
+        threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(self.parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short waits: Ctrl-C is handled promptly in the main thread
+        if errors:
+            raise errors[0]
+        results = [done[id(j)] for j in jobs]
+        self.results.extend(results)
+        return results
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers.clear()
+
+    # -- one run ---------------------------------------------------------------------------------
+    def _run_one(self, slot: int, job: Job) -> RunResult:
+        run_log = self.logs_dir / "runs" / f"{job.dag_id}__{job.interval_start:%Y%m%d}{job.label}.log"
+        run_log.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        if self.one_process_per_run:
+            proc = self.stack.spawn([airflow_bin(), "dags", "test", job.dag_id, job.logical_date], run_log)
+            while proc.poll() is None:
+                time.sleep(0.1)
+            self.stack.children.remove(proc)
+            rc, error = proc.returncode, None
+        else:
+            reply, text = self.workers[slot].run(job.dag_id, job.logical_date)
+            run_log.write_text(text)
+            rc, error = int(reply.get("rc") or 0), reply.get("error")
+        result = RunResult(job, rc, time.monotonic() - start, log_path=run_log, error=error)
+        read_run_state(self.stack.airflow_home / "airflow.db", result)
+        return result
+
+    def _report(self, r: RunResult) -> None:
+        interval = f"{r.job.interval_start:%Y-%m-%d}"
+        failed = [t for t, s in r.tasks.items() if s not in ("success", "skipped")]
+        status = "ok" if r.ok else f"FAILED ({', '.join(failed) or r.error or f'rc={r.rc}'})"
+        self.log(f"    {r.job.dag_id:<28} {interval}{r.job.label:<8} {len(r.tasks):>3} tasks  "
+                 f"{r.seconds:5.1f} s  {status}")
+        if not r.ok and r.log_path is not None:
+            self.log(f"      log: {r.log_path.relative_to(REPO_ROOT)}")
+            for line in _error_lines(r.log_path):
+                self.log(f"      | {line}")
+
+
+class _Worker:
+    """A :mod:`demo.dag_worker` child: JSON requests on stdin, JSON results on stdout."""
+
+    def __init__(self, stack: Stack, log_path: Path) -> None:
+        import sys
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "demo.dag_worker", str(log_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env=_child_env(), cwd=REPO_ROOT, start_new_session=True,
+        )
+        stack.children.append(self.proc)
+        self._ready = False
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"DAG worker exited (rc={self.proc.poll()}); last log lines:\n{tail}")
+        return json.loads(line)
+
+    def run(self, dag_id: str, logical_date: str) -> tuple[dict[str, Any], str]:
+        if not self._ready:
+            self._read()  # {"ready": true}
+            self._ready = True
+        offset = self.log_path.stat().st_size
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"dag_id": dag_id, "logical_date": logical_date}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        with open(self.log_path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+        return reply, text
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=3)
+        stop_process_group(self.proc)
+
+
+def _child_env() -> dict[str, str]:
+    from demo.stack import child_env
+
+    return child_env()
+
+
+def _error_lines(path: Path, limit: int = 12) -> list[str]:
+    lines = path.read_text(errors="replace").splitlines()
+    picked = [ln for ln in lines if any(k in ln for k in ("ERROR", "Error", "error", "Traceback", "FAILED"))]
+    return [ln[:200] for ln in (picked or lines)[-limit:]]
+
+
+def read_run_state(db_path: Path, result: RunResult) -> None:
+    """Fill ``result`` from the metadata DB: the DAG's latest run, its task states and XComs."""
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)) as db:
+        row = db.execute(
+            "select run_id, state, data_interval_start, data_interval_end from dag_run where dag_id = ? "
+            "order by id desc limit 1", (result.job.dag_id,),
+        ).fetchone()
+        if row is None:
+            return
+        result.run_id, result.state = row[0], row[1]
+        result.data_interval = (row[2], row[3])
+        for task_id, state in db.execute(
+            "select task_id, state from task_instance where dag_id = ? and run_id = ?", (result.job.dag_id, row[0])
+        ):
+            result.tasks[task_id] = state
+        for task_id, key, value in db.execute(
+            "select task_id, key, value from xcom where dag_id = ? and run_id = ?", (result.job.dag_id, row[0])
+        ):
+            with contextlib.suppress(TypeError, ValueError):
+                value = json.loads(value)
+            result.xcom[task_id if key == "return_value" else f"{task_id}:{key}"] = value
+
+
+# -- the warehouse side ------------------------------------------------------------------------------
+@dataclass
+class LedgerRow:
+    pipeline: str | None
+    task_id: str | None
+    target: str
+    partition_column: str | None
+    partition_start: datetime | None
+    partition_end: datetime | None
+    run_id: str | None
+    mode: str
+    rows: int | None
+    checks: list[dict[str, Any]]
+    status: str
+    error: str | None
+    finished_at: datetime | None
+
+
+def read_ledger(dsn: str) -> list[LedgerRow]:
+    """Every ledger row, oldest first (empty when nothing was published yet)."""
+    with psycopg.connect(dsn) as conn:
+        if not conn.execute("select to_regclass('dataeng.load_ledger') is not null").fetchone()[0]:
+            return []
+        rows = conn.execute(
+            "select pipeline, task_id, target_schema || '.' || target_table, partition_column, partition_start, "
+            "partition_end, run_id, mode, rows, checks, status, error, finished_at "
+            "from dataeng.load_ledger order by id"
+        ).fetchall()
+    return [LedgerRow(*r) for r in rows]
+
+
+@dataclass
+class PartitionState:
+    target: str
+    partition_column: str
+    start: datetime
+    end: datetime
+    rows: int
+    md5: str
+
+
+def partition_state(dsn: str, target: str, partition_column: str, start: datetime, end: datetime) -> PartitionState:
+    """Row count and md5 of one partition's rows (each row as text, in sorted order)."""
+    schema, _, table = target.rpartition(".")
+    query = sql.SQL(
+        "select count(*), coalesce(md5(string_agg(t::text, E'\\n' order by t::text)), '') from {} t "
+        "where {col} >= %s and {col} < %s"
+    ).format(sql.Identifier(schema or "public", table), col=sql.Identifier(partition_column))
+    with psycopg.connect(dsn) as conn:
+        count, digest = conn.execute(query, (start, end)).fetchone()
+    return PartitionState(target, partition_column, start, end, int(count), str(digest))
+
+
+def published_partitions(ledger: Iterable[LedgerRow], start: datetime) -> list[LedgerRow]:
+    """The latest published ledger row per target for the partition starting at ``start``."""
+    latest: dict[str, LedgerRow] = {}
+    for row in ledger:
+        if row.status == "published" and row.partition_start is not None and row.partition_column \
+                and row.partition_start == start:
+            latest[row.target] = row
+    return list(latest.values())
+
+
+# -- intervals ---------------------------------------------------------------------------------------
+def daily_intervals(days: int, today: date | None = None) -> list[tuple[datetime, datetime]]:
+    """The last ``days`` complete UTC days before ``today``."""
+    today = today or datetime.now(UTC).date()
+    out = []
+    for n in range(days, 0, -1):
+        start = datetime.combine(today - timedelta(days=n), datetime.min.time(), tzinfo=UTC)
+        out.append((start, start + timedelta(days=1)))
+    return out
+
+
+class Progress:
+    """Timestamps for the demo's log lines (seconds since start)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.marks: dict[str, float] = {}
+        self._q: queue.Queue[str] = queue.Queue()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = self.elapsed()
