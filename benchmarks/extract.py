@@ -60,7 +60,7 @@ def fill_orders(cluster: PgCluster, table: str, rows: int) -> None:
     cluster.psql(ORDERS_DDL.format(name=table), "shop")
     cluster.psql(
         f"""insert into {table} select g, 1 + g % 50000, (array['placed','shipped','cancelled'])[1 + g % 3],
-            round(((g * 7919) % 1000000) / 100.0, 2), timestamptz '2025-01-01' + g * interval '17 seconds',
+            round(((g::bigint * 7919) % 1000000) / 100.0, 2), timestamptz '2025-01-01' + g * interval '17 seconds',
             timestamptz '2025-01-01' + g * interval '17 seconds' + interval '3 hours',
             'note ' || md5(g::text) from generate_series(1, {rows}) g""",
         "shop",

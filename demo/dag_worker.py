@@ -6,9 +6,13 @@ the in-process execution API on its first task (measured on this 2-core machine)
 same process start in ~0.2 s. ``python -m demo --one-process-per-run`` uses plain ``airflow dags test``
 subprocesses instead.
 
-Protocol: one JSON object per line on stdin (``{"dag_id": .., "logical_date": ..}``), one JSON result
-per line on the ORIGINAL stdout (``{"dag_id", "logical_date", "rc", "seconds", "error"}``). Airflow's
-own output (task logs) goes to the log file named by ``argv[1]``.
+Protocol: one JSON object per line on stdin (``{"dag_id": .., "logical_date": .., "mark_success":
+<regex or null>, "retries": <int or null>}``), one JSON result per line on the ORIGINAL stdout
+(``{"dag_id", "logical_date", "rc", "seconds", "error"}``). Airflow's own output (task logs) goes to the
+log file named by ``argv[1]``.
+
+``retries`` (the demo passes 0 unless ``--keep-retries``) overrides every task's retries for that run:
+``dags test`` otherwise waits out each retry delay (minutes in the example configs) before failing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 
 def main() -> None:
@@ -29,8 +34,10 @@ def main() -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1)
 
     from airflow.cli.cli_parser import get_parser
+    from airflow.cli.commands import dag_command
 
     parser = get_parser()
+    warm_up()
     results.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         if not line.strip():
@@ -41,17 +48,40 @@ def main() -> None:
         start = time.monotonic()
         rc, error = 0, None
         try:
-            args = parser.parse_args(["dags", "test", dag_id, logical_date])
-            args.func(args)
+            argv = ["dags", "test", dag_id, logical_date]
+            if request.get("mark_success"):
+                argv += ["--mark-success-pattern", request["mark_success"]]
+            args = parser.parse_args(argv)
+            if request.get("retries") is None:
+                args.func(args)
+            else:  # the same command, on the DAG with its retries overridden
+                dag = dag_command.get_bagged_dag(bundle_names=None, dag_id=dag_id)
+                for task in dag.tasks:
+                    task.retries = int(request["retries"])
+                dag_command.dag_test(args, dag=dag)
         except SystemExit as exc:  # "DagRun failed" and argparse errors
             rc = exc.code if isinstance(exc.code, int) else 1
             error = None if isinstance(exc.code, int) else str(exc.code)
-        except Exception as exc:  # a DAG that does not parse, a missing DAG id
-            rc, error = 1, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a DAG that does not parse, a missing DAG id, an Airflow error
+            traceback.print_exc()
+            rc, error = 1, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         sys.stdout.flush()
         sys.stderr.flush()
         results.write(json.dumps({"dag_id": dag_id, "logical_date": logical_date, "rc": rc,
                                   "seconds": round(time.monotonic() - start, 2), "error": error}) + "\n")
+
+
+def warm_up() -> None:
+    """Build the in-process execution API now (~6 s), not on the first task of the first run."""
+    try:
+        import httpx
+        from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+        api = in_process_api_server()
+        with httpx.Client(transport=api.transport, base_url="http://in-process.invalid./") as client:
+            client.get("/execution/health")
+    except Exception as exc:  # only an optimisation
+        print(f"warm-up skipped: {exc}", flush=True)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ class Job:
     interval_end: datetime
     label: str = ""
     after: list[Job] = field(default_factory=list)
+    mark_success: str | None = None  # regex of task ids marked success without running
 
     @property
     def logical_date(self) -> str:
@@ -122,8 +123,9 @@ class DagRunner:
     """Runs :class:`Job` s two at a time (``parallel``), in long-lived workers or one process per run."""
 
     def __init__(self, stack: Stack, parallel: int = 2, one_process_per_run: bool = False,
-                 log: Callable[[str], None] = print) -> None:
+                 retries: int | None = 0, log: Callable[[str], None] = print) -> None:
         self.stack = stack
+        self.retries = retries
         self.parallel = max(1, parallel)
         self.one_process_per_run = one_process_per_run
         self.log = log
@@ -195,13 +197,18 @@ class DagRunner:
         run_log.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         if self.one_process_per_run:
-            proc = self.stack.spawn([airflow_bin(), "dags", "test", job.dag_id, job.logical_date], run_log)
+            cmd = [airflow_bin(), "dags", "test", job.dag_id, job.logical_date]
+            if job.mark_success:
+                cmd += ["--mark-success-pattern", job.mark_success]
+            proc = self.stack.spawn(cmd, run_log)
             while proc.poll() is None:
                 time.sleep(0.1)
             self.stack.children.remove(proc)
             rc, error = proc.returncode, None
         else:
-            reply, text = self.workers[slot].run(job.dag_id, job.logical_date)
+            reply, text = self.workers[slot].run(
+                {"dag_id": job.dag_id, "logical_date": job.logical_date, "mark_success": job.mark_success,
+                 "retries": self.retries})
             run_log.write_text(text)
             rc, error = int(reply.get("rc") or 0), reply.get("error")
         result = RunResult(job, rc, time.monotonic() - start, log_path=run_log, error=error)
@@ -245,13 +252,13 @@ class _Worker:
             raise RuntimeError(f"DAG worker exited (rc={self.proc.poll()}); last log lines:\n{tail}")
         return json.loads(line)
 
-    def run(self, dag_id: str, logical_date: str) -> tuple[dict[str, Any], str]:
+    def run(self, request: dict[str, Any]) -> tuple[dict[str, Any], str]:
         if not self._ready:
             self._read()  # {"ready": true}
             self._ready = True
         offset = self.log_path.stat().st_size
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"dag_id": dag_id, "logical_date": logical_date}) + "\n")
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         reply = self._read()
         with open(self.log_path, "rb") as fh:
@@ -390,3 +397,282 @@ class Progress:
 
     def mark(self, name: str) -> None:
         self.marks[name] = self.elapsed()
+
+
+# -- the demo ------------------------------------------------------------------------------------------
+@dataclass
+class DemoOptions:
+    days: int = 3
+    plain: bool = False
+    seed: int = 42
+    parallel: int = 2
+    one_process_per_run: bool = False
+    keep_retries: bool = False
+    keep: bool = False
+
+
+@dataclass
+class DemoReport:
+    """Everything the summary shows (also what the end-to-end test asserts on)."""
+
+    intervals: list[tuple[datetime, datetime]]
+    pipelines: list[Pipeline]
+    runs: list[RunResult]
+    ledger: list[LedgerRow]
+    before: list[PartitionState]
+    after: list[PartitionState]
+    warehouse_kind: str
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def idempotent(self) -> bool:
+        pairs = {(p.target, p.start): p for p in self.before}
+        return bool(self.before) and all(
+            (a.target, a.start) in pairs and (pairs[a.target, a.start].rows, pairs[a.target, a.start].md5)
+            == (a.rows, a.md5) for a in self.after
+        ) and len(self.after) == len(self.before)
+
+    @property
+    def failed_runs(self) -> list[RunResult]:
+        return [r for r in self.runs if not r.ok]
+
+
+class Demo:
+    """The whole demo: stack, shop, runs, rerun, dbt, checks, summary."""
+
+    def __init__(self, options: DemoOptions, log: Callable[[str], None] = print) -> None:
+        self.options = options
+        self.log = log
+        self.stack = Stack(plain=options.plain, log=self._log)
+        self.progress = Progress()
+        self.runner: DagRunner | None = None
+
+    def _log(self, text: str) -> None:
+        self.log(f"[{self.progress.elapsed():6.1f}s] {text}" if text.startswith("==>") else text)
+
+    def run(self) -> DemoReport:
+        opts = self.options
+        intervals = daily_intervals(opts.days)
+        pipelines = discover_pipelines()
+        if not pipelines:
+            raise RuntimeError(f"no pipeline configs in {CONFIG_DIR}")
+        self._log(f"==> {len(pipelines)} pipelines in dags/configs: "
+                  + ", ".join(f"{p.dag_id} ({p.kind})" for p in pipelines))
+        self._log(f"    intervals: {', '.join(f'{s:%Y-%m-%d}' for s, _ in intervals)} (daily, UTC)")
+
+        # Start-up, overlapped: Airflow's migration and the DAG workers' imports run while the
+        # shop is generated and the formation starts.
+        stack = self.stack
+        stack.start_source()
+        stack.plan_warehouse()
+        stack.register_connections()
+        stack.prepare_airflow_home(wait=False)
+        self.runner = DagRunner(stack, opts.parallel, opts.one_process_per_run,
+                                retries=None if opts.keep_retries else 0, log=self._log)
+        starter = threading.Thread(target=self._start_workers, daemon=True)
+        starter.start()
+        self._build_shop(intervals)
+        stack.start_warehouse()
+        while starter.is_alive():
+            starter.join(0.2)
+        stack.wait_airflow_home()
+        self.progress.mark("stack")
+
+        extract = [p for p in pipelines if p.kind == "extract"]
+        dbt = [p for p in pipelines if p.kind == "dbt"]
+        checks = [p for p in pipelines if p.kind == "checks"]
+
+        # 1. The extract pipelines for each interval (a backfill: different DAGs two at a time, each
+        #    DAG's intervals in order).
+        self._log(f"==> running {len(extract)} extract pipelines for {len(intervals)} daily intervals "
+                  f"(airflow dags test, {self.runner.parallel} at a time)")
+        jobs: list[Job] = []
+        previous: dict[str, Job] = {}
+        for start, end in intervals:
+            for p in extract:
+                job = Job(p.dag_id, start, end, after=[previous[p.dag_id]] if p.dag_id in previous else [])
+                previous[p.dag_id] = job
+                jobs.append(job)
+        runs = self.runner.run(jobs)
+        self.progress.mark("intervals")
+
+        # 2. Rerun the middle interval: the partitions must come out identical.
+        middle = intervals[len(intervals) // 2]
+        wh_dsn = stack.warehouse.dsn()
+        before = self._partition_states(wh_dsn, middle[0])
+        self._log(f"==> rerunning the middle interval {middle[0]:%Y-%m-%d} (idempotency); dbt builds meanwhile")
+        rerun_jobs = [Job(p.dag_id, *middle, label=" rerun") for p in extract]
+        last_start, last_end = intervals[-1]
+        dbt_jobs = [Job(p.dag_id, last_start, last_end) for p in dbt]
+        runs += self.runner.run(rerun_jobs + dbt_jobs)
+        after = self._partition_states(wh_dsn, middle[0])
+        self.progress.mark("rerun+dbt")
+
+        # 3. Freshness, gaps and failover health (the monitoring DAG is hourly: its latest hour).
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        self._log("==> running the checks: freshness, partition gaps, failover health")
+        check_jobs = [Job(p.dag_id, now - timedelta(hours=1), now) for p in checks]
+        if stack.warehouse.kind == "plain":
+            for job in check_jobs:
+                job.mark_success = _health_tasks(next(p for p in checks if p.dag_id == job.dag_id))
+        runs += self.runner.run(check_jobs)
+        self.progress.mark("checks")
+
+        return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
+                          stack.warehouse.kind, self.progress.elapsed(), dict(self.progress.marks))
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        self.stack.close()
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        """Wait for the metadata DB, then spawn the DAG workers (they import Airflow and warm up)."""
+        with contextlib.suppress(Exception):  # errors surface in wait_airflow_home / the first run
+            proc = getattr(self.stack, "_migrate", None)
+            while proc is not None and proc.poll() is None:
+                time.sleep(0.1)
+            if proc is None or proc.returncode == 0:
+                assert self.runner is not None
+                self.runner.start()
+
+    def _build_shop(self, intervals: list[tuple[datetime, datetime]]) -> None:
+        from demo.shop import Shop, describe
+
+        assert self.stack.source is not None
+        first = intervals[0][0].date()
+        days = [first - timedelta(days=2), first - timedelta(days=1), *(s.date() for s, _ in intervals)]
+        now = datetime.now(UTC)
+        self._log(f"==> generating the shop (seed {self.options.seed}): {days[0]} .. {now:%Y-%m-%d %H:%M} UTC, "
+                  "day by day")
+        shop = Shop(self.stack.source.dsn("shop"), seed=self.options.seed)
+        stats = shop.build([*days, now.date()], until=now)
+        self._log(describe(stats))
+
+    def _partition_states(self, dsn: str, start: datetime) -> list[PartitionState]:
+        rows = published_partitions(read_ledger(dsn), start)
+        return [partition_state(dsn, r.target, r.partition_column or "_interval_start", r.partition_start,
+                                r.partition_end) for r in sorted(rows, key=lambda r: r.target)]
+
+
+def _health_tasks(pipeline: Pipeline) -> str | None:
+    """Regex of the failover-health tasks (marked success without running on a plain warehouse)."""
+    names = [n for n, t in pipeline.types.items() if t in ("failover_health", "failover_health_sensor")]
+    return "|".join(rf"(.*\.)?{n}" for n in names) if names else None
+
+
+# -- the summary's content ---------------------------------------------------------------------------
+def summarize(report: DemoReport) -> dict[str, Any]:
+    """Rows of the summary tables (rendered by :func:`demo.summary.render_report`)."""
+    from demo.summary import duration, short_md5
+
+    middle = report.intervals[len(report.intervals) // 2][0]
+    runs_by_dag: dict[str, list[RunResult]] = {}
+    for r in report.runs:
+        runs_by_dag.setdefault(r.job.dag_id, []).append(r)
+    identical = {a.target for a in report.after
+                 if any(b.target == a.target and (b.rows, b.md5) == (a.rows, a.md5) for b in report.before)}
+
+    rows: list[list[Any]] = []
+    for p in report.pipelines:
+        if p.kind != "extract":
+            continue
+        for start, _ in report.intervals:
+            for target in p.targets:
+                entries = [e for e in report.ledger if e.target == target and e.partition_start == start]
+                run = next((r for r in runs_by_dag.get(p.dag_id, []) if r.job.interval_start == start
+                            and not r.job.label), None)
+                if not entries:
+                    rows.append([p.dag_id, f"{start:%Y-%m-%d}", target, None, None,
+                                 _run_status(run) if run else "not run", None, None, None])
+                    continue
+                last = entries[-1]
+                passed = sum(1 for c in last.checks if c.get("passed"))
+                publish = last.status
+                if len(entries) > 1:
+                    publish += f", rerun x{len(entries) - 1}"
+                    if start == middle and target in identical:
+                        publish += ": identical"
+                extra = [t for t, st in (run.tasks.items() if run else []) if st != "success"]
+                if extra:
+                    publish += f" ({', '.join(extra)} {run.tasks[extra[0]]})"
+                rows.append([p.dag_id, f"{start:%Y-%m-%d}", target, last.rows,
+                             f"{passed}/{len(last.checks)} passed", publish, None, None, None])
+    for p in report.pipelines:
+        if p.kind == "dbt":
+            for run in runs_by_dag.get(p.dag_id, []):
+                models, tests, failed = _dbt_counts(run)
+                rows.append([p.dag_id, f"{run.job.interval_start:%Y-%m-%d}", "analytics (dbt)", None,
+                             f"{tests} tests passed", _run_status(run),
+                             f"{models} built" + (f", {failed} failed" if failed else ""), None, None])
+    checks: list[list[str]] = []
+    for p in report.pipelines:
+        if p.kind == "checks":
+            for run in runs_by_dag.get(p.dag_id, []):
+                fresh, health, details = _monitoring(run, report)
+                rows.append([p.dag_id, f"{run.job.interval_start:%Y-%m-%d %H:%M}", "raw.* / formation", None,
+                             None, _run_status(run), None, fresh, health])
+                checks.extend(details)
+
+    idem = []
+    after = {a.target: a for a in report.after}
+    for b in report.before:
+        a = after.get(b.target)
+        idem.append([b.target, f"{b.start:%Y-%m-%d}", b.rows, a.rows if a else None, short_md5(b.md5),
+                     short_md5(a.md5) if a else None, "yes" if a and (a.rows, a.md5) == (b.rows, b.md5) else "NO"])
+
+    ok = not report.failed_runs and report.idempotent
+    footer = [
+        f"{len(report.runs)} DAG runs (airflow dags test), {len(report.failed_runs)} failed; warehouse: "
+        + ("pg_auto_failover formation (monitor + 2 nodes)" if report.warehouse_kind == "formation"
+           else "one plain PostgreSQL cluster (--plain)"),
+        "phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()),
+        f"{'DEMO OK' if ok else 'DEMO FAILED'} in {duration(report.seconds)}"
+        + ("" if report.idempotent else " (rerun partitions differ)"),
+    ]
+    return {"rows": rows, "idempotency": idem, "middle": f"{middle:%Y-%m-%d}", "checks": checks,
+            "footer": footer}
+
+
+def _run_status(run: RunResult) -> str:
+    if run.ok:
+        return "success"
+    bad = [f"{t}={s}" for t, s in run.tasks.items() if s not in ("success", "skipped")]
+    return "FAILED " + (", ".join(bad) or (run.error or f"rc={run.rc}"))
+
+
+def _dbt_counts(run: RunResult) -> tuple[int, int, int]:
+    models = tests = failed = 0
+    for value in run.xcom.values():
+        if isinstance(value, dict) and isinstance(value.get("nodes"), list):
+            for node in value["nodes"]:
+                kind = str(node.get("node", "")).split(".", 1)[0]
+                status = node.get("status")
+                if kind == "model" and status == "success":
+                    models += 1
+                elif kind == "test" and status == "pass":
+                    tests += 1
+                elif status in ("error", "fail"):
+                    failed += 1
+    return models, tests, failed
+
+
+def _monitoring(run: RunResult, report: DemoReport) -> tuple[str, str, list[list[str]]]:
+    """(freshness column, health column, detail rows) from the monitoring run's XComs."""
+    fresh, health, details = [], "-", []
+    for key, value in sorted(run.xcom.items()):
+        details.append([key, _compact(value)])
+        if isinstance(value, dict) and "lag_seconds" in value:
+            fresh.append(f"{key.split('.')[-1]}: {value.get('status')} ({float(value['lag_seconds']) / 3600:.1f} h)")
+        if isinstance(value, dict) and ("healthy" in value or "verdict" in value):
+            health = str(value.get("verdict") or ("healthy" if value.get("healthy") else "unhealthy"))
+    if report.warehouse_kind == "plain":
+        health = "skipped (plain warehouse, no monitor)"
+    return "; ".join(fresh) or "-", health, details
+
+
+def _compact(value: Any, limit: int = 110) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -99,27 +99,52 @@ class Stack:
         self.close()
 
     def start(self) -> Stack:
-        """Start source and warehouse, register connections, prepare the Airflow home."""
+        """Start everything in order (see :meth:`start_source`, :meth:`plan_warehouse`, ...)."""
+        self.start_source()
+        self.plan_warehouse()
+        self.register_connections()
+        self.prepare_airflow_home()
+        self.start_warehouse()
+        return self
+
+    def start_source(self) -> pg.PgCluster:
+        """The source cluster with an empty database ``shop`` (~2 s)."""
         self.demo_dir.mkdir(parents=True, exist_ok=True)
         (self.demo_dir / "logs").mkdir(exist_ok=True)
-        t0 = time.monotonic()
         self.log("==> starting the source PostgreSQL (database shop)")
         self.source = pg.PgCluster.create("demo-source")
         self._closers.append(self.source.destroy)
         self.source.create_database(SOURCE_DB)
+        return self.source
+
+    def plan_warehouse(self) -> Warehouse:
+        """Choose the warehouse's ports (a plain cluster starts right away; a formation in start_warehouse)."""
         if self.plain:
             self.log("==> starting the warehouse: one plain PostgreSQL cluster (--plain)")
-            self.warehouse = self._start_plain()
+            cluster = pg.PgCluster.create("demo-warehouse")
+            self._closers.append(cluster.destroy)
+            cluster.create_database(WAREHOUSE_DB)
+            self.warehouse = Warehouse("plain", [(cluster.host, cluster.port)], None, cluster)
         else:
+            from tests.support.formation import HOST, Formation
+
+            formation = Formation("demo-warehouse", node_count=2, dbname=WAREHOUSE_DB)
+            self._closers.append(formation.teardown)
+            nodes = [(n.host, n.port) for n in formation.nodes]
+            self.warehouse = Warehouse("formation", nodes, (HOST, formation.monitor_port), formation)
+        return self.warehouse
+
+    def start_warehouse(self) -> Warehouse:
+        """Start the pg_auto_failover formation (~30 s) and wait for a primary and a secondary."""
+        assert self.warehouse is not None
+        if self.warehouse.kind == "formation":
             self.log("==> starting the warehouse: pg_auto_failover formation (monitor + 2 nodes, ~30 s)")
-            self.warehouse = self._start_formation()
-        self.log(f"    source {self.source.host}:{self.source.port}, warehouse {self.warehouse.host_field}"
-                 + (f", monitor {self.warehouse.monitor[0]}:{self.warehouse.monitor[1]}"
-                    if self.warehouse.monitor else "")
-                 + f" (up in {time.monotonic() - t0:.0f} s)")
-        self.register_connections()
-        self.prepare_airflow_home()
-        return self
+            t0 = time.monotonic()
+            self.warehouse.handle.start()
+            ensure_database(self.warehouse)
+            self.log(f"    formation up in {time.monotonic() - t0:.0f} s: "
+                     f"{self.warehouse.handle.describe_states()}")
+        return self.warehouse
 
     def close(self) -> None:
         """Stop child processes, then every server. Safe to call more than once."""
@@ -132,23 +157,19 @@ class Stack:
                 closer()
         pg.stop_all()
 
-    # -- warehouse flavours ----------------------------------------------------------------------
-    def _start_plain(self) -> Warehouse:
-        cluster = pg.PgCluster.create("demo-warehouse")
-        self._closers.append(cluster.destroy)
-        cluster.create_database(WAREHOUSE_DB)
-        return Warehouse("plain", [(cluster.host, cluster.port)], None, cluster)
-
-    def _start_formation(self) -> Warehouse:
-        from tests.support.formation import HOST, Formation
-
-        formation = Formation("demo-warehouse", node_count=2, dbname=WAREHOUSE_DB)
-        self._closers.append(formation.teardown)
-        formation.start()
-        wh = Warehouse("formation", [(n.host, n.port) for n in formation.nodes], (HOST, formation.monitor_port),
-                       formation)
-        ensure_database(wh)
-        return wh
+    def describe(self) -> str:
+        """Where everything listens (for --keep and --standalone)."""
+        lines = ["Local stack:"]
+        if self.source is not None:
+            lines.append(f"  source     psql '{self.source.dsn(SOURCE_DB)}'")
+        if self.warehouse is not None:
+            lines.append(f"  warehouse  psql '{self.warehouse.dsn()}'  ({self.warehouse.kind})")
+            if self.warehouse.monitor is not None:
+                host, port = self.warehouse.monitor
+                lines.append(f"  monitor    psql 'host={host} port={port} dbname={MONITOR_DB} user={MONITOR_USER}'")
+        lines.append(f"  Airflow    AIRFLOW_HOME={self.airflow_home}")
+        lines.append(f"  logs       {self.demo_dir / 'logs'}")
+        return "\n".join(lines)
 
     # -- Airflow ---------------------------------------------------------------------------------
     def register_connections(self) -> None:
@@ -168,27 +189,43 @@ class Stack:
     def airflow_home(self) -> Path:
         return self.demo_dir / "airflow"
 
-    def prepare_airflow_home(self) -> None:
-        """Point Airflow at ``.demo/airflow`` and migrate its SQLite DB once per Airflow version."""
+    def prepare_airflow_home(self, wait: bool = True) -> subprocess.Popen | None:
+        """Point Airflow at ``.demo/airflow``; migrate its SQLite DB once per Airflow version.
+
+        With ``wait=False`` the migration runs in the background: call :meth:`wait_airflow_home`.
+        """
         configure_airflow_home(self.airflow_home, dags_folder=REPO_ROOT / "dags")
         os.environ.update(airflow_settings())
         version = importlib.metadata.version("apache-airflow")
-        stamp = self.airflow_home / f".migrated-{version}"
-        if not stamp.exists() or not (self.airflow_home / "airflow.db").exists():
-            self.log(f"==> preparing the Airflow home {self.airflow_home.relative_to(REPO_ROOT)} (db migrate)")
+        self._stamp = self.airflow_home / f".migrated-{version}"
+        self._migrate = None
+        if not self._stamp.exists() or not (self.airflow_home / "airflow.db").exists():
+            self.log(f"==> preparing the Airflow home {self.airflow_home.relative_to(REPO_ROOT)} (airflow db migrate)")
             for old in self.airflow_home.glob(".migrated-*"):
                 old.unlink()
-            proc = subprocess.run(
-                [airflow_bin(), "db", "migrate"], env=child_env(), capture_output=True, text=True, check=False
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"airflow db migrate failed:\n{proc.stderr[-3000:]}")
-            stamp.touch()
+            self._migrate = self.spawn([airflow_bin(), "db", "migrate"], self.demo_dir / "logs" / "db-migrate.log")
+        if wait:
+            self.wait_airflow_home()
+        return self._migrate
+
+    def wait_airflow_home(self) -> None:
+        """Wait for a background ``airflow db migrate`` (no-op when none runs)."""
+        proc = getattr(self, "_migrate", None)
+        if proc is None:
+            return
+        while proc.poll() is None:
+            time.sleep(0.1)
+        self.children.remove(proc)
+        self._migrate = None
+        if proc.returncode != 0:
+            log = (self.demo_dir / "logs" / "db-migrate.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"airflow db migrate failed (rc={proc.returncode}):\n{log}")
+        self._stamp.touch()
 
     def spawn(self, cmd: list[str], log_path: Path, **kwargs: Any) -> subprocess.Popen:
         """Start a child in its own session (so it can be stopped as a group), output to ``log_path``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as fh:
+        with open(log_path, "wb") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(),
                                     cwd=REPO_ROOT, start_new_session=True, **kwargs)
         self.children.append(proc)

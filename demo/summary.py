@@ -55,3 +55,28 @@ def short_md5(value: str | None) -> str:
 def duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+# -- the demo's report -------------------------------------------------------------------------------
+def render_report(report: Any) -> str:
+    """The demo's closing summary (``report`` is a :class:`demo.run.DemoReport`)."""
+    from demo.run import summarize
+
+    s = summarize(report)
+    parts = ["", render_table(
+        ["pipeline", "interval", "target", "rows", "checks", "publish", "dbt models", "freshness", "health"],
+        s["rows"], title="Summary: pipeline runs per interval (ledger dataeng.load_ledger + Airflow task states)",
+        align=["l", "l", "l", "r", "l", "l", "l", "l", "l"],
+    )]
+    parts.append("")
+    parts.append(render_table(
+        ["target", "partition", "rows before", "rows after", "md5 before", "md5 after", "identical"],
+        s["idempotency"], title=f"Idempotency: interval {s['middle']} rerun (md5 over the partition's rows)",
+        align=["l", "l", "r", "r", "l", "l", "l"],
+    ))
+    if s["checks"]:
+        parts.append("")
+        parts.append(render_table(["check", "result"], s["checks"], title="Checks (monitoring DAG)"))
+    parts.append("")
+    parts.extend(s["footer"])
+    return "\n".join(parts)

@@ -204,24 +204,35 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
     assert shop.q("select count(*) from analytics.daily_revenue") == [(2,)]
 
 
-def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(pg_cluster, shop: Shop, tmp_path: Path) -> None:
-    standby = pg_cluster.make_standby(f"dbt-standby-{uuid.uuid4().hex[:6]}")
-    conn_id = f"dbt_mixed_{uuid.uuid4().hex[:6]}"
-    try:
-        # hosts on different ports: dbt-postgres takes one port, so the hook resolves the read-write node
-        register_connection(conn_id, host=f"{standby.host}:{standby.port},{pg_cluster.host}:{pg_cluster.port}",
-                            login=shop.role, password=shop.password, schema=shop.dbname,
-                            extra={"target_session_attrs": "read-write"})
-        profile, _ = profile_from_connection(FailoverPostgresHook(postgres_conn_id=conn_id))
-        assert (profile.host, profile.port) == (pg_cluster.host, pg_cluster.port)
-        # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it
-        register_connection(conn_id, host=standby.host, port=standby.port, login=shop.role,
-                            password=shop.password, schema=shop.dbname,
-                            extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0})
-        with pytest.raises(DbtRunError) as info:
-            DbtHook(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
-        log = (tmp_path / "try-1" / "logs" / "dbt.log").read_text()
-        assert "read-write" in log or "read-only" in log or "standby" in log, str(info.value)
-    finally:
-        unregister_connection(conn_id)
-        standby.destroy()
+def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_path: Path) -> None:
+    from tests.support.pg import running_cluster
+
+    with running_cluster(f"dbt-primary-{uuid.uuid4().hex[:6]}") as primary:
+        primary.create_database("wh")
+        primary.psql("checkpoint")  # pg_basebackup's spread checkpoint then has nothing to write
+        standby = primary.make_standby(f"dbt-standby-{uuid.uuid4().hex[:6]}")
+        conn_id = f"dbt_mixed_{uuid.uuid4().hex[:6]}"
+        try:
+            # hosts on different ports: dbt-postgres takes one port, so the hook resolves the read-write node
+            register_connection(conn_id, host=f"{standby.host}:{standby.port},{primary.host}:{primary.port}",
+                                schema="wh", extra={"target_session_attrs": "read-write"})
+            profile, _ = profile_from_connection(FailoverPostgresHook(postgres_conn_id=conn_id))
+            assert (profile.host, profile.port) == (primary.host, primary.port)
+            # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it
+            register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
+                                extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0})
+            with pytest.raises(DbtRunError) as info:
+                DbtHook(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
+            log = (tmp_path / "try-1" / "logs" / "dbt.log").read_text()
+            assert "failed: session is read-only" in log, str(info.value)  # libpq's target_session_attrs check
+            # the same standby with target_session_attrs=any connects (and fails later: no raw tables)
+            register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
+                                extra={"target_session_attrs": "any", "dbt_connect_retries": 0})
+            with pytest.raises(DbtRunError) as info:
+                DbtHook(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-2", select="stg_products")
+            log = (tmp_path / "try-2" / "logs" / "dbt.log").read_text()
+            assert "session is read-only" not in log
+            assert "cannot execute CREATE SCHEMA in a read-only transaction" in log
+        finally:
+            unregister_connection(conn_id)
+            standby.destroy()

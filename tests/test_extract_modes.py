@@ -176,6 +176,6 @@ def test_source_sql_templated_and_checks_reject(env):
     with pytest.raises(ValueError, match="mode='incremental'"):
         IdempotentExtractOperator(task_id="x", mode="incremental", source_table="t", target_table="t", **env.params)
     with pytest.raises(AirflowException, match="is empty.*data intervals"):
-        env.extract(D1, D1, source_table="orders", target_table="raw.orders_q")
+        run_extract(D1, D1, source_table="orders", target_table="raw.orders_q", **env.params)
     with pytest.raises(ValueError, match="source_table / source_sql"):
         IdempotentExtractOperator(task_id="x", target_table="t", **env.params)

@@ -38,7 +38,7 @@ def formation() -> Formation:
 @pytest.fixture
 def monitor_conn_id(formation: Formation):
     conn_id = f"monitor_{uuid.uuid4().hex[:8]}"
-    register_monitor_connection(conn_id, formation)
+    register_monitor_connection(conn_id, formation, application_name=conn_id)
     yield conn_id
     unregister_connection(conn_id)
 
@@ -50,6 +50,32 @@ def hook(monitor_conn_id: str) -> PgAutoFailoverHook:
 
 def _criteria(**kw) -> HealthCriteria:
     return HealthCriteria(**kw)
+
+
+def _start_once_listening(formation: Formation, node, application_name: str) -> threading.Thread:
+    """Start ``node`` as soon as a session named ``application_name`` LISTENs on the monitor (i.e. the
+    sensor has deferred and its trigger waits), so only a notification can wake the trigger in time."""
+    import psycopg
+
+    def run() -> None:
+        deadline = time.monotonic() + 180
+        try:
+            while time.monotonic() < deadline:
+                with psycopg.connect(formation.monitor_dsn) as conn:
+                    listening = conn.execute(
+                        "select count(*) from pg_stat_activity where application_name = %s and query ilike 'listen%%'",
+                        (application_name,),
+                    ).fetchone()[0]
+                if listening:
+                    time.sleep(1.0)
+                    return
+                time.sleep(0.2)
+        finally:
+            formation.start_node(node)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def _stable_again(formation: Formation) -> None:
@@ -171,8 +197,7 @@ def test_stopped_secondary_puts_primary_in_wait_primary(formation: Formation, mo
                 task_id="wait_healthy", monitor_conn_id=monitor_conn_id, deferrable=True,
                 poke_interval=3600, timeout=300,  # only a NOTIFY can wake it in time
             )
-        restarter = threading.Timer(8.0, formation.start_node, args=(secondary,))
-        restarter.start()
+        restarter = _start_once_listening(formation, secondary, monitor_conn_id)
         try:
             states = run_dag(dag)
         finally:
@@ -200,8 +225,7 @@ def test_trigger_wakes_on_monitor_notifications(formation: Formation, monitor_co
     try:
         formation.stop_node(secondary)
         formation.wait_for_state({primary.name: "wait_primary"}, timeout=120)
-        restarter = threading.Timer(3.0, formation.start_node, args=(secondary,))
-        restarter.start()
+        restarter = _start_once_listening(formation, secondary, monitor_conn_id)
         started = time.monotonic()
         payload = asyncio.run(asyncio.wait_for(first_event(), timeout=240))
         restarter.join()

@@ -199,3 +199,20 @@ def test_result_payload_round_trips():
         max_loaded_at=now - timedelta(hours=1), observed_at=now, sla=SLA,
     )
     assert FreshnessResult.from_payload(result.to_payload()) == result
+
+
+def test_probe_session_keeps_one_connection_and_survives_a_killed_backend(wh, hook):
+    from airflow_provider_dataeng.freshness import ProbeSession
+
+    wh.execute("insert into raw.events (loaded_at) values (now())")
+    session = ProbeSession(hook)
+    try:
+        assert session.run(check()).status is FreshnessStatus.FRESH
+        pid = session.conn.info.backend_pid
+        assert session.run(check()).status is FreshnessStatus.FRESH
+        assert session.conn.info.backend_pid == pid  # the same connection: a poke is just the query
+        wh.execute("select pg_terminate_backend(%s)", [pid])  # e.g. a restart or failover between pokes
+        assert session.run(check()).status is FreshnessStatus.FRESH
+        assert session.conn.info.backend_pid != pid
+    finally:
+        session.close()

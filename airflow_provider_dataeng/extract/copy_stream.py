@@ -4,7 +4,7 @@ The source side is driven at the libpq level (``COPY ... TO STDOUT`` messages re
 ``PQgetCopyData`` in non-blocking mode, waiting on the socket with ``select`` so other threads and
 signals keep running); messages are joined into blocks of ``batch_bytes`` and written to the target's
 ``COPY ... FROM STDIN`` through psycopg's public ``Cursor.copy()``. Memory use is bounded by one block
-plus libpq's buffers, whatever the row count. Progress (rows so far, rate) is logged every
+(``batch_bytes`` plus one row) plus libpq's buffers, whatever the row count. Progress (rows so far, rate) is logged every
 ``progress_interval`` seconds.
 """
 
@@ -22,6 +22,7 @@ from psycopg import pq, sql
 
 log = logging.getLogger(__name__)
 
+# Source messages (one per row) are joined into writes of about this size to the target.
 BATCH_BYTES = 256 * 1024
 COPY_FORMATS = ("binary", "text")
 
@@ -169,18 +170,20 @@ def stream_copy(
         try:
             with cur.copy(copy_in) as sink:
                 block: list[bytes | memoryview] = []
-                block_size = 0
+                append = block.append
+                size = 0
                 while True:
                     n, data = get(1)
                     if n > 0:
-                        block.append(data)
-                        block_size += n
-                        messages += 1
-                        if block_size >= batch_bytes:
-                            sink.write(b"".join(block))
-                            nbytes += block_size
+                        append(data)
+                        size += n
+                        if size >= batch_bytes:
+                            chunk = b"".join(block)
+                            messages += len(block)
                             block.clear()
-                            block_size = 0
+                            size = 0
+                            sink.write(chunk)
+                            nbytes += len(chunk)
                             if progress.due():
                                 progress.report(_rows_from_messages(messages, fmt), nbytes)
                         continue
@@ -188,7 +191,7 @@ def stream_copy(
                         _wait(pgconn, write=False, timeout=min(1.0, max(progress_interval, 0.05)))
                         pgconn.consume_input()
                         if progress.due():
-                            progress.report(_rows_from_messages(messages, fmt), nbytes + block_size)
+                            progress.report(_rows_from_messages(messages + len(block), fmt), nbytes)
                         continue
                     if n == -1:  # COPY done
                         break
@@ -197,8 +200,11 @@ def stream_copy(
                         + (pgconn.error_message.decode(errors="replace").strip() or "unknown libpq error")
                     )
                 if block:
-                    sink.write(b"".join(block))
-                    nbytes += block_size
+                    chunk = b"".join(block)
+                    messages += len(block)
+                    block.clear()
+                    sink.write(chunk)
+                    nbytes += len(chunk)
                 source_rows = src.finish()
         except BaseException:
             # Leave the source connection usable (or closed) for the caller's rollback.
@@ -249,8 +255,13 @@ def copy_out_sql(query: sql.Composable, fmt: str) -> sql.Composed:
     return sql.SQL("copy ({}) to stdout (format {})").format(query, sql.SQL(fmt))
 
 
-def copy_in_sql(table: sql.Composable, columns: list[str], fmt: str) -> sql.Composed:
-    """``COPY <table> (<columns>) FROM STDIN (FORMAT <fmt>)``."""
-    return sql.SQL("copy {} ({}) from stdin (format {})").format(
-        table, sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(fmt)
+def copy_in_sql(table: sql.Composable, columns: list[str], fmt: str, *, freeze: bool = False) -> sql.Composed:
+    """``COPY <table> (<columns>) FROM STDIN (FORMAT <fmt>[, FREEZE])``.
+
+    ``freeze`` needs the table created or truncated in the same transaction; frozen rows spare the
+    first readers (row count, checks) the hint-bit writes over the whole table.
+    """
+    return sql.SQL("copy {} ({}) from stdin (format {}{})").format(
+        table, sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.SQL(fmt),
+        sql.SQL(", freeze") if freeze else sql.SQL(""),
     )

@@ -17,7 +17,13 @@ from psycopg import sql
 
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
 from airflow_provider_dataeng.extract.dedup import ensure_latest_view
-from airflow_provider_dataeng.extract.modes import MODES, IntervalSelect, base_query, known_ids_table, stream_known_ids
+from airflow_provider_dataeng.extract.modes import (
+    MODES,
+    IntervalSelect,
+    base_query,
+    known_ids_table,
+    stream_known_ids,
+)
 from airflow_provider_dataeng.extract.schema_drift import (
     DRIFT_POLICIES,
     Column,
@@ -287,9 +293,11 @@ class ExtractJob:
                 cur.execute(interval.count(self.base, known))
                 row = cur.fetchone()
                 expected = int(row[0]) if row else 0
+            # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
+            conn.execute(sql.SQL("truncate {}").format(staging.ident()))
             stats = stream_copy(
                 src, conn, copy_out_sql(interval.select(self.base, known), prepared.fmt),
-                copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt), fmt=prepared.fmt,
+                copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
                 progress_interval=progress, logger=self.log, label=f"extract into {staging}",
             )
             src.commit()

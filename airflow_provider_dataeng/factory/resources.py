@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator
@@ -30,6 +31,7 @@ Quantity = Annotated[
 ]
 
 
+@lru_cache(maxsize=1024)
 def parse_quantity(text: str | int | float) -> Decimal:
     """A Kubernetes quantity string as a Decimal (``"500m"`` -> 0.5, ``"1Gi"`` -> 1073741824)."""
     match = _QUANTITY.match(str(text))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ _SPLIT = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 _URI_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^/\s:@{}]+:[^/\s@{}]+@", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)
 def looks_secret(key: str) -> bool:
     """``db_password``, ``apiKey``, ``client-secret``, ``token`` -> True; ``conn_id``, ``keep_previous`` -> False."""
     lowered = key.lower()

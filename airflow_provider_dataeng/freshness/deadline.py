@@ -63,7 +63,10 @@ def add_freshness_deadline(
         return None
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
-    kwargs = {"table": table, "sla": f"finished within {format_duration(interval)} of {reference}"}
+    path = notifier if isinstance(notifier, str) else f"{notifier.__module__}.{notifier.__qualname__}"
+    sla = f"finished within {format_duration(interval)} of {reference}"
+    # Our notifier takes the table and SLA for its message; other notifiers get exactly notifier_kwargs.
+    kwargs: dict[str, Any] = {"table": table, "sla": sla} if path == DEFAULT_NOTIFIER else {}
     kwargs.update(notifier_kwargs or {})
     alert = DeadlineAlert(
         reference=(
@@ -74,5 +77,5 @@ def add_freshness_deadline(
         name=name or f"freshness:{table}",
     )
     dag.deadline = [*(dag.deadline or []), alert]
-    log.info("Added Deadline Alert %s to DAG %s (%s)", alert.name, dag.dag_id, kwargs["sla"])
+    log.info("Added Deadline Alert %s to DAG %s (%s, notifier %s)", alert.name, dag.dag_id, sla, path)
     return alert

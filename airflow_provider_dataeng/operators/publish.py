@@ -110,10 +110,14 @@ class StagingSwapOperator(BaseOperator):
         checks = build_checks(self.checks)
         target = TableRef.parse(self.target_table)
         if self.partition_column:
+            lower = self.partition_start or context.get("data_interval_start")
+            upper = self.partition_end or context.get("data_interval_end")
+            if lower is None or upper is None or (lower == upper and not self.partition_start):
+                raise ValueError(
+                    f"partition_start/partition_end: this run's data interval is empty ({lower}, {upper}); give "
+                    "them explicitly or use a timetable with data intervals (e.g. schedule=timedelta(days=1))")
             result = engine.publish_partition(
-                target, partition_column=self.partition_column,
-                lower=self.partition_start or context["data_interval_start"],
-                upper=self.partition_end or context["data_interval_end"],
+                target, partition_column=self.partition_column, lower=lower, upper=upper,
                 loader=self.loader, select_sql=self.select_sql, checks=checks,
                 keep_previous=self.keep_previous, keep_failed_staging=self.keep_failed_staging,
             )

@@ -220,6 +220,11 @@ def _range_text(lo: Any, hi: Any) -> str:
 # -- config -----------------------------------------------------------------------------------------
 def _num(where: str, key: str, value: Any, *, integer: bool = False, lo: float | None = 0,
          hi: float | None = None) -> Any:
+    if isinstance(value, str):  # rendered templates are text: accept "5" / "0.01"
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            pass
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
         raise ValueError(f"{where}: '{key}' must be {'an integer' if integer else 'a number'}, got {value!r}")

@@ -36,6 +36,7 @@ from airflow_provider_dataeng.freshness import (
     FreshnessResult,
     FreshnessSLA,
     FreshnessStatus,
+    ProbeSession,
     format_duration,
     parse_duration,
     split_table_name,
@@ -107,6 +108,7 @@ class FreshnessSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.notifier = notifier
         self._last_result: FreshnessResult | None = None
+        self._session: ProbeSession | None = None
 
     # -- the check ---------------------------------------------------------------------------------
     def _query(self) -> FreshnessQuery:
@@ -117,13 +119,20 @@ class FreshnessSensor(BaseSensorOperator):
         )
 
     def _check(self) -> FreshnessResult:
+        """One poke: the one probe query, on a connection kept for the whole execute (poke mode)."""
         from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
-        hook = FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg")
+        if self._session is None:
+            self._session = ProbeSession(FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg"))
         check = FreshnessCheck(self._query(), FreshnessSLA(self.warn_after, self.error_after))
-        result = check.run(hook)
+        result = self._session.run(check)
         self._last_result = result
         return result
+
+    def _close_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         result = self._check()
@@ -134,19 +143,22 @@ class FreshnessSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self._last_result = None
-        if self.deferrable:
-            return self._execute_deferrable(context)
         try:
-            return super().execute(context)
-        except (AirflowSensorTimeout, AirflowSkipException) as exc:
-            last = self._last_result
-            if (
-                last is None
-                or last.status is not FreshnessStatus.ERROR
-                or isinstance(exc.__cause__, AirflowFailException)
-            ):
-                raise
-            self._breach(context, last)
+            if self.deferrable:
+                return self._execute_deferrable(context)
+            try:
+                return super().execute(context)
+            except (AirflowSensorTimeout, AirflowSkipException) as exc:
+                last = self._last_result
+                if (
+                    last is None
+                    or last.status is not FreshnessStatus.ERROR
+                    or isinstance(exc.__cause__, AirflowFailException)
+                ):
+                    raise
+                self._breach(context, last)
+        finally:
+            self._close_session()
 
     # -- deferrable path ---------------------------------------------------------------------------
     def _execute_deferrable(self, context: Context) -> Any:

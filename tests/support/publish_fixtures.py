@@ -86,11 +86,11 @@ class BackgroundReader(threading.Thread):
         self.results: list[Any] = []
         self.errors: list[str] = []
         self.max_stall = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 started = time.monotonic()
                 try:
                     self.results.append(conn.execute(self.query).fetchone()[0])
@@ -99,5 +99,5 @@ class BackgroundReader(threading.Thread):
                 self.max_stall = max(self.max_stall, time.monotonic() - started)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)

@@ -1,0 +1,285 @@
+"""DAG parse-time benchmark: our YAML factory vs the same DAGs as plain Python vs dag-factory 1.1.
+
+Generates 100 pipelines x 20 tasks (EmptyOperator tasks, each with the same
+``executor_config={"pod_override": V1Pod}``: container ``base``, requests == limits; a 2-edge dependency
+pattern; daily schedule; retries in default_args), in three equivalent forms:
+
+* ours: ``dags/dataeng_dags.py`` + ``configs/*.yaml`` (``operator:`` tasks) + ``defaults.yaml``;
+* plain Python: one ``.py`` file per DAG, V1Pod models sharing one kubernetes ``Configuration`` (as the
+  factory does; a fresh ``Configuration`` per model is the client's default and much slower);
+* dag-factory 1.1: ``load_yaml_dags`` over equivalent YAML; the pod is built with dag-factory's
+  ``__type__`` object syntax (each model gets the client's default ``Configuration`` copy, which is
+  how dag-factory builds objects; it cannot share one).
+
+Each figure is the median of 5 fresh processes timing ``DagBag(folder)`` alone (after ``import airflow``
+and importing ``DagBag``), in CPU seconds of the process (``time.process_time()``): this machine is shared
+(2 cores, other test suites running), where wall-clock medians swing 3x between runs; CPU time does not
+count time spent waiting for a core. Wall-clock medians are printed alongside. All variants run in the same interpreter and site-packages (``.venv-bench``,
+created here if missing from the ``bench`` extra), with the venv byte-compiled and
+``PYTHONDONTWRITEBYTECODE`` unset. ``single_dag_s``: our loader under a parsing context naming one DAG
+(``_AIRFLOW_PARSING_CONTEXT_DAG_ID``, what a KubernetesExecutor task pod sets).
+
+Run: ``.venv/bin/python benchmarks/parse.py``. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+
+PIPELINES = 100
+TASKS = 20
+RUNS = 5
+SINGLE_DAG = "pipeline_050"
+BENCH_VENV = REPO / ".venv-bench"
+EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- environment ---------------------------------------------------------------------------------------------
+def ensure_bench_venv() -> Path:
+    """``.venv-bench`` with dag-factory 1.1 (and cosmos) from the bench extra; idempotent."""
+    python = BENCH_VENV / "bin" / "python"
+    ok = python.exists() and subprocess.run(
+        [str(python), "-c", "import dagfactory, airflow_provider_dataeng"], capture_output=True).returncode == 0
+    if not ok:
+        log(f"creating {BENCH_VENV} (bench extra: dag-factory 1.1, astronomer-cosmos 1.15) ...")
+        subprocess.run(["python3.11", "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q", "uv"], check=True)
+        subprocess.run([str(BENCH_VENV / "bin" / "uv"), "pip", "install", "-q", "-p", str(python), "-c",
+                        str(REPO / "constraints.txt"), "-e", f"{REPO}[bench]"], check=True, cwd=REPO)
+    return python
+
+
+def byte_compile(python: Path, *dirs: Path) -> None:
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([str(python), "-m", "compileall", "-q", site, *map(str, dirs)], env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --- generated pipelines -------------------------------------------------------------------------------------
+def deps_of(i: int) -> list[int]:
+    """Two edges per task: a chain plus a skip link."""
+    return [d for d in (i - 1, i - 3) if d >= 0] if i % 2 == 0 else ([i - 1] if i else [])
+
+
+def memory_of(i: int) -> str:
+    return "1Gi" if i % 5 == 4 else "512Mi"
+
+
+def write_ours(root: Path) -> None:
+    configs = root / "configs"
+    configs.mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "dataeng_dags.py", root / "dataeng_dags.py")
+    (configs / "defaults.yaml").write_text(textwrap.dedent("""\
+        owner: bench
+        start_date: 2026-01-01
+        catchup: false
+        schedule: "@daily"
+        retries: 2
+        retry_delay: 5m
+        resources: {cpu: 500m, memory: 512Mi}
+    """))
+    for p in range(PIPELINES):
+        lines = [f"description: generated pipeline {p}", "tags: [bench, generated]", "tasks:"]
+        for i in range(TASKS):
+            lines.append(f"  task_{i:02d}:")
+            lines.append(f"    operator: {EMPTY}")
+            if deps_of(i):
+                lines.append(f"    depends_on: [{', '.join(f'task_{d:02d}' for d in deps_of(i))}]")
+            if memory_of(i) != "512Mi":
+                lines.append(f"    resources: {{memory: {memory_of(i)}}}")
+        (configs / f"pipeline_{p:03d}.yaml").write_text("\n".join(lines) + "\n")
+
+
+def write_plain(root: Path) -> None:
+    root.mkdir(parents=True)
+    for p in range(PIPELINES):
+        body = [
+            "from datetime import datetime, timedelta",
+            "",
+            "from airflow.providers.common.compat.sdk import DAG",
+            f"from {EMPTY.rsplit('.', 1)[0]} import EmptyOperator",
+            "from kubernetes.client import models as k8s",
+            "from kubernetes.client.configuration import Configuration",
+            "",
+            "_CFG = Configuration()",
+            "",
+            "",
+            "def pod(cpu, memory):",
+            "    res = {'cpu': cpu, 'memory': memory}",
+            "    return k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name='base', resources="
+            "k8s.V1ResourceRequirements(requests=dict(res), limits=dict(res), local_vars_configuration=_CFG), "
+            "local_vars_configuration=_CFG)], local_vars_configuration=_CFG), local_vars_configuration=_CFG)",
+            "",
+            "",
+            f"with DAG('pipeline_{p:03d}', description='generated pipeline {p}', schedule='@daily', "
+            "start_date=datetime(2026, 1, 1), catchup=False, tags=['bench', 'generated'], "
+            "default_args={'owner': 'bench', 'retries': 2, 'retry_delay': timedelta(minutes=5)}):",
+            "    t = {}",
+        ]
+        for i in range(TASKS):
+            body.append(f"    t['task_{i:02d}'] = EmptyOperator(task_id='task_{i:02d}', "
+                        f"executor_config={{'pod_override': pod('500m', '{memory_of(i)}')}})")
+        for i in range(TASKS):
+            for d in deps_of(i):
+                body.append(f"    t['task_{d:02d}'] >> t['task_{i:02d}']")
+        (root / f"pipeline_{p:03d}.py").write_text("\n".join(body) + "\n")
+
+
+def write_dag_factory(root: Path) -> None:
+    root.mkdir(parents=True)
+    (root / "dag_factory_dags.py").write_text(textwrap.dedent("""\
+        # airflow DAG file: dag-factory over the YAML next to it
+        from pathlib import Path
+
+        from dagfactory import load_yaml_dags
+
+        load_yaml_dags(globals_dict=globals(), dags_folder=str(Path(__file__).parent / "configs"))
+    """))
+    configs = root / "configs"
+    configs.mkdir()
+    for p in range(PIPELINES):
+        lines = [
+            f"pipeline_{p:03d}:",
+            "  default_args:",
+            "    owner: bench",
+            "    start_date: 2026-01-01",
+            "    retries: 2",
+            "    retry_delay_sec: 300",
+            "  schedule: '@daily'",
+            "  catchup: false",
+            f"  description: generated pipeline {p}",
+            "  tags: [bench, generated]",
+            "  tasks:",
+        ]
+        for i in range(TASKS):
+            lines += [
+                f"    task_{i:02d}:",
+                f"      operator: {EMPTY}",
+                "      executor_config:",
+                "        pod_override:",
+                "          __type__: kubernetes.client.models.V1Pod",
+                "          spec:",
+                "            __type__: kubernetes.client.models.V1PodSpec",
+                "            containers:",
+                "              - __type__: kubernetes.client.models.V1Container",
+                "                name: base",
+                "                resources:",
+                "                  __type__: kubernetes.client.models.V1ResourceRequirements",
+                f"                  requests: {{cpu: 500m, memory: {memory_of(i)}}}",
+                f"                  limits: {{cpu: 500m, memory: {memory_of(i)}}}",
+            ]
+            if deps_of(i):
+                lines.append(f"      dependencies: [{', '.join(f'task_{d:02d}' for d in deps_of(i))}]")
+        (configs / f"pipeline_{p:03d}.yaml").write_text("\n".join(lines) + "\n")
+
+
+CHILD = textwrap.dedent("""\
+    import json, sys, time
+    import airflow  # noqa: F401  (the import costs every variant the same; not timed)
+    from airflow.dag_processing.dagbag import DagBag
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    bag = DagBag(dag_folder=sys.argv[1])
+    cpu = time.process_time() - cpu_start
+    wall = time.perf_counter() - start
+    dags = bag.dags.values()
+    print(json.dumps({"seconds": cpu, "wall": wall, "dags": len(bag.dags), "tasks": sum(len(d.tasks) for d in dags),
+                      "pods": sum(1 for d in dags for t in d.tasks if "pod_override" in (t.executor_config or {})),
+                      "import_errors": {k: v[-300:] for k, v in bag.import_errors.items()}}))
+""")
+
+
+def measure(python: Path, child: Path, folder: Path, env: dict[str, str], label: str,
+            expect_dags: int) -> float:
+    """Median of RUNS fresh-process DagBag timings (after one untimed warm-up that writes bytecode)."""
+    times, walls = [], []
+    for run in range(RUNS + 1):
+        proc = subprocess.run([str(python), str(child), str(folder)], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{label}: child failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if result["import_errors"] or result["dags"] != expect_dags:
+            raise SystemExit(f"{label}: expected {expect_dags} DAGs, got {result['dags']}; "
+                             f"errors: {result['import_errors']}")
+        if expect_dags == PIPELINES and (result["tasks"] != PIPELINES * TASKS or result["pods"] != result["tasks"]):
+            raise SystemExit(f"{label}: expected {PIPELINES * TASKS} tasks with pod_override, got {result}")
+        if run:  # run 0 is the warm-up
+            times.append(result["seconds"])
+            walls.append(result["wall"])
+    median = statistics.median(times)
+    log(f"  {label:<40} CPU median {median:.3f} s (runs {', '.join(f'{t:.2f}' for t in times)}); "
+        f"wall median {statistics.median(walls):.3f} s")
+    return median
+
+
+def main() -> None:
+    bench_python = ensure_bench_venv()
+    work = Path(tempfile.mkdtemp(prefix="dataeng-bench-parse-"))
+    try:
+        home_env = configure_airflow_home(work / "airflow_home", dags_folder=work / "empty")
+        (work / "empty").mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(home_env)
+        env.update({"DO_NOT_TRACK": "1", "SCARF_NO_ANALYTICS": "true",
+                    "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False", "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+                    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600"})
+        env.pop("_AIRFLOW_PARSING_CONTEXT_DAG_ID", None)
+        env.pop("DATAENG_CONFIG_DIR", None)
+
+        log(f"generating {PIPELINES} pipelines x {TASKS} tasks in {work} ...")
+        write_ours(work / "ours")
+        write_plain(work / "plain")
+        write_dag_factory(work / "dag_factory")
+        child = work / "bench_child.py"
+        child.write_text(CHILD)
+
+        log("byte-compiling the venvs ...")
+        byte_compile(bench_python, REPO / "airflow_provider_dataeng")
+        main_python = REPO / ".venv" / "bin" / "python"
+        byte_compile(main_python)
+
+        log(f"timing DagBag collection, {RUNS} fresh processes each ({bench_python}):")
+        ours = measure(bench_python, child, work / "ours", env, "ours (YAML factory)", PIPELINES)
+        plain = measure(bench_python, child, work / "plain", env, "plain Python (floor)", PIPELINES)
+        dag_factory = measure(bench_python, child, work / "dag_factory", env, "dag-factory 1.1", PIPELINES)
+        single_env = dict(env, _AIRFLOW_PARSING_CONTEXT_DAG_ID=SINGLE_DAG)
+        single = measure(bench_python, child, work / "ours", single_env, f"ours, parsing context {SINGLE_DAG}", 1)
+
+        log(f"for reference, the project venv ({main_python}):")
+        measure(main_python, child, work / "ours", env, "ours (YAML factory)", PIPELINES)
+        measure(main_python, child, work / "plain", env, "plain Python (floor)", PIPELINES)
+        log("note: every variant imports the kubernetes client (~0.3 s here) for its V1Pod pod_override")
+
+        print(json.dumps({
+            "ours_s": round(ours, 3),
+            "plain_python_s": round(plain, 3),
+            "dag_factory_s": round(dag_factory, 3),
+            "ratio_vs_plain": round(ours / plain, 3),
+            "ratio_vs_dag_factory": round(ours / dag_factory, 3),
+            "single_dag_s": round(single, 3),
+        }), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
