@@ -7,9 +7,11 @@ pattern; daily schedule; retries in default_args), in three equivalent forms:
 * ours: ``dags/dataeng_dags.py`` + ``configs/*.yaml`` (``operator:`` tasks) + ``defaults.yaml``;
 * plain Python: one ``.py`` file per DAG, V1Pod models sharing one kubernetes ``Configuration`` (as the
   factory does; a fresh ``Configuration`` per model is the client's default and much slower);
-* dag-factory 1.1: ``load_yaml_dags`` over equivalent YAML; the pod is built with dag-factory's
-  ``__type__`` object syntax (each model gets the client's default ``Configuration`` copy, which is
-  how dag-factory builds objects; it cannot share one).
+* dag-factory 1.1: ``load_yaml_dags`` over equivalent YAML; the pod comes from dag-factory's ``__type__``
+  syntax calling a small helper that builds the same V1Pod the same way (shared ``Configuration``).
+  Nested ``__type__: kubernetes.client.models.V1Pod`` mappings work too but are ~3x slower still
+  (``--k8s-types`` measures that form). dag-factory 1.1 YAML-dumps every DAG's config, pod objects
+  included, into its ``doc_md``: most of its time goes there and into its pure-Python YAML loading.
 
 Each figure is the median of 5 fresh processes timing ``DagBag(folder)`` alone (after ``import airflow``
 and importing ``DagBag``), in CPU seconds of the process (``time.process_time()``): this machine is shared
@@ -45,6 +47,7 @@ RUNS = 5
 SINGLE_DAG = "pipeline_050"
 BENCH_VENV = REPO / ".venv-bench"
 EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
+CHILD_PATH = Path("bench_child.py")  # set in main()
 
 
 def log(msg: str) -> None:
@@ -144,16 +147,39 @@ def write_plain(root: Path) -> None:
         (root / f"pipeline_{p:03d}.py").write_text("\n".join(body) + "\n")
 
 
-def write_dag_factory(root: Path) -> None:
+POD_HELPER = """\
+# V1Pod for a task pod, built like the factory and the plain-Python variant do (one shared client
+# Configuration); referenced from the YAML with dag-factory's `__type__` syntax.
+from kubernetes.client import models as k8s
+from kubernetes.client.configuration import Configuration
+
+_CFG = Configuration()
+
+
+def pod(cpu, memory):
+    res = {"cpu": cpu, "memory": memory}
+    return k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base", resources=k8s.V1ResourceRequirements(
+        requests=dict(res), limits=dict(res), local_vars_configuration=_CFG), local_vars_configuration=_CFG)],
+        local_vars_configuration=_CFG), local_vars_configuration=_CFG)
+"""
+
+
+def write_dag_factory(root: Path, k8s_types: bool = False) -> None:
+    """dag-factory YAML. The pod comes from ``bench_pods.pod`` (shared Configuration, equivalent to the other
+    variants), or with ``k8s_types`` from nested ``__type__: kubernetes.client.models.V1...`` mappings."""
     root.mkdir(parents=True)
     (root / "dag_factory_dags.py").write_text(textwrap.dedent("""\
         # airflow DAG file: dag-factory over the YAML next to it
+        import sys
         from pathlib import Path
 
         from dagfactory import load_yaml_dags
 
+        sys.path.insert(0, str(Path(__file__).parent / "lib"))
         load_yaml_dags(globals_dict=globals(), dags_folder=str(Path(__file__).parent / "configs"))
     """))
+    (root / "lib").mkdir()
+    (root / "lib" / "bench_pods.py").write_text(POD_HELPER)
     configs = root / "configs"
     configs.mkdir()
     for p in range(PIPELINES):
@@ -171,22 +197,22 @@ def write_dag_factory(root: Path) -> None:
             "  tasks:",
         ]
         for i in range(TASKS):
-            lines += [
-                f"    task_{i:02d}:",
-                f"      operator: {EMPTY}",
-                "      executor_config:",
-                "        pod_override:",
-                "          __type__: kubernetes.client.models.V1Pod",
-                "          spec:",
-                "            __type__: kubernetes.client.models.V1PodSpec",
-                "            containers:",
-                "              - __type__: kubernetes.client.models.V1Container",
-                "                name: base",
-                "                resources:",
-                "                  __type__: kubernetes.client.models.V1ResourceRequirements",
-                f"                  requests: {{cpu: 500m, memory: {memory_of(i)}}}",
-                f"                  limits: {{cpu: 500m, memory: {memory_of(i)}}}",
-            ]
+            lines += [f"    task_{i:02d}:", f"      operator: {EMPTY}", "      executor_config:", "        pod_override:"]
+            if k8s_types:
+                lines += [
+                    "          __type__: kubernetes.client.models.V1Pod",
+                    "          spec:",
+                    "            __type__: kubernetes.client.models.V1PodSpec",
+                    "            containers:",
+                    "              - __type__: kubernetes.client.models.V1Container",
+                    "                name: base",
+                    "                resources:",
+                    "                  __type__: kubernetes.client.models.V1ResourceRequirements",
+                    f"                  requests: {{cpu: 500m, memory: {memory_of(i)}}}",
+                    f"                  limits: {{cpu: 500m, memory: {memory_of(i)}}}",
+                ]
+            else:
+                lines += ["          __type__: bench_pods.pod", "          cpu: 500m", f"          memory: {memory_of(i)}"]
             if deps_of(i):
                 lines.append(f"      dependencies: [{', '.join(f'task_{d:02d}' for d in deps_of(i))}]")
         (configs / f"pipeline_{p:03d}.yaml").write_text("\n".join(lines) + "\n")
@@ -208,32 +234,47 @@ CHILD = textwrap.dedent("""\
 """)
 
 
-def measure(python: Path, child: Path, folder: Path, env: dict[str, str], label: str,
-            expect_dags: int) -> float:
-    """Median of RUNS fresh-process DagBag timings (after one untimed warm-up that writes bytecode)."""
-    times, walls = [], []
-    for run in range(RUNS + 1):
-        proc = subprocess.run([str(python), str(child), str(folder)], env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{label}: child failed:\n{proc.stderr[-3000:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        if result["import_errors"] or result["dags"] != expect_dags:
-            raise SystemExit(f"{label}: expected {expect_dags} DAGs, got {result['dags']}; "
-                             f"errors: {result['import_errors']}")
-        if expect_dags == PIPELINES and (result["tasks"] != PIPELINES * TASKS or result["pods"] != result["tasks"]):
-            raise SystemExit(f"{label}: expected {PIPELINES * TASKS} tasks with pod_override, got {result}")
-        if run:  # run 0 is the warm-up
-            times.append(result["seconds"])
-            walls.append(result["wall"])
-    median = statistics.median(times)
-    log(f"  {label:<40} CPU median {median:.3f} s (runs {', '.join(f'{t:.2f}' for t in times)}); "
-        f"wall median {statistics.median(walls):.3f} s")
-    return median
+def run_child(python: Path, child: Path, folder: Path, env: dict[str, str], label: str,
+              expect_dags: int) -> dict:
+    """One fresh process timing ``DagBag(folder)``; checks it built what it should."""
+    proc = subprocess.run([str(python), str(child), str(folder)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label}: child failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["import_errors"] or result["dags"] != expect_dags:
+        raise SystemExit(f"{label}: expected {expect_dags} DAGs, got {result['dags']}; "
+                         f"errors: {result['import_errors']}")
+    if expect_dags == PIPELINES and (result["tasks"] != PIPELINES * TASKS or result["pods"] != result["tasks"]):
+        raise SystemExit(f"{label}: expected {PIPELINES * TASKS} tasks with pod_override, got {result}")
+    return result
+
+
+def measure_interleaved(variants: list[tuple[str, Path, Path, dict[str, str], int]]) -> dict[str, float]:
+    """Median CPU seconds per variant over RUNS rounds; each round runs every variant once, so a change
+    in the machine's load hits all variants alike. One untimed warm-up each (writes bytecode)."""
+    for label, python, folder, env, expect in variants:
+        run_child(python, CHILD_PATH, folder, env, label, expect)
+    cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
+    wall: dict[str, list[float]] = {v[0]: [] for v in variants}
+    for round_no in range(RUNS):
+        for label, python, folder, env, expect in variants:
+            result = run_child(python, CHILD_PATH, folder, env, label, expect)
+            cpu[label].append(result["seconds"])
+            wall[label].append(result["wall"])
+        log(f"  round {round_no + 1}/{RUNS}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cpu.items()))
+    out = {}
+    for label in cpu:
+        out[label] = statistics.median(cpu[label])
+        log(f"  {label:<28} CPU median {out[label]:.3f} s (runs {', '.join(f'{t:.2f}' for t in cpu[label])}); "
+            f"wall median {statistics.median(wall[label]):.3f} s")
+    return out
 
 
 def main() -> None:
     bench_python = ensure_bench_venv()
     work = Path(tempfile.mkdtemp(prefix="dataeng-bench-parse-"))
+    global CHILD_PATH
+    CHILD_PATH = work / "bench_child.py"
     try:
         home_env = configure_airflow_home(work / "airflow_home", dags_folder=work / "empty")
         (work / "empty").mkdir()
@@ -248,26 +289,23 @@ def main() -> None:
         log(f"generating {PIPELINES} pipelines x {TASKS} tasks in {work} ...")
         write_ours(work / "ours")
         write_plain(work / "plain")
-        write_dag_factory(work / "dag_factory")
-        child = work / "bench_child.py"
-        child.write_text(CHILD)
+        write_dag_factory(work / "dag_factory", k8s_types="--k8s-types" in sys.argv)
+        CHILD_PATH.write_text(CHILD)
 
-        log("byte-compiling the venvs ...")
+        log("byte-compiling the bench venv and the package ...")
         byte_compile(bench_python, REPO / "airflow_provider_dataeng")
-        main_python = REPO / ".venv" / "bin" / "python"
-        byte_compile(main_python)
 
-        log(f"timing DagBag collection, {RUNS} fresh processes each ({bench_python}):")
-        ours = measure(bench_python, child, work / "ours", env, "ours (YAML factory)", PIPELINES)
-        plain = measure(bench_python, child, work / "plain", env, "plain Python (floor)", PIPELINES)
-        dag_factory = measure(bench_python, child, work / "dag_factory", env, "dag-factory 1.1", PIPELINES)
         single_env = dict(env, _AIRFLOW_PARSING_CONTEXT_DAG_ID=SINGLE_DAG)
-        single = measure(bench_python, child, work / "ours", single_env, f"ours, parsing context {SINGLE_DAG}", 1)
-
-        log(f"for reference, the project venv ({main_python}):")
-        measure(main_python, child, work / "ours", env, "ours (YAML factory)", PIPELINES)
-        measure(main_python, child, work / "plain", env, "plain Python (floor)", PIPELINES)
-        log("note: every variant imports the kubernetes client (~0.3 s here) for its V1Pod pod_override")
+        log(f"timing DagBag collection: {RUNS} rounds of fresh processes ({bench_python}):")
+        medians = measure_interleaved([
+            ("ours", bench_python, work / "ours", env, PIPELINES),
+            ("plain_python", bench_python, work / "plain", env, PIPELINES),
+            ("dag_factory", bench_python, work / "dag_factory", env, PIPELINES),
+            ("ours_single_dag", bench_python, work / "ours", single_env, 1),
+        ])
+        ours, plain, dag_factory = medians["ours"], medians["plain_python"], medians["dag_factory"]
+        single = medians["ours_single_dag"]
+        log("note: every variant imports the kubernetes client (~0.3-0.4 s here) for its V1Pod pod_override")
 
         print(json.dumps({
             "ours_s": round(ours, 3),

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                           one_process_per_run=args.one_process_per_run, keep_retries=args.keep_retries,
                           keep=args.keep)
     demo = Demo(options, log=lambda line: print(line, flush=True))
+    started = time.monotonic()
     try:
         report = demo.run()
         print(render_report(report), flush=True)
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{exc or 'interrupted'}: stopping every server", file=sys.stderr, flush=True)
         return 130
     finally:
+        t0 = time.monotonic()
         demo.close()
+        print(f"==> every server stopped ({time.monotonic() - t0:.0f} s); "
+              f"total {time.monotonic() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

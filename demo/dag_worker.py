@@ -13,6 +13,7 @@ log file named by ``argv[1]``.
 
 ``retries`` (the demo passes 0 unless ``--keep-retries``) overrides every task's retries for that run:
 ``dags test`` otherwise waits out each retry delay (minutes in the example configs) before failing.
+A DAG's DeadlineAlert (``sla_breach`` in a config) is dropped for the run: see the note in ``main``.
 """
 
 from __future__ import annotations
@@ -52,13 +53,17 @@ def main() -> None:
             if request.get("mark_success"):
                 argv += ["--mark-success-pattern", request["mark_success"]]
             args = parser.parse_args(argv)
-            if request.get("retries") is None:
-                args.func(args)
-            else:  # the same command, on the DAG with its retries overridden
-                dag = dag_command.get_bagged_dag(bundle_names=None, dag_id=dag_id)
+            dag = dag_command.get_bagged_dag(bundle_names=None, dag_id=dag_id)
+            if request.get("retries") is not None:
                 for task in dag.tasks:
                     task.retries = int(request["retries"])
-                dag_command.dag_test(args, dag=dag)
+            if getattr(dag, "deadline", None):
+                # Airflow 3.3.2's dag.test() fails at the end of any run of a DAG with a DeadlineAlert
+                # (DagRun.update_state looks the alerts up by id but gets their serialized dicts:
+                # "'dict' object has no attribute 'hex'"). The scheduler is not affected; dags test is.
+                print(f"demo: DeadlineAlert of {dag_id} not evaluated under dags test", flush=True)
+                dag.deadline = None
+            dag_command.dag_test(args, dag=dag)
         except SystemExit as exc:  # "DagRun failed" and argparse errors
             rc = exc.code if isinstance(exc.code, int) else 1
             error = None if isinstance(exc.code, int) else str(exc.code)

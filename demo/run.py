@@ -49,6 +49,7 @@ class Pipeline:
     types: dict[str, str]  # task name -> type
     targets: list[str] = field(default_factory=list)  # extract/publish target tables
     schedule: Any = None
+    modes: dict[str, str] = field(default_factory=dict)  # target -> extract mode
 
     @property
     def kind(self) -> str:
@@ -70,14 +71,17 @@ def discover_pipelines(config_dir: Path = CONFIG_DIR) -> list[Pipeline]:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
             continue
-        types, targets = {}, []
+        types, targets, modes = {}, [], {}
         for name, task in data["tasks"].items():
             task = task or {}
             kind = "operator" if "operator" in task and task.get("type") in (None, "operator") else task.get("type")
             types[name] = str(kind)
-            if kind in EXTRACT_TYPES and task.get("target_table"):
+            if kind in EXTRACT_TYPES and task.get("target_table") and str(task["target_table"]) not in targets:
                 targets.append(str(task["target_table"]))
-        pipelines.append(Pipeline(str(data.get("dag_id") or path.stem), path, types, targets, data.get("schedule")))
+                modes[str(task["target_table"])] = str(task.get("mode") or ("full_snapshot" if kind == "extract"
+                                                                            else "publish"))
+        pipelines.append(Pipeline(str(data.get("dag_id") or path.stem), path, types, targets, data.get("schedule"),
+                                  modes))
     return pipelines
 
 
@@ -187,8 +191,16 @@ class DagRunner:
         return results
 
     def close(self) -> None:
+        """Stop the workers: end of input first, then SIGTERM / SIGKILL to their process groups."""
         for worker in self.workers:
-            worker.close()
+            with contextlib.suppress(Exception):
+                if worker.proc.stdin:
+                    worker.proc.stdin.close()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline and any(w.proc.poll() is None for w in self.workers):
+            time.sleep(0.05)
+        for worker in self.workers:
+            stop_process_group(worker.proc, grace=3)
         self.workers.clear()
 
     # -- one run ---------------------------------------------------------------------------------
@@ -265,14 +277,6 @@ class _Worker:
             fh.seek(offset)
             text = fh.read().decode(errors="replace")
         return reply, text
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        with contextlib.suppress(Exception):
-            self.proc.wait(timeout=3)
-        stop_process_group(self.proc)
 
 
 def _child_env() -> dict[str, str]:
@@ -497,27 +501,25 @@ class Demo:
         runs = self.runner.run(jobs)
         self.progress.mark("intervals")
 
-        # 2. Rerun the middle interval: the partitions must come out identical.
+        # 2. Rerun the middle interval (the partitions must come out identical); then dbt builds the
+        #    marts while the checks run (freshness, partition gaps, failover health): the monitoring DAG
+        #    is hourly, so its run covers the latest full hour.
         middle = intervals[len(intervals) // 2]
         wh_dsn = stack.warehouse.dsn()
         before = self._partition_states(wh_dsn, middle[0])
-        self._log(f"==> rerunning the middle interval {middle[0]:%Y-%m-%d} (idempotency); dbt builds meanwhile")
-        rerun_jobs = [Job(p.dag_id, *middle, label=" rerun") for p in extract]
+        self._log(f"==> rerunning the middle interval {middle[0]:%Y-%m-%d} (idempotency), then dbt and the "
+                  "checks (freshness, partition gaps, failover health)")
+        reruns = [Job(p.dag_id, *middle, label=" rerun") for p in extract]
         last_start, last_end = intervals[-1]
-        dbt_jobs = [Job(p.dag_id, last_start, last_end) for p in dbt]
-        runs += self.runner.run(rerun_jobs + dbt_jobs)
-        after = self._partition_states(wh_dsn, middle[0])
-        self.progress.mark("rerun+dbt")
-
-        # 3. Freshness, gaps and failover health (the monitoring DAG is hourly: its latest hour).
+        dbt_jobs = [Job(p.dag_id, last_start, last_end, after=list(reruns)) for p in dbt]
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        self._log("==> running the checks: freshness, partition gaps, failover health")
-        check_jobs = [Job(p.dag_id, now - timedelta(hours=1), now) for p in checks]
+        check_jobs = [Job(p.dag_id, now - timedelta(hours=1), now, after=list(reruns)) for p in checks]
         if stack.warehouse.kind == "plain":
             for job in check_jobs:
                 job.mark_success = _health_tasks(next(p for p in checks if p.dag_id == job.dag_id))
-        runs += self.runner.run(check_jobs)
-        self.progress.mark("checks")
+        runs += self.runner.run(reruns + dbt_jobs + check_jobs)
+        after = self._partition_states(wh_dsn, middle[0])
+        self.progress.mark("rerun, dbt, checks")
 
         return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
                           stack.warehouse.kind, self.progress.elapsed(), dict(self.progress.marks))
@@ -624,7 +626,18 @@ def summarize(report: DemoReport) -> dict[str, Any]:
                      short_md5(a.md5) if a else None, "yes" if a and (a.rows, a.md5) == (b.rows, b.md5) else "NO"])
 
     ok = not report.failed_runs and report.idempotent
-    footer = [
+    modes = {m for p in report.pipelines for m in p.modes.values()}
+    notes = []
+    if "incremental_id" in modes:
+        notes.append("incremental_id (payments): ids not yet in the warehouse; the first run of this backfill "
+                     "loads every existing id, later intervals only ids that are new since.")
+    if "full_snapshot" in modes:
+        notes.append("full_snapshot (customers, products): each interval's partition is the whole source table as "
+                     "of its run.")
+    if "incremental_timestamp" in modes:
+        notes.append("incremental_timestamp (orders): rows whose updated_at falls in the interval (minus the "
+                     "lag); an order that changed later sits in a later partition, dbt keeps the latest row.")
+    footer = [*(f"note: {n}" for n in notes), "",
         f"{len(report.runs)} DAG runs (airflow dags test), {len(report.failed_runs)} failed; warehouse: "
         + ("pg_auto_failover formation (monitor + 2 nodes)" if report.warehouse_kind == "formation"
            else "one plain PostgreSQL cluster (--plain)"),
@@ -661,16 +674,41 @@ def _dbt_counts(run: RunResult) -> tuple[int, int, int]:
 
 def _monitoring(run: RunResult, report: DemoReport) -> tuple[str, str, list[list[str]]]:
     """(freshness column, health column, detail rows) from the monitoring run's XComs."""
-    fresh, health, details = [], "-", []
+    fresh: list[str] = []
+    health = "-"
+    details: list[list[str]] = []
+    first, last = report.intervals[0][0], report.intervals[-1][1]
     for key, value in sorted(run.xcom.items()):
-        details.append([key, _compact(value)])
+        if ":" in key:  # extra XCom keys repeat the return value
+            continue
+        name = key.split(".")[-1]
         if isinstance(value, dict) and "lag_seconds" in value:
-            fresh.append(f"{key.split('.')[-1]}: {value.get('status')} ({float(value['lag_seconds']) / 3600:.1f} h)")
-        if isinstance(value, dict) and ("healthy" in value or "verdict" in value):
-            health = str(value.get("verdict") or ("healthy" if value.get("healthy") else "unhealthy"))
+            lag = float(value["lag_seconds"]) / 3600
+            fresh.append(f"{name.removesuffix('_fresh')} {value.get('status')} ({lag:.1f} h)")
+            details.append([key, f"{value.get('status')}: newest row {value.get('max_loaded_at')}, lag {lag:.1f} h"])
+        elif isinstance(value, list) and all(isinstance(h, dict) and "start" in h for h in value):
+            starts = [datetime.fromisoformat(h["start"]) for h in value]
+            inside = sum(1 for st in starts if first <= st < last)
+            kinds = sorted({str(h.get("kind")) for h in value})
+            if value:
+                text = (f"{len(value)} holes ({', '.join(kinds)}) {min(starts):%Y-%m-%d} .. {max(starts):%Y-%m-%d}: "
+                        f"days before the demo's first interval (DAG start_date); {inside} in the demo window")
+            else:
+                text = "no holes"
+            details.append([key, text])
+        elif isinstance(value, dict) and "healthy" in value:
+            nodes = ", ".join(
+                f"{n.get('name')} {n.get('state')}" + (f" (lag {n['lag_bytes']} B)" if n.get("lag_bytes") is not None
+                                                       else "")
+                for n in value.get("nodes") or []
+            )
+            health = f"{value.get('status')}: {nodes}" if nodes else str(value.get("status"))
+            reasons = "; ".join(map(str, value.get("reasons") or []))
+            details.append([key, f"{value.get('status')} (from the {value.get('source')}): {nodes}"
+                            + (f"; {reasons}" if reasons else "")])
     if report.warehouse_kind == "plain":
-        health = "skipped (plain warehouse, no monitor)"
-    return "; ".join(fresh) or "-", health, details
+        health = "skipped (--plain: no monitor)"
+    return ", ".join(fresh) or "-", health, details
 
 
 def _compact(value: Any, limit: int = 110) -> str:

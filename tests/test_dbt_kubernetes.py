@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shlex
+import subprocess
 
 import pytest
 import yaml
@@ -30,7 +30,7 @@ def _pod(**kw):
     return op, pod, ApiClient().sanitize_for_serialization(pod)
 
 
-def test_pod_spec_carries_the_profile_as_env_and_the_password_as_a_secret_ref(conn_id: str) -> None:
+def test_pod_spec_carries_the_profile_as_env_and_the_password_as_a_secret_ref(conn_id: str, tmp_path) -> None:
     op, pod, spec = _pod(conn_id=conn_id, command="build", select=["tag:marts"], exclude="dim_products",
                          vars={"incremental_lookback_days": 5}, target_schema="analytics", threads=4,
                          password_secret="warehouse-dbt", password_secret_key="pw")
@@ -51,8 +51,19 @@ def test_pod_spec_carries_the_profile_as_env_and_the_password_as_a_secret_ref(co
     assert profile["host"] == "pg-node-1,pg-node-2" and profile["port"] == 5432
     assert profile["user"] == "etl" and profile["dbname"] == "warehouse" and profile["threads"] == 4
     assert profile["password"] == "{{ env_var('DBT_ENV_SECRET_PASSWORD', '') }}"
-    # the script writes that profile and runs dbt with the args; shell-parsable, no secret
-    assert "profiles.yml" in POD_SCRIPT and shlex.split(POD_SCRIPT)
+    # the container command writes that profile and hands every arg to dbt (a stand-in dbt here)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "dbt").write_text('#!/bin/sh\necho "ARGS $*"; d="$(echo "$*" | sed "s/.*--profiles-dir //")"; '
+                                  'cat "$d/profiles.yml"\n')
+    (fake_bin / "dbt").chmod(0o755)
+    out = subprocess.run(
+        [*container["command"], *args],
+        env={"PATH": f"{fake_bin}:/usr/bin:/bin", "TMPDIR": str(tmp_path), PROFILES_ENV: env[PROFILES_ENV]["value"]},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert out.startswith("ARGS build --project-dir /dbt") and f"--profiles-dir {tmp_path}/dbt-profile" in out
+    assert yaml.safe_load(out.split("\n", 1)[1]) == yaml.safe_load(env[PROFILES_ENV]["value"])
     # building twice does not duplicate env vars
     again = op.build_pod_request_obj(dry_run=True)
     assert len(again.spec.containers[0].env) == len(pod.spec.containers[0].env)

@@ -198,6 +198,7 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
     tries = {p.name: json.loads((p / "target" / "run_results.json").read_text()) for p in staging_runs.iterdir()}
     assert set(tries) == {"try-1", "try-2"}
     assert {r["unique_id"] for r in tries["try-2"]["results"]} == {ACCEPTED_STATUS}
+    assert tries["try-2"]["args"]["which"] == "build"  # so a third try could `dbt retry` from try 2
     assert len(tries["try-1"]["results"]) == 20  # 4 staging models + their 16 tests
     marts_runs = next((tmp_path / "state" / dag.dag_id / "dbt.marts").iterdir())
     assert [p.name for p in marts_runs.iterdir()] == ["try-1"]

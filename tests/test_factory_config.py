@@ -57,7 +57,7 @@ def test_valid_pipeline_inherits_and_overrides_defaults(tmp_path: Path) -> None:
 def test_unknown_key_with_did_you_mean_and_line(tmp_path: Path) -> None:
     errors = _errors(tmp_path, GOOD.replace("  b:\n", "  b:\n    retires: 3\n"))
     line = _one(errors, "retires")
-    assert line.startswith(f"{tmp_path / 'p.yaml'}:7: tasks.b.retires: unknown key 'retires'")
+    assert line.startswith(f"{tmp_path / 'p.yaml'}:6: tasks.b.retires: unknown key 'retires'")
     assert "did you mean 'retries'?" in line
 
 
@@ -156,7 +156,7 @@ def test_secret_key_heuristic_keeps_ordinary_keys() -> None:
 def test_limits_differ_from_requests_without_opt_out(tmp_path: Path) -> None:
     text = GOOD + "    resources:\n      cpu: 500m\n      limits: {cpu: '1'}\n"
     line = _one(_errors(tmp_path, text), "limits differ")
-    assert ":11: tasks.b.resources.limits:" in line
+    assert ":10: tasks.b.resources.limits:" in line
     assert "cpu: request 500m, limit 1" in line
     assert "measured against requests" in line and "allow_burstable: true" in line
 
@@ -205,7 +205,7 @@ def test_all_errors_are_reported_at_once_sorted_by_line(tmp_path: Path) -> None:
 
 
 def test_yaml_syntax_error_and_duplicate_keys(tmp_path: Path) -> None:
-    assert ":3: <root>: invalid YAML" in _errors(tmp_path, "tasks:\n  a:\n  - b: [\n")[0]
+    assert ":2: <root>: invalid YAML: mapping values are not allowed" in _errors(tmp_path, "tasks:\n  a: b: c\n")[0]
     dup = _errors(tmp_path, GOOD + "  a:\n    operator: x.Y\n")[0]
     assert ":8: <root>: invalid YAML: duplicate key 'a' (first defined on line 3)" in dup
 

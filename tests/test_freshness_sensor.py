@@ -194,13 +194,16 @@ def test_deferrable_sensor_fails_with_the_breach_at_timeout(events_table, wareho
     assert xcoms(dag_id)["wait_fresh"]["status"] == "error"
 
 
-def test_deferrable_defaults_to_airflow_config(monkeypatch):
+def test_deferrable_defaults_to_airflow_config():
+    from airflow.providers.common.compat.sdk import conf
+
     from airflow_provider_dataeng.sensors.freshness import FreshnessSensor
 
     default = FreshnessSensor(task_id="t", conn_id="c", table="raw.t", timestamp_column="ts", error_after="1h")
-    from airflow.configuration import conf
-
     assert default.deferrable is conf.getboolean("operators", "default_deferrable", fallback=False)
+    explicit = FreshnessSensor(task_id="u", conn_id="c", table="raw.t", timestamp_column="ts", error_after="1h",
+                               deferrable=not default.deferrable)
+    assert explicit.deferrable is not default.deferrable
 
 
 def test_bad_config_fails_at_parse_time_naming_the_field():

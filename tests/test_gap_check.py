@@ -183,8 +183,6 @@ def test_operator_fails_or_warns_and_its_backfill_command_covers_exactly_the_hol
     from airflow.cli.cli_parser import get_parser
     from airflow.models.backfill import ReprocessBehavior, _do_dry_run
 
-    from airflow_provider_dataeng.gaps.report import GapReport  # noqa: F401 (documents the source)
-
     report = find_gaps(
         FailoverPostgresHook(postgres_conn_id=warehouse_conn_id, driver="psycopg"), schema="raw", table="orders",
         timetable=resolve_timetable("@daily"), start=JAN[0], end=JAN[10], pipeline="shop",
@@ -211,3 +209,22 @@ def test_operator_validates_its_config_at_parse_time():
         PartitionGapCheckOperator(task_id="g", conn_id="c", target_table="raw.t", schedule="daily")
     with pytest.raises(ValueError, match="target_table"):
         PartitionGapCheckOperator(task_id="g", conn_id="c", target_table="a.b.c")
+
+
+def test_date_partitions_and_hourly_schedules_read_bounds_from_the_catalog(pg_cluster, pg_db, hook):
+    with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as conn:
+        conn.execute("create schema raw")
+        conn.execute("create table raw.daily (id bigint, day date not null) partition by range (day)")
+        # Names that do not follow any convention: bounds must come from pg_get_expr, not from names.
+        conn.execute("create table raw.whatever_1 partition of raw.daily for values from ('2024-01-01') to ('2024-01-02')")
+        conn.execute("create table raw.whatever_2 partition of raw.daily for values from ('2024-01-02') to ('2024-01-04')")
+        create_partitioned_table(conn, "raw", "hourly")
+        for h in (0, 1, 3):
+            lo = JAN[0] + timedelta(hours=h)
+            attach_partition(conn, "raw", "hourly", lo, lo + timedelta(hours=1))
+    daily = gaps(hook, table="daily", end=JAN[4], pipeline=None)
+    assert [h.interval.start.day for h in daily.holes] == [4]  # Jan 2 and 3 are covered by one partition
+    hourly = gaps(hook, table="hourly", timetable=resolve_timetable("0 * * * *"), end=JAN[0] + timedelta(hours=5),
+                  pipeline=None)
+    assert [h.interval.start.hour for h in hourly.holes] == [2, 4]
+    assert hourly.backfill_ranges() == [(JAN[0] + timedelta(hours=2),) * 2, (JAN[0] + timedelta(hours=4),) * 2]

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.operators.publish import RollbackPublishOperator, StagingSwapOperator
 from airflow_provider_dataeng.operators.quality import DataQualityOperator
 from airflow_provider_dataeng.publish import PublishEngine
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from tests.support.airflow_env import run_dag
-from tests.support.publish_fixtures import db, ledger, one  # noqa: F401  (fixtures)
+from tests.support.publish_fixtures import db_fixture, ledger, one  # noqa: F401  (fixtures)
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

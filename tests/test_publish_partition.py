@@ -19,13 +19,13 @@ from airflow_provider_dataeng.publish import (
 from tests.support.publish_fixtures import (  # noqa: F401  (fixtures)
     BackgroundReader,
     Terminator,
-    db,
-    dsn,
+    db_fixture,
+    dsn_fixture,
     ledger,
     make_engine,
     one,
     q,
-    wh_hook,
+    wh_hook_fixture,
 )
 
 D1 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -19,13 +19,13 @@ from airflow_provider_dataeng.publish import (
 from tests.support.publish_fixtures import (  # noqa: F401  (fixtures)
     BackgroundReader,
     Terminator,
-    db,
-    dsn,
+    db_fixture,
+    dsn_fixture,
     ledger,
     make_engine,
     one,
     q,
-    wh_hook,
+    wh_hook_fixture,
 )
 
 SELECT_N = "select g as id, 'row ' || g as label, g % 5 as grp from generate_series(1, {n}) g"
@@ -215,6 +215,19 @@ def test_killed_connection_at_any_step_leaves_live_intact_and_rerun_succeeds(wh_
     publish(make_engine(wh_hook), 20)
     assert one(db, "select n from mart.v") == 20
     assert one(db, "select to_regclass('mart.t__staging')") is None
+
+
+def test_tables_leaving_the_swap_are_dropped_after_commit_even_after_a_crash_in_between(wh_hook, db, dsn):
+    publish(make_engine(wh_hook), 10)
+    publish(make_engine(wh_hook), 11)  # t__previous exists now
+    killer = Terminator(dsn, "committed")
+    result = publish(make_engine(wh_hook, on_step=killer), 12)  # killed after COMMIT, before the drop
+    assert result.status == "published" and ledger(db)[-1]["status"] == "published"
+    assert one(db, "select count(*) from mart.t") == 12 and one(db, "select count(*) from mart.t__previous") == 11
+    assert one(db, "select count(*) from mart.t__retired") == 10  # the old __previous, left by the crash
+    publish(make_engine(wh_hook), 13, keep_previous=False)
+    names = {r[0] for r in q(db, "select relname from pg_class where relnamespace = 'mart'::regnamespace")}
+    assert names == {"t"}  # leftover and both old versions dropped
 
 
 def test_readers_never_error_nor_see_partial_data_during_100_swaps(wh_hook, db, dsn):

@@ -27,10 +27,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# The postgres provider's asset-URI normalizer, imported with this module rather than on the first Asset.
+import airflow.providers.postgres.assets.postgres  # noqa: F401
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, TaskGroup
 
 from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, Manifest, Node, load_manifest
-from airflow_provider_dataeng.dbt.selection import select_nodes
+from airflow_provider_dataeng.dbt.selection import Selector, select_nodes
+from airflow_provider_dataeng.operators.dbt import DbtOperator
 
 RENDER_MODES = ("model", "group", "single")
 GROUP_BY = ("folder", "tag", "selector")
@@ -214,8 +217,6 @@ def render_dbt(
     Model and group modes put their tasks in a TaskGroup named ``task_id``. ``operator_kwargs`` go to
     every :class:`DbtOperator` (e.g. ``threads``, ``target_schema``, ``vars``, ``retries``).
     """
-    from airflow_provider_dataeng.operators.dbt import DbtOperator
-
     if render not in RENDER_MODES:
         raise ValueError(f"render={render!r}: expected one of {', '.join(RENDER_MODES)}")
     if group_by not in GROUP_BY:
@@ -236,11 +237,9 @@ def render_dbt(
             f"dbt task {task_id!r}: select={select!r} exclude={exclude!r} selector={selector!r} matches no model, "
             f"seed or snapshot in {manifest_path}"
         )
-    namespace = kwargs.pop("asset_namespace", None) or conn_id
-
     def assets(uids: Iterable[str]) -> list[Asset]:
         return [
-            relation_asset(manifest.nodes[u].relation_name, namespace)  # type: ignore[arg-type]
+            relation_asset(manifest.nodes[u].relation_name, conn_id)  # type: ignore[arg-type]
             for u in uids if manifest.nodes[u].relation_name
         ]
 
@@ -260,8 +259,6 @@ def render_dbt(
     else:
         members: list[tuple[str, set[str]]] = []
         if group_by == "selector":
-            from airflow_provider_dataeng.dbt.selection import Selector
-
             sel = Selector(manifest)
             members = [(name, sel.yaml_selector(name)) for name in manifest.selectors]
         unit_of = {uid: _task_id(_group_key(manifest.nodes[uid], group_by, members)) for uid in selected}

@@ -169,21 +169,21 @@ def stream_copy(
         get = pgconn.get_copy_data
         try:
             with cur.copy(copy_in) as sink:
-                block: list[bytes | memoryview] = []
-                append = block.append
-                size = 0
+                # Rows are appended to a bytearray (one memcpy each; every libpq row buffer is freed at
+                # once) and handed to the target in blocks of about batch_bytes.
+                block = bytearray()
+                rows_in_block = 0
                 while True:
                     n, data = get(1)
                     if n > 0:
-                        append(data)
-                        size += n
-                        if size >= batch_bytes:
-                            chunk = b"".join(block)
-                            messages += len(block)
-                            block.clear()
-                            size = 0
-                            sink.write(chunk)
-                            nbytes += len(chunk)
+                        block += data
+                        rows_in_block += 1
+                        if len(block) >= batch_bytes:
+                            sink.write(block)
+                            nbytes += len(block)
+                            messages += rows_in_block
+                            block = bytearray()
+                            rows_in_block = 0
                             if progress.due():
                                 progress.report(_rows_from_messages(messages, fmt), nbytes)
                         continue
@@ -191,7 +191,7 @@ def stream_copy(
                         _wait(pgconn, write=False, timeout=min(1.0, max(progress_interval, 0.05)))
                         pgconn.consume_input()
                         if progress.due():
-                            progress.report(_rows_from_messages(messages + len(block), fmt), nbytes)
+                            progress.report(_rows_from_messages(messages + rows_in_block, fmt), nbytes)
                         continue
                     if n == -1:  # COPY done
                         break
@@ -200,11 +200,9 @@ def stream_copy(
                         + (pgconn.error_message.decode(errors="replace").strip() or "unknown libpq error")
                     )
                 if block:
-                    chunk = b"".join(block)
-                    messages += len(block)
-                    block.clear()
-                    sink.write(chunk)
-                    nbytes += len(chunk)
+                    sink.write(block)
+                    nbytes += len(block)
+                    messages += rows_in_block
                 source_rows = src.finish()
         except BaseException:
             # Leave the source connection usable (or closed) for the caller's rollback.

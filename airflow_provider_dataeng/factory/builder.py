@@ -268,17 +268,20 @@ def _winners(ids: dict[Path, str]) -> dict[Path, Path]:
     return out
 
 
+def narrow_files(files: list[Path], dag_id: str) -> list[Path]:
+    """The config files that can define ``dag_id`` (cheap pre-scan of ``dag_id:`` lines; no YAML parsing)."""
+    from airflow_provider_dataeng.factory.placeholder import placeholder_dag_id
+
+    return [f for f in files if dag_id in (prescan_dag_id(f), placeholder_dag_id(f))]
+
+
 def load_directory(directory: Path, only_dag_id: str | None = None) -> tuple[
         dict[Path, LoadedPipeline], dict[Path, ConfigError]]:
     """Validate the pipelines of a directory (all, or those that can define ``only_dag_id``)."""
-    from airflow_provider_dataeng.factory.placeholder import placeholder_dag_id
 
     files = config_files(directory)
     if only_dag_id:
-        scanned = {f: prescan_dag_id(f) for f in files}
-        wanted = [f for f in files if only_dag_id in (scanned[f], placeholder_dag_id(f))]
-        if wanted:
-            files = wanted
+        files = narrow_files(files, only_dag_id) or files
     loaded: dict[Path, LoadedPipeline] = {}
     errors: dict[Path, ConfigError] = {}
     defaults = None
@@ -319,6 +322,8 @@ def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildRe
 
     directory = Path(directory)
     result = BuildResult()
+    if only_dag_id and not narrow_files(config_files(directory), only_dag_id):
+        only_dag_id = None  # no file defines it: build everything (the DAG processor's view)
     loaded, errors = load_directory(directory, only_dag_id)
     for path, lp in loaded.items():
         try:

@@ -18,7 +18,9 @@ DURATION_HELP = "a duration like '90s', '5m', '1h', '1d', '1w' or '1h30m', or a 
 class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors (with a did-you-mean)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+    # defer_build: a model's validator is built on first use, so unused task types cost nothing at parse time
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True,
+                              defer_build=True)
 
 
 def parse_duration(value: Any) -> timedelta:

@@ -272,11 +272,15 @@ def load_pipeline(path: Path, defaults: SourceFile | None = None) -> LoadedPipel
     resources: dict[str, Resources] = {}
     order: list[str] = []
     pipe_res = merged.get("resources") if isinstance(merged.get("resources"), dict) else {}
+    shared: Resources | None = None  # tasks without their own resources share the pipeline's
     for name, raw_task in raw_tasks.items():
         task_res = raw_task.get("resources") if isinstance(raw_task, dict) else None
         task_res = task_res if isinstance(task_res, dict) else {}
         try:
-            effective = Resources.model_validate(deep_merge(pipe_res, task_res))
+            if task_res:
+                effective = Resources.model_validate(deep_merge(pipe_res, task_res))
+            else:
+                effective = shared = shared or Resources.model_validate(pipe_res)
         except ValidationError:
             continue  # each block was validated (and reported) on its own
         own = "limits" in task_res or "allow_burstable" in task_res

@@ -566,7 +566,7 @@ def _patched_environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret and len(secret) >= 1 else text
+    return text.replace(secret, "***") if secret else text
 
 
 def _as_list(value: Sequence[str] | str | None, name: str) -> list[str]:

@@ -51,6 +51,10 @@ from airflow_provider_dataeng.publish.table_ref import TableRef, suffixed_name
 log = logging.getLogger(__name__)
 
 PREVIOUS_SUFFIX = "__previous"
+# Tables leaving the swap are renamed to these inside the swap transaction and dropped after COMMIT:
+# PostgreSQL unlinks a dropped table's files at commit while still holding the transaction's locks, so
+# dropping a large table inside the swap would stall readers of the live table.
+RETIRED_SUFFIXES = ("__retired", "__retired2")
 BOUNDS_CONSTRAINT = "dataeng_partition_bounds"
 PARTITION_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
 RETRYABLE_SQLSTATES = ("55P03", "40P01")  # lock_not_available (lock_timeout), deadlock_detected
@@ -313,7 +317,12 @@ class PublishEngine:
         raise PublishError(f"loader returned {type(out).__name__}: expected LoadStats, an int or None")
 
     def _measure(self, conn: psycopg.Connection, staging: TableRef) -> tuple[int, int]:
-        _exec(conn, sql.SQL("analyze {}").format(staging.ident()))
+        """VACUUM (ANALYZE) staging, then count it.
+
+        The new table goes live with statistics, hint bits and a visibility map, so autovacuum has no
+        reason to work on it (an autovacuum on a table the swap must lock would delay the swap).
+        """
+        _exec(conn, sql.SQL("vacuum (analyze) {}").format(staging.ident()))
         rows = catalog.scalar(conn, sql.SQL("select count(*) from {}").format(staging.ident()))
         size = catalog.scalar(conn, "select pg_total_relation_size(%s::oid)",
                               [catalog.relation(conn, staging).oid])
@@ -454,6 +463,7 @@ class PublishEngine:
                     raise PublishError(f"table swap of {target} would break: {'; '.join(problems)}. "
                                        "Drop or change them first (they bind to the table itself, not its name).")
                 self._drop_if_exists(conn, staging)
+                self._drop_retired(conn, target)
                 self._ensure_schema(conn, target.schema)
                 if select_sql is not None:
                     _exec(conn, sql.SQL("create table {} as {}").format(staging.ident(), self._select(select_sql)))
@@ -494,7 +504,9 @@ class PublishEngine:
                     lambda: self._swap_table_txn(conn, target, staging, previous, live, keep_previous, renames, entry),
                 )
                 self._step("committed", conn)
+                self._drop_retired(conn, target)
                 result.status = "published"
+                result.details = dict(entry.details)
                 log.info("Published %s: %s rows (swap %.0f ms)", target, rows, (self.last_swap_seconds or 0) * 1000)
                 return result
             except PublishRejected:
@@ -521,11 +533,15 @@ class PublishEngine:
         with conn.transaction():
             self._set_lock_timeout(conn)
             set_catalog_search_path(conn)
+            # Lock order: the tables no reader uses first (waiting on them blocks nobody), then the
+            # dependent views, then the live table (the order readers of the views lock in).
+            side = [r for r in (incoming, previous) if catalog.relation(conn, r) is not None]
+            _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(
+                sql.SQL(", ").join(r.ident() for r in side)))
             views = [v for v in catalog.dependent_views(conn, live.oid) if v.relkind == "v"] if live else []
             self._lock_views(conn, views)
-            locked = [r for r in (target, incoming, previous) if catalog.relation(conn, r) is not None]
-            _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(
-                sql.SQL(", ").join(r.ident() for r in locked)))
+            if live is not None:
+                _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(target.ident()))
             self._step("swap_locked", conn)
             current = catalog.relation(conn, target)
             if (current.oid if current else None) != (live.oid if live else None):
@@ -538,12 +554,15 @@ class PublishEngine:
             definitions = self._view_definitions(conn, views)
             if before is not None:
                 before()
-            if catalog.relation(conn, previous) is not None:
-                _exec(conn, sql.SQL("drop table {}").format(previous.ident()))
-            if live is not None:
+            old_previous = catalog.relation(conn, previous)
+            if old_previous is not None:
+                self._retire(conn, old_previous, target.with_suffix(RETIRED_SUFFIXES[0]), RETIRED_SUFFIXES[0])
+            if live is not None and keep_previous:
                 _exec(conn, sql.SQL("alter table {} rename to {}").format(target.ident(), sql.Identifier(previous.table)))
                 for kind, name in named_objects(conn, live.oid):
                     rename_object(conn, kind, previous, name, previous_name(name))
+            elif live is not None:
+                self._retire(conn, live, target.with_suffix(RETIRED_SUFFIXES[1]), RETIRED_SUFFIXES[1])
             _exec(conn, sql.SQL("alter table {} rename to {}").format(incoming.ident(), sql.Identifier(target.table)))
             for r in renames:
                 rename_object(conn, r.kind, target, r.temp, r.final)
@@ -559,13 +578,29 @@ class PublishEngine:
                     if column in new_cols:
                         _exec(conn, sql.SQL("alter sequence {} owned by {}.{}").format(
                             sql.SQL(seq), target.ident(), sql.Identifier(column)))
-                if not keep_previous:
-                    _exec(conn, sql.SQL("drop table {}").format(previous.ident()))
             entry.status = "published"
             entry.finished_at = _now()
             ledger_id = write_ledger_row(conn, entry)
             self._step("swapped", conn)
         return ledger_id
+
+    @staticmethod
+    def _retire(conn: psycopg.Connection, rel: catalog.Relation, to: TableRef, suffix: str) -> None:
+        """Rename a table leaving the swap (and its schema-unique names) out of the way; dropped after COMMIT."""
+        _exec(conn, sql.SQL("alter table {} rename to {}").format(rel.ref.ident(), sql.Identifier(to.table)))
+        for kind, name in named_objects(conn, rel.oid):
+            rename_object(conn, kind, to, name, suffixed_name(name, suffix))
+
+    def _drop_retired(self, conn: psycopg.Connection, base: TableRef) -> None:
+        """Drop the ``__retired`` tables of ``base`` (after the swap committed, or leftovers of a crash)."""
+        for suffix in RETIRED_SUFFIXES:
+            ref = base.with_suffix(suffix)
+            try:
+                if catalog.relation(conn, ref) is not None:
+                    _exec(conn, sql.SQL("drop table {}").format(ref.ident()))
+            except psycopg.Error as exc:  # a user's view on an old __previous, a lost connection: not fatal
+                log.warning("Could not drop %s (%s); the next publish retries", ref,
+                            (str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
     @staticmethod
     def _ensure_schema(conn: psycopg.Connection, schema: str) -> None:
@@ -710,6 +745,7 @@ class PublishEngine:
                 ensure_ledger(conn)
                 exact = self._find_partition(conn, parent, column_type, lower, upper)
                 self._drop_if_exists(conn, staging)
+                self._drop_retired(conn, part)
                 lo_sql, hi_sql = self._bounds_sql(lower, upper, column_type)
                 col = sql.Identifier(partition_column)
                 _exec(conn, sql.SQL(
@@ -753,7 +789,9 @@ class PublishEngine:
                                                      keep_previous, renames, entry),
                 )
                 self._step("committed", conn)
+                self._drop_retired(conn, part)
                 result.status = "published"
+                result.details = dict(entry.details)
                 log.info("Published %s [%s, %s): %s rows (swap %.0f ms)", target, lower, upper, rows,
                          (self.last_swap_seconds or 0) * 1000)
                 return result
@@ -831,12 +869,14 @@ class PublishEngine:
         with conn.transaction():
             self._set_lock_timeout(conn)
             set_catalog_search_path(conn)
+            # Standalone tables no reader uses first, then parent, then the old partition (readers' order).
+            side = [r for r in (incoming, previous) if catalog.relation(conn, r) is not None]
+            _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(
+                sql.SQL(", ").join(r.ident() for r in side)))
             mode = "access exclusive" if exact else "share update exclusive"
             _exec(conn, sql.SQL("lock table {} in {} mode").format(parent.ident(), sql.SQL(mode)))
-            locked = [r for r in (incoming, previous) if catalog.relation(conn, r) is not None]
-            locked += [exact.ref] if exact else []
-            _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(
-                sql.SQL(", ").join(r.ident() for r in locked)))
+            if exact is not None:
+                _exec(conn, sql.SQL("lock table {} in access exclusive mode").format(exact.ref.ident()))
             self._step("swap_locked", conn)
             if exact is not None:
                 still = catalog.relation(conn, exact.ref)
@@ -847,14 +887,16 @@ class PublishEngine:
                 before()
             if exact is not None:
                 if keep_previous:
-                    if catalog.relation(conn, previous) is not None:
-                        _exec(conn, sql.SQL("drop table {}").format(previous.ident()))
+                    old_previous = catalog.relation(conn, previous)
+                    if old_previous is not None:
+                        self._retire(conn, old_previous, part.with_suffix(RETIRED_SUFFIXES[0]), RETIRED_SUFFIXES[0])
                     _exec(conn, sql.SQL("alter table {} rename to {}").format(
                         exact.ref.ident(), sql.Identifier(previous.table)))
                     for kind, name in named_objects(conn, exact.oid):
                         rename_object(conn, kind, previous, name, previous_name(name))
                 else:
-                    _exec(conn, sql.SQL("drop table {}").format(exact.ref.ident()))
+                    old = catalog.relation_by_oid(conn, exact.oid)
+                    self._retire(conn, old, part.with_suffix(RETIRED_SUFFIXES[0]), RETIRED_SUFFIXES[0])
             _exec(conn, sql.SQL("alter table {} rename to {}").format(incoming.ident(), sql.Identifier(part.table)))
             for r in renames:
                 rename_object(conn, r.kind, part, r.temp, r.final)
@@ -907,6 +949,7 @@ class PublishEngine:
                 if live is not None and live.relkind != "r":
                     raise PublishError(f"rollback of {target}: it is partitioned; give partition_start")
                 self._drop_if_exists(conn, temp)
+                self._drop_retired(conn, target)
                 renames = [Rename(kind, suffixed_name(name, "__rb"), _strip_previous(name))
                            for kind, name in named_objects(conn, prev.oid)]
 
@@ -958,6 +1001,7 @@ class PublishEngine:
                 self._advisory_lock(conn, key, f"{target} [{lower}, {upper})")
                 ensure_ledger(conn)
                 self._drop_if_exists(conn, temp)
+                self._drop_retired(conn, part)
                 lo_sql, hi_sql = self._bounds_sql(lower, upper, column_type)
                 renames = [Rename(kind, suffixed_name(name, "__rb"), _strip_previous(name))
                            for kind, name in named_objects(conn, prev.oid)]

@@ -391,6 +391,13 @@ class Formation:
             return
         node.proc = self._spawn_run(node.pgdata, node.log_file)
 
+    def enable_maintenance(self, node: FormationNode, timeout: float = 60) -> None:
+        """``pg_autoctl enable maintenance`` on ``node`` (a secondary: the primary goes wait_primary)."""
+        self._autoctl(["enable", "maintenance", "--pgdata", str(node.pgdata)], timeout=timeout)
+
+    def disable_maintenance(self, node: FormationNode, timeout: float = 60) -> None:
+        self._autoctl(["disable", "maintenance", "--pgdata", str(node.pgdata)], timeout=timeout)
+
     def perform_switchover(self, timeout: float = 90) -> None:
         """``pg_autoctl perform switchover`` (returns once the new primary is in place)."""
         self._autoctl(

@@ -14,13 +14,13 @@ from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.publish import PublishEngine
 
 
-@pytest.fixture
-def wh_hook(warehouse_conn_id: str) -> FailoverPostgresHook:
+@pytest.fixture(name="wh_hook")
+def wh_hook_fixture(warehouse_conn_id: str) -> FailoverPostgresHook:
     return FailoverPostgresHook(postgres_conn_id=warehouse_conn_id, driver="psycopg")
 
 
-@pytest.fixture
-def db(pg_cluster: Any, pg_db: str) -> Iterator[psycopg.Connection]:
+@pytest.fixture(name="db")
+def db_fixture(pg_cluster: Any, pg_db: str) -> Iterator[psycopg.Connection]:
     """An autocommit psycopg 3 connection to the test database (the 'other session')."""
     conn = psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True)
     try:
@@ -29,8 +29,8 @@ def db(pg_cluster: Any, pg_db: str) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
-@pytest.fixture
-def dsn(pg_cluster: Any, pg_db: str) -> str:
+@pytest.fixture(name="dsn")
+def dsn_fixture(pg_cluster: Any, pg_db: str) -> str:
     return pg_cluster.dsn(pg_db)
 
 

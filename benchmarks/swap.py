@@ -1,0 +1,154 @@
+"""Benchmark: table swap wall time on a 10k-row and a 5M-row table, and the longest reader stall.
+
+Run: ``.venv/bin/python benchmarks/swap.py``. Starts its own PostgreSQL cluster. A swap is metadata only
+(renames + view re-binding + ledger row in one transaction), so its time should not grow with the table:
+target ``ratio = swap_ms_large / swap_ms_small <= 2``. A reader loops a cheap query on the live table
+through every swap; its longest single-query wait is ``max_reader_stall_ms`` (target: <= lock_timeout +
+100 ms). It includes one contended swap: a long transaction holds a lock on the table for longer than
+lock_timeout, so the swap times out, backs off and retries while the reader queues behind it.
+
+Last line: ``{"swap_ms_small": .., "swap_ms_large": .., "ratio": .., "max_reader_stall_ms": ..}``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.airflow_env import configure_airflow_home, register_cluster_connection  # noqa: E402
+
+configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-home-")))
+
+import psycopg  # noqa: E402
+
+from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook  # noqa: E402
+from airflow_provider_dataeng.publish import PublishEngine  # noqa: E402
+from tests.support.pg import running_cluster  # noqa: E402
+
+LOCK_TIMEOUT = 2.0
+SMALL, LARGE = 10_000, 5_000_000
+SMALL_SWAPS, LARGE_SWAPS = 5, 2
+SELECT = ("select g::bigint as id, md5(g::text) as payload, (g % 1000)::numeric(10,2) as amount, "
+          "timestamptz '2026-01-01' + g * interval '1 second' as created_at from generate_series(1, {n}) g")
+
+
+def log(message: str) -> None:
+    print(f"[swap-bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Reader(threading.Thread):
+    """Loops a cheap query on the live table; records the longest single-query wall time."""
+
+    def __init__(self, dsn: str, table: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.table = dsn, table
+        self.max_stall = 0.0
+        self.queries = 0
+        self.errors: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            query = psycopg.sql.SQL("select count(*) from (select 1 from {} limit 100) x").format(
+                psycopg.sql.Identifier("bench", self.table))
+            while not self.halt.is_set():
+                started = time.monotonic()
+                try:
+                    conn.execute(query).fetchone()
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc))
+                self.max_stall = max(self.max_stall, time.monotonic() - started)
+                self.queries += 1
+                time.sleep(0.002)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(30)
+
+
+def prepare_live(engine: PublishEngine, dsn: str, table: str, rows: int) -> None:
+    """First publish + what a real table carries (PK, index, view, grant), so swaps do the same work."""
+    started = time.monotonic()
+    engine.publish_table(f"bench.{table}", select_sql=SELECT.format(n=rows))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL(
+            "alter table bench.{t} add primary key (id); create index on bench.{t} (created_at); "
+            "create view bench.{v} as select amount, count(*) as n from bench.{t} group by amount; "
+            "grant select on bench.{t} to bench_reader; grant select on bench.{v} to bench_reader").format(
+            t=psycopg.sql.Identifier(table), v=psycopg.sql.Identifier(table + "_by_amount")))
+    log(f"bench.{table}: first publish of {rows:,} rows + PK, index, view, grant in {time.monotonic() - started:.1f}s")
+
+
+def measure(engine: PublishEngine, dsn: str, table: str, rows: int, swaps: int) -> tuple[list[float], float]:
+    reader = Reader(dsn, table)
+    reader.start()
+    times = []
+    try:
+        for i in range(swaps):
+            started = time.monotonic()
+            engine.publish_table(f"bench.{table}", select_sql=SELECT.format(n=rows))
+            times.append(engine.last_swap_seconds * 1000)
+            log(f"bench.{table}: publish {i + 1}/{swaps}: total {time.monotonic() - started:.1f}s, "
+                f"swap transaction {times[-1]:.1f} ms")
+    finally:
+        reader.stop()
+    if reader.errors:
+        raise SystemExit(f"reader errors during swaps: {reader.errors[:3]}")
+    log(f"bench.{table}: reader ran {reader.queries} queries, longest {reader.max_stall * 1000:.1f} ms")
+    return times, reader.max_stall
+
+
+def contended_swap(engine: PublishEngine, dsn: str, table: str) -> float:
+    """A transaction holds ACCESS SHARE for 3 s (> lock_timeout): the swap times out, retries, succeeds."""
+    reader = Reader(dsn, table)
+    holder = psycopg.connect(dsn)
+    holder.execute(psycopg.sql.SQL("select count(*) from {}").format(psycopg.sql.Identifier("bench", table)))
+    reader.start()
+    release = threading.Timer(3.0, holder.close)
+    release.start()
+    started = time.monotonic()
+    try:
+        engine.publish_table(f"bench.{table}", select_sql=SELECT.format(n=SMALL))
+    finally:
+        release.join()
+        reader.stop()
+    log(f"contended swap: done in {time.monotonic() - started:.1f}s; reader ran {reader.queries} queries, longest "
+        f"{reader.max_stall * 1000:.1f} ms (lock_timeout {LOCK_TIMEOUT * 1000:.0f} ms)")
+    return reader.max_stall
+
+
+def main() -> None:
+    settings = {"max_wal_size": "4GB", "maintenance_work_mem": "'256MB'", "work_mem": "'64MB'"}
+    with running_cluster("swap-bench", settings=settings) as cluster:
+        cluster.create_database("bench")
+        cluster.psql("create role bench_reader; create schema bench", "bench")
+        register_cluster_connection("swap_bench", cluster, "bench")
+        dsn = cluster.dsn("bench")
+        engine = PublishEngine(FailoverPostgresHook(postgres_conn_id="swap_bench"), lock_timeout=LOCK_TIMEOUT,
+                               pipeline="benchmark", task_id="swap")
+        prepare_live(engine, dsn, "small", SMALL)
+        small, stall_small = measure(engine, dsn, "small", SMALL, SMALL_SWAPS)
+        prepare_live(engine, dsn, "large", LARGE)
+        large, stall_large = measure(engine, dsn, "large", LARGE, LARGE_SWAPS)
+        stall_contended = contended_swap(engine, dsn, "small")
+    swap_small, swap_large = statistics.median(small), statistics.median(large)
+    log(f"median swap transaction: {swap_small:.1f} ms at {SMALL:,} rows, {swap_large:.1f} ms at {LARGE:,} rows; "
+        f"reader stall without contention: {max(stall_small, stall_large) * 1000:.1f} ms")
+    print(json.dumps({
+        "swap_ms_small": round(swap_small, 2),
+        "swap_ms_large": round(swap_large, 2),
+        "ratio": round(swap_large / swap_small, 3),
+        "max_reader_stall_ms": round(max(stall_small, stall_large, stall_contended) * 1000, 1),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
