@@ -1,8 +1,12 @@
 """Benchmark: table swap wall time on a 10k-row and a 5M-row table, and the longest reader stall.
 
-Run: ``.venv/bin/python benchmarks/swap.py``. Starts its own PostgreSQL cluster. A swap is metadata only
+Run: ``.venv/bin/python benchmarks/swap.py`` (about 4 minutes). Starts its own PostgreSQL cluster. A swap is metadata only
 (renames + view re-binding + ledger row in one transaction), so its time should not grow with the table:
-target ``ratio = swap_ms_large / swap_ms_small <= 2``. A reader loops a cheap query on the live table
+target ``ratio = swap_ms_large / swap_ms_small <= 2``. ``swap_ms_*`` is the median duration of the swap
+transaction over every swap of that table: publishes (staging from a SELECT, checked, swapped in) and
+rollbacks (the same transaction exchanging live and ``__previous``, for the large table two 5M-row
+tables); the progress lines show publish-only and rollback-only medians. Small and large swaps are
+interleaved so both see the same background load. A reader loops a cheap query on the live table
 through every swap; its longest single-query wait is ``max_reader_stall_ms`` (target: <= lock_timeout +
 100 ms). It includes one contended swap: a long transaction holds a lock on the table for longer than
 lock_timeout, so the swap times out, backs off and retries while the reader queues behind it.
@@ -35,7 +39,7 @@ from tests.support.pg import running_cluster  # noqa: E402
 
 LOCK_TIMEOUT = 2.0
 SMALL, LARGE = 10_000, 5_000_000
-SMALL_SWAPS, LARGE_SWAPS = 5, 2
+ROUNDS, SMALL_PUBLISHES, ROLLBACKS = 3, 3, 4  # per round and size: publishes (large: 1), rollback swaps
 SELECT = ("select g::bigint as id, md5(g::text) as payload, (g % 1000)::numeric(10,2) as amount, "
           "timestamptz '2026-01-01' + g * interval '1 second' as created_at from generate_series(1, {n}) g")
 
@@ -87,23 +91,40 @@ def prepare_live(engine: PublishEngine, dsn: str, table: str, rows: int) -> None
     log(f"bench.{table}: first publish of {rows:,} rows + PK, index, view, grant in {time.monotonic() - started:.1f}s")
 
 
-def measure(engine: PublishEngine, dsn: str, table: str, rows: int, swaps: int) -> tuple[list[float], float]:
-    reader = Reader(dsn, table)
-    reader.start()
-    times = []
+def measure(engine: PublishEngine, dsn: str) -> tuple[dict, dict, float]:
+    """Interleave small and large swaps (same background load for both); readers on both tables.
+
+    Each round: publishes (staging built from SELECT, checked, swapped) and rollbacks (the same swap
+    transaction, exchanging live and ``__previous``: for the large table two 5M-row tables). Returns
+    ``{"publish": [ms...], "rollback": [ms...]}`` per size and the longest reader stall.
+    """
+    readers = [Reader(dsn, "small"), Reader(dsn, "large")]
+    for reader in readers:
+        reader.start()
+    times: dict[str, dict[str, list[float]]] = {t: {"publish": [], "rollback": []} for t in ("small", "large")}
+    plan = (("small", SMALL, SMALL_PUBLISHES), ("large", LARGE, 1))
     try:
-        for i in range(swaps):
-            started = time.monotonic()
-            engine.publish_table(f"bench.{table}", select_sql=SELECT.format(n=rows))
-            times.append(engine.last_swap_seconds * 1000)
-            log(f"bench.{table}: publish {i + 1}/{swaps}: total {time.monotonic() - started:.1f}s, "
-                f"swap transaction {times[-1]:.1f} ms")
+        for round_ in range(1, ROUNDS + 1):
+            for table, rows, publishes in plan:
+                for _ in range(publishes):
+                    started = time.monotonic()
+                    engine.publish_table(f"bench.{table}", select_sql=SELECT.format(n=rows))
+                    times[table]["publish"].append(engine.last_swap_seconds * 1000)
+                    log(f"round {round_}/{ROUNDS}: bench.{table} ({rows:,} rows) published in "
+                        f"{time.monotonic() - started:.1f}s, swap transaction {times[table]['publish'][-1]:.1f} ms")
+                for _ in range(ROLLBACKS):
+                    engine.rollback(f"bench.{table}")
+                    times[table]["rollback"].append(engine.last_swap_seconds * 1000)
+                log(f"round {round_}/{ROUNDS}: bench.{table}: {ROLLBACKS} rollback swaps, transaction ms "
+                    + ", ".join(f"{t:.1f}" for t in times[table]["rollback"][-ROLLBACKS:]))
     finally:
-        reader.stop()
-    if reader.errors:
-        raise SystemExit(f"reader errors during swaps: {reader.errors[:3]}")
-    log(f"bench.{table}: reader ran {reader.queries} queries, longest {reader.max_stall * 1000:.1f} ms")
-    return times, reader.max_stall
+        for reader in readers:
+            reader.stop()
+    for reader in readers:
+        if reader.errors:
+            raise SystemExit(f"reader errors during swaps: {reader.errors[:3]}")
+        log(f"reader of bench.{reader.table}: {reader.queries} queries, longest {reader.max_stall * 1000:.1f} ms")
+    return times["small"], times["large"], max(r.max_stall for r in readers)
 
 
 def contended_swap(engine: PublishEngine, dsn: str, table: str) -> float:
@@ -135,18 +156,21 @@ def main() -> None:
         engine = PublishEngine(FailoverPostgresHook(postgres_conn_id="swap_bench"), lock_timeout=LOCK_TIMEOUT,
                                pipeline="benchmark", task_id="swap")
         prepare_live(engine, dsn, "small", SMALL)
-        small, stall_small = measure(engine, dsn, "small", SMALL, SMALL_SWAPS)
         prepare_live(engine, dsn, "large", LARGE)
-        large, stall_large = measure(engine, dsn, "large", LARGE, LARGE_SWAPS)
+        small, large, stall = measure(engine, dsn)
         stall_contended = contended_swap(engine, dsn, "small")
-    swap_small, swap_large = statistics.median(small), statistics.median(large)
+    for name, t in (("10k", small), ("5M", large)):
+        log(f"{name}: median swap transaction {statistics.median(t['publish']):.1f} ms over {len(t['publish'])} "
+            f"publishes, {statistics.median(t['rollback']):.1f} ms over {len(t['rollback'])} rollbacks")
+    swap_small = statistics.median(small["publish"] + small["rollback"])
+    swap_large = statistics.median(large["publish"] + large["rollback"])
     log(f"median swap transaction: {swap_small:.1f} ms at {SMALL:,} rows, {swap_large:.1f} ms at {LARGE:,} rows; "
-        f"reader stall without contention: {max(stall_small, stall_large) * 1000:.1f} ms")
+        f"reader stall without lock contention: {stall * 1000:.1f} ms")
     print(json.dumps({
         "swap_ms_small": round(swap_small, 2),
         "swap_ms_large": round(swap_large, 2),
         "ratio": round(swap_large / swap_small, 3),
-        "max_reader_stall_ms": round(max(stall_small, stall_large, stall_contended) * 1000, 1),
+        "max_reader_stall_ms": round(max(stall, stall_contended) * 1000, 1),
     }), flush=True)
 
 

@@ -12,6 +12,7 @@ Every server the demo starts is stopped on exit, on error and on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_standalone(plain=args.plain, days=args.days, seed=args.seed)
 
-    from demo.run import Demo, DemoOptions
+    from demo.run import Demo, DemoOptions, report_json
     from demo.summary import render_report
 
     options = DemoOptions(days=args.days, plain=args.plain, seed=args.seed, parallel=args.parallel,
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = demo.run()
         print(render_report(report), flush=True)
+        out = demo.stack.demo_dir / "report.json"
+        out.write_text(json.dumps(report_json(report), indent=2, default=str))
         if args.keep:
             print(demo.stack.describe(), flush=True)
             print("Stack kept running; Ctrl-C stops every server.", flush=True)

@@ -181,9 +181,15 @@ class DagRunner:
         threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(self.parallel)]
         for t in threads:
             t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)  # short waits: Ctrl-C is handled promptly in the main thread
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # short waits: Ctrl-C is handled promptly in the main thread
+        except BaseException as exc:  # Ctrl-C: hand out no more jobs (close() stops the running ones)
+            with lock:
+                errors.append(exc)
+                lock.notify_all()
+            raise
         if errors:
             raise errors[0]
         results = [done[id(j)] for j in jobs]
@@ -234,7 +240,7 @@ class DagRunner:
         self.log(f"    {r.job.dag_id:<28} {interval}{r.job.label:<8} {len(r.tasks):>3} tasks  "
                  f"{r.seconds:5.1f} s  {status}")
         if not r.ok and r.log_path is not None:
-            self.log(f"      log: {r.log_path.relative_to(REPO_ROOT)}")
+            self.log(f"      log: {r.log_path}")
             for line in _error_lines(r.log_path):
                 self.log(f"      | {line}")
 
@@ -428,6 +434,7 @@ class DemoReport:
     warehouse_kind: str
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    data_dirs: list[str] = field(default_factory=list)
 
     @property
     def idempotent(self) -> bool:
@@ -521,8 +528,11 @@ class Demo:
         after = self._partition_states(wh_dsn, middle[0])
         self.progress.mark("rerun, dbt, checks")
 
+        from demo.stack import data_dirs
+
         return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
-                          stack.warehouse.kind, self.progress.elapsed(), dict(self.progress.marks))
+                          stack.warehouse.kind, self.progress.elapsed(), dict(self.progress.marks),
+                          data_dirs(stack))
 
     def close(self) -> None:
         if self.runner is not None:
@@ -594,9 +604,9 @@ def summarize(report: DemoReport) -> dict[str, Any]:
                 passed = sum(1 for c in last.checks if c.get("passed"))
                 publish = last.status
                 if len(entries) > 1:
-                    publish += f", rerun x{len(entries) - 1}"
+                    publish += "; rerun" + (f" x{len(entries) - 1}" if len(entries) > 2 else "")
                     if start == middle and target in identical:
-                        publish += ": identical"
+                        publish += " identical"
                 extra = [t for t, st in (run.tasks.items() if run else []) if st != "success"]
                 if extra:
                     publish += f" ({', '.join(extra)} {run.tasks[extra[0]]})"
@@ -614,7 +624,7 @@ def summarize(report: DemoReport) -> dict[str, Any]:
         if p.kind == "checks":
             for run in runs_by_dag.get(p.dag_id, []):
                 fresh, health, details = _monitoring(run, report)
-                rows.append([p.dag_id, f"{run.job.interval_start:%Y-%m-%d %H:%M}", "raw.* / formation", None,
+                rows.append([p.dag_id, f"{run.job.interval_start:%Y-%m-%d %H:%M}", "raw.*", None,
                              None, _run_status(run), None, fresh, health])
                 checks.extend(details)
 
@@ -684,7 +694,7 @@ def _monitoring(run: RunResult, report: DemoReport) -> tuple[str, str, list[list
         name = key.split(".")[-1]
         if isinstance(value, dict) and "lag_seconds" in value:
             lag = float(value["lag_seconds"]) / 3600
-            fresh.append(f"{name.removesuffix('_fresh')} {value.get('status')} ({lag:.1f} h)")
+            fresh.append(f"{name.removesuffix('_fresh')} {value.get('status')} {lag:.1f}h")
             details.append([key, f"{value.get('status')}: newest row {value.get('max_loaded_at')}, lag {lag:.1f} h"])
         elif isinstance(value, list) and all(isinstance(h, dict) and "start" in h for h in value):
             starts = [datetime.fromisoformat(h["start"]) for h in value]
@@ -702,15 +712,47 @@ def _monitoring(run: RunResult, report: DemoReport) -> tuple[str, str, list[list
                                                        else "")
                 for n in value.get("nodes") or []
             )
-            health = f"{value.get('status')}: {nodes}" if nodes else str(value.get("status"))
+            roles = ", ".join(f"{n.get('name')} {n.get('state')}" for n in value.get("nodes") or [])
+            health = f"{value.get('status')} ({roles})" if roles else str(value.get("status"))
             reasons = "; ".join(map(str, value.get("reasons") or []))
             details.append([key, f"{value.get('status')} (from the {value.get('source')}): {nodes}"
                             + (f"; {reasons}" if reasons else "")])
     if report.warehouse_kind == "plain":
-        health = "skipped (--plain: no monitor)"
+        health = "skipped (--plain)"
     return ", ".join(fresh) or "-", health, details
 
 
 def _compact(value: Any, limit: int = 110) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_json(report: DemoReport) -> dict[str, Any]:
+    """A machine-readable report (``<demo dir>/report.json``; the end-to-end test reads it)."""
+    s = summarize(report)
+    runs = []
+    for r in report.runs:
+        models, tests, failed = _dbt_counts(r)
+        runs.append({"dag_id": r.job.dag_id, "interval_start": r.job.interval_start.isoformat(),
+                     "label": r.job.label.strip(), "ok": r.ok, "state": r.state, "tasks": r.tasks,
+                     "seconds": round(r.seconds, 2), "dbt_models": models, "dbt_tests": tests,
+                     "dbt_failed": failed, "xcom": r.xcom})
+    return {
+        "ok": not report.failed_runs and report.idempotent,
+        "idempotent": report.idempotent,
+        "warehouse": report.warehouse_kind,
+        "intervals": [[a.isoformat(), b.isoformat()] for a, b in report.intervals],
+        "middle": s["middle"],
+        "pipelines": [{"dag_id": p.dag_id, "kind": p.kind, "targets": p.targets, "modes": p.modes}
+                      for p in report.pipelines],
+        "runs": runs,
+        "ledger": [{"pipeline": e.pipeline, "target": e.target, "partition_start":
+                    e.partition_start.isoformat() if e.partition_start else None, "rows": e.rows,
+                    "status": e.status, "checks": e.checks} for e in report.ledger],
+        "idempotency": [{"target": b.target, "start": b.start.isoformat(), "before": [b.rows, b.md5],
+                         "after": next(([a.rows, a.md5] for a in report.after if a.target == b.target), None)}
+                        for b in report.before],
+        "seconds": round(report.seconds, 1),
+        "phases": report.phases,
+        "data_dirs": report.data_dirs,
+    }

@@ -32,7 +32,7 @@ from tests.support import pg
 from tests.support.airflow_env import configure_airflow_home, connection_env_name, register_connection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = REPO_ROOT / ".demo"
+DEMO_DIR = Path(os.environ.get("DEMO_DIR") or REPO_ROOT / ".demo")  # Airflow home, logs, report.json
 SOURCE_DB = "shop"
 WAREHOUSE_DB = "warehouse"
 MONITOR_DB = "pg_auto_failover"
@@ -200,7 +200,7 @@ class Stack:
         self._stamp = self.airflow_home / f".migrated-{version}"
         self._migrate = None
         if not self._stamp.exists() or not (self.airflow_home / "airflow.db").exists():
-            self.log(f"==> preparing the Airflow home {self.airflow_home.relative_to(REPO_ROOT)} (airflow db migrate)")
+            self.log(f"==> preparing the Airflow home {_short(self.airflow_home)} (airflow db migrate)")
             for old in self.airflow_home.glob(".migrated-*"):
                 old.unlink()
             self._migrate = self.spawn([airflow_bin(), "db", "migrate"], self.demo_dir / "logs" / "db-migrate.log")
@@ -232,6 +232,23 @@ class Stack:
         return proc
 
 
+def _short(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def data_dirs(stack: Stack) -> list[str]:
+    """The temp directories of the stack's servers (to check that nothing survives)."""
+    dirs = []
+    if stack.source is not None and stack.source.base_dir is not None:
+        dirs.append(str(stack.source.base_dir))
+    if stack.warehouse is not None:
+        handle = stack.warehouse.handle
+        base = getattr(handle, "base_dir", None)
+        if base is not None:
+            dirs.append(str(base))
+    return dirs
+
+
 def airflow_settings() -> dict[str, str]:
     """Airflow settings for the demo's children (on top of the test harness' home settings)."""
     return {
@@ -247,6 +264,8 @@ def child_env() -> dict[str, str]:
     """The environment for child processes: ours (with AIRFLOW_CONN_*), bytecode caching on."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # `airflow standalone` (and Airflow's own subprocesses) find `airflow` on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 

@@ -9,7 +9,7 @@ database server.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from demo.stack import Stack, airflow_bin
 
@@ -32,9 +32,9 @@ def run_standalone(plain: bool = False, days: int = 3, seed: int = 42) -> int:
         password_file = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
         print(stack.describe(), flush=True)
         print(f"==> airflow standalone is starting (log: {log}); UI: http://localhost:8080", flush=True)
-        print("    every DAG starts paused: unpause one (or trigger it) in the UI; the daily extracts "
-              f"catch up from {(now - timedelta(days=days)).date()} when you set their start date there, "
-              "or trigger a run for a logical date.", flush=True)
+        print("    DAGs start paused: trigger one in the UI (a manual run of a daily pipeline covers the last "
+              "complete day); runs, retries and task logs show there. Ctrl-C stops Airflow and every server.",
+              flush=True)
         shown = False
         while proc.poll() is None:
             if not shown and password_file.exists():

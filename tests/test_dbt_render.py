@@ -44,8 +44,8 @@ def _edges(dag) -> set[tuple[str, str]]:
             (u.split(".", 1)[-1] for u in t.upstream_task_ids)}
 
 
-def _uri(table: str, schema: str = "analytics") -> str:
-    return f"postgres://warehouse:5432/warehouse/{schema}/{table}"
+def _uri(table: str, schema: str = "analytics", namespace: str = "warehouse") -> str:
+    return f"dataeng-postgres://{namespace}/{schema}/{table}"
 
 
 EXPECTED_URIS = {_uri(m, "analytics_staging") for m in STAGING} | {_uri(m) for m in MARTS}
@@ -123,6 +123,8 @@ def test_asset_uris_are_the_same_in_every_mode(manifest_path: Path) -> None:
         dag, _, _ = _dag(manifest_path, render, **kw)
         seen.append({a.uri for t in dag.tasks for a in t.outlets})
     assert all(s == EXPECTED_URIS for s in seen)
+    dag, _, _ = _dag(manifest_path, "model", operator_kwargs={"asset_namespace": "wh2"})
+    assert {a.uri for t in dag.tasks for a in t.outlets} == {u.replace("//warehouse/", "//wh2/") for u in EXPECTED_URIS}
 
 
 def test_edges_skip_over_unselected_models(manifest_path: Path) -> None:
@@ -189,7 +191,11 @@ def test_manifest_loader_keeps_only_what_rendering_needs(manifest_path: Path) ->
     assert set(m.selectors) == {"staging_layer", "marts_layer"}
     assert parse_manifest(json.dumps({"nodes": {}})).nodes == {}
     assert parse_relation_name('"db"."we""ird"."t"') == ("db", 'we"ird', "t")
-    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse/warehouse/raw/orders"
+    # the extracts' convention: an extract into raw.orders and a model raw.orders would share one Asset
+    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "dataeng-postgres://warehouse/raw/orders"
+    from airflow_provider_dataeng.operators.extract import target_asset
+
+    assert target_asset("warehouse", "raw.orders").uri == relation_asset_uri('"wh"."raw"."orders"', "warehouse")
 
 
 def test_dbt_operator_validates_at_parse_time_and_never_connects(manifest_path: Path) -> None:
@@ -202,8 +208,8 @@ def test_dbt_operator_validates_at_parse_time_and_never_connects(manifest_path: 
     # a connection id that does not exist: building the operator must not look it up
     op = DbtOperator(task_id="x", conn_id="no_such_conn", project_dir=PROJECT_DIR, select="tag:marts",
                      manifest_path=manifest_path)
-    assert {a.uri for a in op.outlets} == {u.replace("warehouse:5432", "no_such_conn:5432") for u in
-                                          {_uri(m) for m in MARTS}}
+    assert {a.uri for a in op.outlets} == {_uri(m, namespace="no_such_conn") for m in MARTS}
+    assert {a.name for a in op.outlets} == {f"no_such_conn.analytics.{m}" for m in MARTS}
 
 
 def test_generated_profile_references_the_password_and_never_contains_it() -> None:

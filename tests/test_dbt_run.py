@@ -151,6 +151,8 @@ def test_failing_test_blocks_downstream_models_and_retry_runs_only_failed_nodes(
     retried = {n.unique_id for n in retry.nodes}
     assert retried == {u for u, s in first.items() if s in ("fail", "error", "skipped")}
     assert retry.success and retry.command == "retry"
+    retry_log = (tmp_path / "try-2" / "logs" / "dbt.log").read_text()
+    assert "Unable to do partial parsing" not in retry_log  # try 1's parse was reused
     assert shop.q("select orders, revenue from analytics.daily_revenue where order_date = '2024-01-02'") == [
         (3, Decimal("0.00"))]
 
@@ -237,3 +239,19 @@ def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_
         finally:
             unregister_connection(conn_id)
             standby.destroy()
+
+
+def test_source_freshness_reports_each_raw_table(built, tmp_path: Path) -> None:
+    shop = built[0]
+    # the seed rows' newest interval is 2024-01-03: far past error_after (72 h) -> dbt fails the command
+    with pytest.raises(DbtRunError) as info:
+        DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-1")
+    nodes = {n.unique_id: n.status for n in info.value.result.nodes}
+    assert nodes == {f"source.dataeng_shop.raw.{t}": "error" for t in dbt_shop.RAW_TABLES}
+    assert "source.dataeng_shop.raw.orders" in str(info.value)
+    shop.q("update raw.orders set _interval_start = now() - interval '1 hour' returning id")
+    with pytest.raises(DbtRunError) as info:
+        DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-2",
+                                                       select="source:raw.orders source:raw.payments")
+    nodes = {n.unique_id: n.status for n in info.value.result.nodes}
+    assert nodes == {"source.dataeng_shop.raw.orders": "pass", "source.dataeng_shop.raw.payments": "error"}

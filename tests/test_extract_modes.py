@@ -169,6 +169,11 @@ def test_source_sql_templated_and_checks_reject(env):
     op = IdempotentExtractOperator(task_id="t", source_sql=sql_text, target_table="raw.orders_q", **env.params)
     assert set(op.template_fields) == {"source_sql", "source_table", "target_table"}
     assert op.outlets and "raw/orders_q" in op.outlets[0].uri
+    assert IdempotentExtractOperator(task_id="t2", source_sql=sql_text, target_table="raw.{{ ds_nodash }}",
+                                     **env.params).outlets == []
+    # SQL with % signs is passed through untouched (no parameter interpolation)
+    out = env.extract(D1, source_sql="select * from orders where status like 'pl%'", target_table="raw.orders_q")
+    assert out["rows"] == 3 and out["target"] == "raw.orders_q"
     with pytest.raises(AirflowException, match="row_count"):
         env.extract(D1, source_sql="select * from orders", target_table="raw.orders_q",
                     checks=[{"check": "row_count", "min": 10}])
@@ -179,3 +184,14 @@ def test_source_sql_templated_and_checks_reject(env):
         run_extract(D1, D1, source_table="orders", target_table="raw.orders_q", **env.params)
     with pytest.raises(ValueError, match="source_table / source_sql"):
         IdempotentExtractOperator(task_id="x", target_table="t", **env.params)
+
+
+def test_identifiers_with_quotes_spaces_and_semicolons(env):
+    env.src.psql('create table "Order Items; --" ("we""ird; drop table orders; --" int primary key, "Note" text);'
+                 ' insert into "Order Items; --" values (1, \'a\'), (2, null)', env.src_db)
+    out = env.extract(D1, source_table='public."Order Items; --"', target_table='raw."Tgt ""x"""',
+                      mode="incremental_id", id_column='we"ird; drop table orders; --')
+    assert out["rows"] == 2 and out["target"] == 'raw.Tgt "x"'
+    got = rows_of(env.wh, env.wh_db, 'select "we""ird; drop table orders; --", "Note" from raw."Tgt ""x""" order by 1')
+    assert got == [(1, "a"), (2, None)]
+    assert rows_of(env.src, env.src_db, "select count(*) from orders")[0][0] == 4

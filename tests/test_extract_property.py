@@ -40,15 +40,17 @@ def conns(source_cluster, source_db, pg_cluster, pg_db, source_conn_id, warehous
         yield src, wh, {"source_conn_id": source_conn_id, "target_conn_id": warehouse_conn_id}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(
     mode=st.sampled_from(["full_snapshot", "incremental_timestamp", "incremental_id"]),
     lag_hours=st.sampled_from([0, 6]),
     initial=st.lists(when, max_size=6),
-    steps=st.lists(step, min_size=1, max_size=14),
+    steps=st.lists(step, min_size=1, max_size=12),
+    final_runs=st.permutations(range(DAYS)),
 )
-def test_every_interval_matches_the_source_reference(conns, mode, lag_hours, initial, steps):
+def test_every_interval_matches_the_source_reference(conns, mode, lag_hours, initial, steps, final_runs):
     src, wh, params = conns
     n = next(_counter)
     table = f"ev_{n}"
@@ -61,7 +63,8 @@ def test_every_interval_matches_the_source_reference(conns, mode, lag_hours, ini
     kw = {"source_table": table, "target_table": f"raw.{table}", "mode": mode, "progress_interval": "60s"}
     if mode == "incremental_timestamp":
         kw.update(timestamp_column="updated_at", lag=f"{lag_hours}h", key_columns=["id"])
-    for i, action in enumerate(steps):
+    # the generated history, then every interval (re)run once more in a random order (backfill)
+    for i, action in enumerate([*steps, *(("run", d) for d in final_runs)]):
         ids = [r[0] for r in src.execute(f"select id from {table} order by id").fetchall()]
         if action[0] == "insert":
             src.execute(f"insert into {table} values (%s, 'v0', %s)", [next(next_id), _ts(action[1])])

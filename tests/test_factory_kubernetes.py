@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from kubernetes.client import models as k8s
 
@@ -114,6 +115,7 @@ def test_pod_is_a_validated_kubernetes_model() -> None:
         raise AssertionError("V1Container without a name was accepted")
 
 
+@pytest.mark.slow  # an `airflow` CLI process: ~10 s, more on a busy machine
 def test_airflow_kubernetes_generate_dag_yaml(tmp_path: Path, airflow_home: Path) -> None:
     folder = write_dags_folder(tmp_path / "dags", {"p.yaml": PIPELINE})
     out = tmp_path / "out"
@@ -134,3 +136,32 @@ def test_airflow_kubernetes_generate_dag_yaml(tmp_path: Path, airflow_home: Path
         "cpu": "250m", "memory": "256Mi", "ephemeral-storage": "2Gi"}
     assert small["spec"]["serviceAccountName"] == "dataeng-tasks"
     assert small["metadata"]["labels"]["dag_id"] == "p"
+
+
+LAZY_CHECK = """
+import sys
+import airflow  # noqa: F401
+assert "kubernetes" not in sys.modules
+from airflow_provider_dataeng.factory.kubernetes import pod_override
+from airflow_provider_dataeng.factory.resources import Resources
+pod = pod_override(Resources(cpu="1", memory="1Gi"))
+assert "kubernetes.client.api" not in sys.modules  # the API classes were not imported for the pod
+# ... but the package completes itself for whoever needs more of it:
+import kubernetes
+from kubernetes import config, watch
+from kubernetes.client import CoreV1Api, models as k8s
+assert isinstance(pod, k8s.V1Pod) and kubernetes.client.V1Pod is type(pod)
+assert callable(config.load_kube_config) and CoreV1Api.__name__ == "CoreV1Api" and watch.Watch
+from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+from airflow.serialization.serialized_objects import BaseSerialization
+back = BaseSerialization.deserialize(BaseSerialization.serialize({"pod_override": pod}))["pod_override"]
+assert PodGenerator.serialize_pod(back)["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+print("ok")
+"""
+
+
+def test_deferred_kubernetes_import_completes_on_demand() -> None:
+    """A fresh process: the factory builds pods without importing all of kubernetes; everything else works."""
+    env = {k: v for k, v in os.environ.items() if k != "DATAENG_EAGER_KUBERNETES_IMPORT"}
+    proc = subprocess.run([sys.executable, "-c", LAZY_CHECK], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -316,3 +316,35 @@ def test_publishes_of_one_target_serialize(wh_hook, db):
     second.join(20)
     assert [r["rows"] for r in ledger(db)] == [1, 2, 3]
     assert one(db, "select count(*) from mart.t") == 3
+
+
+def test_select_sql_is_one_query_and_percent_signs_survive(wh_hook, db):
+    engine = make_engine(wh_hook)
+    q(db, "create table public.keep (i int)")
+    with pytest.raises(psycopg.errors.SyntaxError):
+        engine.publish_table("mart.x", select_sql="select 1 as a; drop table public.keep")
+    assert one(db, "select to_regclass('public.keep')") is not None
+    engine.publish_table("mart.x", select_sql="select 'a%' as a, 1 as n;")
+    q(db, "alter table mart.x alter column a set default '%s'; "
+          "create view mart.xv as select count(*) as n from mart.x where a like 'a%'")
+    engine.publish_table("mart.x", select_sql="with w as (select 'a%b' as a, 2 as n) select * from w")
+    assert one(db, "select n from mart.xv") == 1
+    q(db, "insert into mart.x (n) values (3)")
+    assert one(db, "select a from mart.x where n = 3") == "%s"
+
+
+def test_identity_columns_keep_counting_after_swaps(wh_hook, db):
+    engine = make_engine(wh_hook)
+    q(db, "create schema mart; create table mart.ids (id bigint generated always as identity primary key, v text); "
+          "insert into mart.ids (v) select 'x' from generate_series(1, 5)")
+
+    def loader(conn, staging):
+        conn.execute(psycopg.sql.SQL("insert into {} (id, v) select id, v || 'y' from mart.ids").format(staging.ident()))
+
+    engine.publish_table("mart.ids", loader=loader)
+    engine.publish_table("mart.ids", loader=loader)
+    q(db, "insert into mart.ids (v) values ('new')")
+    assert one(db, "select id from mart.ids where v = 'new'") == 6
+    assert one(db, "select attidentity::text from pg_attribute where attrelid = 'mart.ids'::regclass "
+                   "and attname = 'id'") == "a"
+    assert one(db, "select string_agg(distinct v, ',') from mart.ids where id <= 5") == "xyy"

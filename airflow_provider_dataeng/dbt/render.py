@@ -15,7 +15,8 @@ Granularities (``render=``):
 
 Dependencies come from the manifest's ``depends_on.nodes``; edges through unselected nodes are kept
 (A -> [B not selected] -> C gives A -> C). Every model is an Airflow Asset whose URI comes from its
-``relation_name`` (:func:`relation_asset_uri`), identical in every mode: model tasks emit their model's
+``relation_name`` (:func:`relation_asset_uri`: ``dataeng-postgres://<conn_id>/<schema>/<table>``, the
+extracts' convention), identical in every mode: model tasks emit their model's
 asset, group tasks their group's, the single task all of them.
 """
 
@@ -27,8 +28,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# The postgres provider's asset-URI normalizer, imported with this module rather than on the first Asset.
-import airflow.providers.postgres.assets.postgres  # noqa: F401
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, TaskGroup
 
 from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, Manifest, Node, load_manifest
@@ -52,20 +51,22 @@ def parse_relation_name(relation_name: str) -> tuple[str, str, str]:
 
 
 def relation_asset_uri(relation_name: str, namespace: str) -> str:
-    """``postgres://<namespace>/<db>/<schema>/<table>`` for a dbt relation.
+    """``dataeng-postgres://<namespace>/<schema>/<table>`` for a dbt relation ``"db"."schema"."table"``.
 
-    ``namespace`` is the Airflow connection id of the warehouse (the real hosts are not known at DAG
-    parse time and a failover moves them anyway); Airflow's postgres asset normalizer adds ``:5432``.
+    The same convention as the extracts' outlets (``IdempotentExtractOperator``): ``namespace`` is the
+    warehouse's Airflow connection id, which also determines the database (the real hosts are not known
+    at DAG parse time, and a failover moves them anyway).
     """
     from urllib.parse import quote
 
-    db, schema, table = parse_relation_name(relation_name)
-    return "postgres://{}/{}/{}/{}".format(*(quote(p, safe="") for p in (namespace, db, schema, table)))
+    _, schema, table = parse_relation_name(relation_name)
+    return "dataeng-postgres://{}/{}/{}".format(*(quote(p, safe="") for p in (namespace, schema, table)))
 
 
 def relation_asset(relation_name: str, namespace: str) -> Asset:
-    """The Airflow Asset of a dbt relation (see :func:`relation_asset_uri`)."""
-    return Asset(uri=relation_asset_uri(relation_name, namespace))
+    """The Airflow Asset of a dbt relation, named ``<namespace>.<schema>.<table>`` (see :func:`relation_asset_uri`)."""
+    _, schema, table = parse_relation_name(relation_name)
+    return Asset(name=f"{namespace}.{schema}.{table}", uri=relation_asset_uri(relation_name, namespace))
 
 
 def _task_id(text: str) -> str:
@@ -215,7 +216,8 @@ def render_dbt(
     """Create dbt tasks in the current DAG; returns ``(entry tasks, exit tasks)``.
 
     Model and group modes put their tasks in a TaskGroup named ``task_id``. ``operator_kwargs`` go to
-    every :class:`DbtOperator` (e.g. ``threads``, ``target_schema``, ``vars``, ``retries``).
+    every :class:`DbtOperator` (e.g. ``threads``, ``target_schema``, ``vars``, ``retries``), except
+    ``asset_namespace``: the host part of the model Asset URIs (default ``conn_id``).
     """
     if render not in RENDER_MODES:
         raise ValueError(f"render={render!r}: expected one of {', '.join(RENDER_MODES)}")
@@ -237,9 +239,11 @@ def render_dbt(
             f"dbt task {task_id!r}: select={select!r} exclude={exclude!r} selector={selector!r} matches no model, "
             f"seed or snapshot in {manifest_path}"
         )
+    namespace = kwargs.pop("asset_namespace", None) or conn_id
+
     def assets(uids: Iterable[str]) -> list[Asset]:
         return [
-            relation_asset(manifest.nodes[u].relation_name, conn_id)  # type: ignore[arg-type]
+            relation_asset(manifest.nodes[u].relation_name, namespace)  # type: ignore[arg-type]
             for u in uids if manifest.nodes[u].relation_name
         ]
 

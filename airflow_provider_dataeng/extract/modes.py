@@ -90,7 +90,7 @@ class IntervalSelect:
             col = sql.Identifier("s", self.timestamp_column or "")
             conds.append(
                 sql.SQL("{} >= {}::timestamptz and {} < {}::timestamptz").format(
-                    col, sql.Literal(self.lower), col, sql.Literal(self.upper)
+                    col, sql.Literal(self.lower - self.lag), col, sql.Literal(self.upper)
                 )
             )
         if self.mode == "incremental_id":

@@ -65,8 +65,10 @@ def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int
     return issues, checked
 
 
-def validate(paths: Sequence[str], *, build: bool = True, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def validate(paths: Sequence[str], *, build: bool = True, out: TextIO | None = None,
+             err: TextIO | None = None) -> int:
     """Print every problem as ``FILE:LINE: field.path: message``; return 1 if any, else 0."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         issues, checked = _issues_for_paths(paths, build)
     except Exception as exc:  # never a traceback for a config problem we failed to classify
@@ -104,8 +106,9 @@ def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
     return line
 
 
-def render(path_text: str, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def render(path_text: str, *, out: TextIO | None = None) -> int:
     """Print the DAG built from one config: schedule, defaults, and each task with type, resources, upstream."""
+    out = out or sys.stdout
     from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError
     from airflow_provider_dataeng.factory.graph import airflow_task_id

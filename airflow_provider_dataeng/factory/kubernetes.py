@@ -1,22 +1,95 @@
 """``executor_config={"pod_override": V1Pod}`` for a task: container ``base``, limits == requests by default.
 
-The kubernetes client models validate what they are given (required fields, enums). Each model would copy
-a fresh ``Configuration`` (~0.2 ms apiece, most of a 20-task DAG's build time), so all models share one.
+Parse-time cost, measured (``benchmarks/parse.py``):
+
+* ``import kubernetes`` runs the package ``__init__`` files, which import every API class and ~700 models:
+  ~0.35 s CPU per process, more than building 100 DAGs' worth of pods. We need five model classes. When
+  the kubernetes package is not imported yet, :func:`_k8s` registers ``kubernetes``,
+  ``kubernetes.client`` and ``kubernetes.client.models`` as *deferred* packages (found, not executed) and
+  imports only the model modules it uses (~0.02 s). A deferred package runs its real ``__init__`` the first
+  time anything asks it for a name it does not have yet (``kubernetes.config``,
+  ``kubernetes.client.CoreV1Api``, ...), so other code (the pod serializer, the executor, a
+  KubernetesPodOperator) sees the complete package; the classes are the same objects either way.
+  ``DATAENG_EAGER_KUBERNETES_IMPORT=1`` turns this off.
+* Each model would copy a fresh client ``Configuration`` (~0.2 ms apiece, most of a 20-task DAG's build
+  time); all the models we build share one, with client-side validation on.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+import types
 from functools import cache
 from typing import Any
 
 from airflow_provider_dataeng.factory.resources import K8S_RESOURCE_NAMES, Resources
 
 BASE_CONTAINER = "base"
+_DEFERRED = ("kubernetes", "kubernetes.client", "kubernetes.client.models")
+_MODELS = ("v1_pod", "v1_pod_spec", "v1_container", "v1_resource_requirements", "v1_toleration", "v1_object_meta")
+_lock = threading.RLock()
+
+
+def _defer_package(name: str) -> None:
+    """Register package ``name`` without running its ``__init__``; run it on the first missing attribute."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise ImportError(name)
+    module = importlib.util.module_from_spec(spec)
+    state = {"done": False, "running": False}
+
+    def complete(attr: str) -> Any:
+        with _lock:
+            if state["running"]:  # asked while its own __init__ runs: behave like a partly imported module
+                raise AttributeError(attr)
+            if not state["done"]:
+                state["running"] = True
+                try:
+                    module.__dict__.pop("__getattr__", None)
+                    spec.loader.exec_module(module)  # type: ignore[union-attr]
+                    state["done"] = True
+                except BaseException:
+                    module.__dict__["__getattr__"] = complete
+                    raise
+                finally:
+                    state["running"] = False
+        try:
+            return module.__dict__[attr]
+        except KeyError:
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}") from None
+
+    module.__dict__["__getattr__"] = complete
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+
+
+def _import_models() -> types.SimpleNamespace:
+    with _lock:
+        if "kubernetes" not in sys.modules and not os.environ.get("DATAENG_EAGER_KUBERNETES_IMPORT"):
+            try:
+                for name in _DEFERRED:
+                    _defer_package(name)
+            except ImportError:
+                for name in _DEFERRED:
+                    sys.modules.pop(name, None)
+        models = {}
+        for mod in _MODELS:
+            module = importlib.import_module(f"kubernetes.client.models.{mod}")
+            cls_name = "V1" + "".join(p.capitalize() for p in mod.split("_")[1:])
+            models[cls_name] = getattr(module, cls_name)
+        return types.SimpleNamespace(**models)
 
 
 @cache
 def _k8s() -> tuple[Any, Any]:
-    from kubernetes.client import models
+    """The kubernetes model classes we build, and the one ``Configuration`` they share."""
+    models = _import_models()
     from kubernetes.client.configuration import Configuration
 
     config = Configuration()

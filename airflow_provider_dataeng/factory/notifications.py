@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, Field
 
 from airflow_provider_dataeng.factory.fields import DottedPath, Duration, StrictModel
 
 
 def _as_list(value: Any) -> Any:
     """A single notifier mapping is a one-element list."""
-    return [value] if isinstance(value, dict) else value
+    return value if isinstance(value, list) else [value]
 
 
 class NotifierSpec(StrictModel):
@@ -30,7 +30,7 @@ class SlaBreachSpec(NotifierSpec):
     reference: Literal["dagrun_queued_at", "dagrun_logical_date"] = "dagrun_queued_at"
 
 
-NotifierList = Annotated[list[NotifierSpec], BeforeValidator(_as_list)]
+NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_as_list)]
 
 
 class TaskNotifications(StrictModel):
@@ -45,7 +45,7 @@ class Notifications(TaskNotifications):
     """Pipeline notifications: ``on_failure``/``on_success`` fire for the DAG run, ``on_retry`` for each task
     retry, ``sla_breach`` when a run misses its deadline."""
 
-    sla_breach: Annotated[list[SlaBreachSpec], BeforeValidator(_as_list)] | None = None
+    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_as_list)] | None = None
 
 
 def make_notifier(spec: NotifierSpec) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from airflow_provider_dataeng.factory.fields import (
     AssetRef,
@@ -34,7 +34,8 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[list[str], BeforeValidator(_as_list)]
+StrList = Annotated[list[str] | str, AfterValidator(_as_list)]
+"""A list of strings; a single string is a one-element list."""
 
 
 # --- data quality checks (publish/checks.py config format) -------------------------------------------------

@@ -125,6 +125,9 @@ def issues_from_validation_error(exc: ValidationError, model: type[BaseModel], d
         rest = [e for e in errs if e["type"] not in ("extra_forbidden", "missing")]
         if not rest:
             continue
+        deeper = any(len(other) > len(path) and other[: len(path)] == path for other in grouped)
+        if deeper and all(e["type"].endswith(("_type", "_parsing")) for e in rest):
+            continue  # a union branch of another shape; the branch that fits reported the real problem
         custom = [e for e in rest if e["type"] in ("value_error", "assertion_error")]
         if custom:
             msg = str(custom[0].get("ctx", {}).get("error") or custom[0]["msg"]).removeprefix("Value error, ")

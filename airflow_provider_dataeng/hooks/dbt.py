@@ -468,6 +468,8 @@ class DbtHook(BaseHook):
         """
         run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        if retry_from is not None:
+            _seed_partial_parse(retry_from / "target", run_dir / "target")
         with self.profiles() as (profiles_dir, env, password):
             args = self.build_args(
                 command, profiles_dir=profiles_dir, run_dir=run_dir, select=select, exclude=exclude,
@@ -513,7 +515,7 @@ class DbtHook(BaseHook):
             text = _scrub(str(info.msg), password)
             {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
 
-        with _ENV_LOCK, _patched_environ(env):
+        with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
             res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
         if res.exception is not None:
             return False, f"{type(res.exception).__name__}: {res.exception}"
@@ -539,6 +541,14 @@ class DbtHook(BaseHook):
         return False, f"dbt exited with code {code}: " + " | ".join(t for t in tail if t.strip())[-1500:]
 
 
+def _seed_partial_parse(previous_target: Path, target: Path) -> None:
+    """Reuse the previous try's parse (dbt re-parses fully if the project, vars or profile changed)."""
+    source = previous_target / "partial_parse.msgpack"
+    if source.is_file():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / "partial_parse.msgpack")
+
+
 def dbt_executable() -> list[str]:
     """The ``dbt`` CLI next to this interpreter, else the one on PATH."""
     local = Path(sys.executable).with_name("dbt")
@@ -554,7 +564,6 @@ def dbt_executable() -> list[str]:
 def _patched_environ(values: dict[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     try:
         yield
     finally:

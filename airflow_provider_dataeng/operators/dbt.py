@@ -44,6 +44,7 @@ class DbtOperator(BaseOperator):
     :param use_subprocess: run the dbt CLI in a child process instead of in-process ``dbtRunner``.
     :param threads: dbt threads.
     :param indirect_selection: dbt ``--indirect-selection`` (render_dbt uses ``empty`` + explicit tests).
+    :param asset_namespace: host part of those Asset URIs (default ``conn_id``).
     :param state_dir: root for per-run artifacts (default ``$DATAENG_DBT_STATE_DIR`` or
         ``<tempdir>/dataeng-dbt``); put it on a shared volume when retries run in new pods.
 
@@ -73,6 +74,7 @@ class DbtOperator(BaseOperator):
         threads: int = 1,
         indirect_selection: str | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        asset_namespace: str | None = None,
         **kwargs: Any,
     ) -> None:
         if command not in OPERATOR_COMMANDS:
@@ -89,7 +91,7 @@ class DbtOperator(BaseOperator):
             if value is not None and not isinstance(value, str | list | tuple):
                 raise ValueError(f"{name}={value!r}: expected a string or a list of strings")
         if manifest_path and "outlets" not in kwargs and not _templated(select, exclude, selector):
-            kwargs["outlets"] = _manifest_outlets(manifest_path, conn_id, select, exclude, selector)
+            kwargs["outlets"] = _manifest_outlets(manifest_path, asset_namespace or conn_id, select, exclude, selector)
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.project_dir = str(project_dir)
@@ -147,7 +149,7 @@ def _templated(*values: Any) -> bool:
     return any("{{" in str(v) or "{%" in str(v) for v in values if v)
 
 
-def _manifest_outlets(manifest_path: Any, conn_id: str, select: Any, exclude: Any, selector: Any) -> list[Any]:
+def _manifest_outlets(manifest_path: Any, namespace: str, select: Any, exclude: Any, selector: Any) -> list[Any]:
     from airflow_provider_dataeng.dbt.manifest import load_manifest
     from airflow_provider_dataeng.dbt.render import relation_asset
     from airflow_provider_dataeng.dbt.selection import select_nodes
@@ -155,7 +157,7 @@ def _manifest_outlets(manifest_path: Any, conn_id: str, select: Any, exclude: An
     manifest = load_manifest(manifest_path)
     uids = select_nodes(manifest, select, exclude, selector, ("model", "seed", "snapshot"))
     return [
-        relation_asset(manifest.nodes[u].relation_name, conn_id)  # type: ignore[arg-type]
+        relation_asset(manifest.nodes[u].relation_name, namespace)  # type: ignore[arg-type]
         for u in sorted(uids) if manifest.nodes[u].relation_name
     ]
 

@@ -8,16 +8,14 @@ from typing import Any
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
 from airflow_provider_dataeng.extract.job import ExtractJob, ExtractSpec, as_list, interval_bounds
-from airflow_provider_dataeng.publish.table_ref import TableRef
+from airflow_provider_dataeng.publish.assets import table_asset
 
 
-def target_asset(conn_id: str, target_table: str) -> Asset:
-    """The Asset a load of ``target_table`` through ``conn_id`` updates."""
-    if "{{" in target_table:
-        name = f"{conn_id}.{target_table}"
-        return Asset(name=name, uri=f"dataeng-postgres://{conn_id}/templated/{abs(hash(target_table))}")
-    ref = TableRef.parse(target_table)
-    return Asset(name=f"{conn_id}.{ref.qualified}", uri=f"dataeng-postgres://{conn_id}/{ref.schema}/{ref.table}")
+def target_outlets(conn_id: str, target_table: str) -> list[Asset]:
+    """The Asset outlet of the target table (the publish engine's URI scheme); none for a templated name."""
+    if "{{" in target_table or "{%" in target_table:
+        return []
+    return [table_asset(conn_id, target_table)]
 
 
 class IdempotentExtractOperator(BaseOperator):
@@ -68,8 +66,7 @@ class IdempotentExtractOperator(BaseOperator):
         progress_interval: str | float = "5s",
         **kwargs: Any,
     ) -> None:
-        if "outlets" not in kwargs:
-            kwargs["outlets"] = [target_asset(target_conn_id, target_table)]
+        kwargs.setdefault("outlets", target_outlets(target_conn_id, target_table))
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id

@@ -97,6 +97,8 @@ def blocking_dependents(conn: psycopg.Connection, oid: int) -> list[str]:
         [oid])]
     problems += [f"row-level security policy {r[0]}" for r in rows(conn, """
         select polname from pg_policy where polrelid = %s""", [oid])]
+    if scalar(conn, "select relrowsecurity or relforcerowsecurity from pg_class where oid = %s", [oid]):
+        problems.append("row-level security (enabled on the table)")
     return problems
 
 

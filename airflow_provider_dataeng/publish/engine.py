@@ -394,8 +394,9 @@ class PublishEngine:
         return build_checks(list(checks or []))
 
     @staticmethod
-    def _select(select_sql: str) -> sql.SQL:
-        return sql.SQL(select_sql.strip().rstrip(";"))
+    def _select(select_sql: str) -> sql.Composed:
+        """``select * from (<select_sql>) q``: exactly one query (a second statement is a syntax error)."""
+        return sql.SQL("select * from ({}) q").format(sql.SQL(select_sql.strip().rstrip(";").strip()))
 
     def _lock_views(self, conn: psycopg.Connection, views: Sequence[catalog.DependentView]) -> None:
         """Take ACCESS EXCLUSIVE on each dependent view before the table (the order readers lock in).
@@ -809,7 +810,7 @@ class PublishEngine:
             if catalog.relation(conn, target) is not None:
                 return
             with conn.cursor() as cur:
-                cur.execute(sql.SQL("select * from ({}) q limit 0").format(self._select(select_sql)))
+                cur.execute(sql.SQL("{} limit 0").format(self._select(select_sql)))
                 oids = [(d.name, d.type_code) for d in cur.description]
             cols = [(name, catalog.scalar(conn, "select format_type(%s, null)", [oid])) for name, oid in oids]
             if partition_column not in {n for n, _ in cols}:
@@ -820,7 +821,7 @@ class PublishEngine:
                        lower_sql: sql.Composable) -> None:
         """INSERT the query's rows by column name; a missing partition column gets the lower bound."""
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("select * from ({}) q limit 0").format(self._select(select_sql)))
+            cur.execute(sql.SQL("{} limit 0").format(self._select(select_sql)))
             names = [d.name for d in cur.description]
         if len(set(names)) != len(names):
             raise PublishError(f"select_sql returns duplicate column names: {names}")

@@ -338,11 +338,17 @@ class Formation:
         return self.wait_for_state(stable, timeout=timeout)
 
     def primary(self) -> FormationNode:
-        """The node the monitor reports as primary (or wait_primary / single)."""
-        for state in self.states():
-            if state["reported_state"] in ("primary", "wait_primary", "single"):
+        """The node the monitor reports as primary (or wait_primary / single) and still assigns that role.
+
+        A crashed primary keeps its last reported state ``primary`` until it reports again; its goal state
+        (``demoted`` after a failover) tells it apart.
+        """
+        writable = ("primary", "wait_primary", "single")
+        states = self.states()
+        for state in states:
+            if state["reported_state"] in writable and state["goal_state"] in writable:
                 return self.node(state["name"])
-        raise FormationError(f"no primary right now: {self.describe_states()}")
+        raise FormationError(f"no primary right now: {self.describe_states(states)}")
 
     def secondaries(self) -> list[FormationNode]:
         return [self.node(s["name"]) for s in self.states() if s["reported_state"] == "secondary"]

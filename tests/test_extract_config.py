@@ -1,0 +1,64 @@
+"""Extract configuration: durations, validation messages, quoting of every identifier in generated SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from psycopg import sql
+
+from airflow_provider_dataeng.extract.job import ExtractSpec, parse_duration
+from airflow_provider_dataeng.extract.modes import IntervalSelect, base_query, known_ids_table
+from airflow_provider_dataeng.extract.schema_drift import Column
+from airflow_provider_dataeng.publish.table_ref import TableRef
+
+BASE = {"source_conn_id": "s", "target_conn_id": "w", "target_table": "raw.t", "source_table": "t"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("0s", 0), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("1d", 86400), (2.5, 2.5),
+    (timedelta(minutes=2), 120), (" 2 h ", 7200),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text, "lag").total_seconds() == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "", "5x", "-1s", True, None, "1h-5m"])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(ValueError, match="lag="):
+        parse_duration(bad, "lag")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"mode": "delta"}, "mode='delta': expected one of full_snapshot, incremental_timestamp, incremental_id"),
+    ({"schema_drift": "merge"}, "schema_drift='merge': expected one of fail, add_columns, ignore_extra"),
+    ({"source_sql": "select 1"}, "give exactly one of them"),
+    ({"source_table": None}, "give exactly one of them"),
+    ({"key_columns": []}, "key_columns"),
+    ({"target_table": ""}, "target_table=''"),
+    ({"checks": {"check": "row_count"}}, "checks="),
+    ({"progress_interval": "often"}, "progress_interval='often'"),
+])
+def test_spec_validation_names_the_field(override, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ExtractSpec(**{**BASE, **override})
+
+
+def test_generated_sql_quotes_every_identifier():
+    weird = 'we"ird; drop table x; --'
+    cols = [Column(weird, "integer", 23, "builtin"), Column("Mixed Case", "text", 25, "builtin")]
+    lower = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    sel = IntervalSelect(mode="incremental_id", columns=cols, lower=lower, upper=lower + timedelta(days=1),
+                         partition_column='p"c', stamp=True, id_column=weird)
+    base = base_query(TableRef("my schema", 'ta"ble').ident(), None)
+    text = sel.select(base, known_ids_table()).as_string(None)
+    assert '"we""ird; drop table x; --"' in text and '"Mixed Case"' in text and '"p""c"' in text
+    assert 'from "my schema"."ta""ble"' in text
+    assert "'2024-01-01 00:00:00+00:00'::timestamptz" in text
+    assert sel.target_columns == [weird, "Mixed Case", 'p"c']
+    with pytest.raises(ValueError, match="timestamp_column='updated_at': not a column"):
+        IntervalSelect(mode="incremental_timestamp", columns=cols, lower=lower, upper=lower, partition_column="p",
+                       stamp=True, timestamp_column="updated_at")
+    assert base_query(None, " select 1 ;; ").as_string(None) == "select 1"
+    with pytest.raises(ValueError, match="exactly one"):
+        base_query(sql.Identifier("t"), "select 1")

@@ -1,0 +1,133 @@
+"""``dataeng validate`` / ``dataeng render`` (console script and ``airflow dataeng``), JSON Schema up to date."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from airflow_provider_dataeng.factory import cli
+from airflow_provider_dataeng.factory.schema import SCHEMA_DIR, schema_text
+from tests.support.factory_configs import DEFAULTS, EMPTY, EXAMPLE_CONFIGS, REPO_ROOT, empty_pipeline
+
+BIN = Path(sys.executable).parent
+
+
+def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "_AIRFLOW_PARSING_CONTEXT_DAG_ID"}
+    return subprocess.run([*args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT)
+
+
+@pytest.fixture
+def bad_dir(tmp_path: Path) -> Path:
+    (tmp_path / "defaults.yaml").write_text(DEFAULTS)
+    (tmp_path / "good.yaml").write_text(empty_pipeline("a", "b"))
+    (tmp_path / "typo.yaml").write_text(empty_pipeline("a", "b").replace("  b:\n", "  b:\n    dependson: [a]\n"))
+    (tmp_path / "cycle.yaml").write_text(f"tasks:\n  a: {{operator: {EMPTY}, depends_on: b}}\n"
+                                         f"  b: {{operator: {EMPTY}, depends_on: a}}\n")
+    (tmp_path / "garbage.yaml").write_text("tasks: [unclosed\n")
+    return tmp_path
+
+
+def test_validate_clean_examples_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(EXAMPLE_CONFIGS)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "OK: 6 pipeline file(s) valid" in captured.err
+
+
+def test_validate_reports_every_error_as_file_line_path(bad_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(bad_dir)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{bad_dir / 'typo.yaml'}:6: tasks.b.dependson: unknown key 'dependson'" in lines[-1] or any(
+        line.startswith(f"{bad_dir / 'typo.yaml'}:6: tasks.b.dependson: unknown key") for line in lines)
+    assert any(line.startswith(f"{bad_dir / 'cycle.yaml'}:2: tasks.a.depends_on: dependency cycle") for line in lines)
+    assert any(line.startswith(f"{bad_dir / 'garbage.yaml'}:2: <root>: invalid YAML") for line in lines)
+    assert not any("good.yaml" in line for line in lines)
+    assert len(lines) == 3
+    for line in lines:  # FILE:LINE: field.path: message
+        file, lineno, path, message = line.split(":", 3)
+        assert Path(file).is_file() and lineno.isdigit() and path.strip() and message.strip()
+
+
+def test_validate_single_files_and_missing_path(bad_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(bad_dir / "good.yaml")]) == 0
+    assert cli.main(["validate", str(bad_dir / "good.yaml"), str(bad_dir / "nope.yaml")]) == 1
+    assert f"{bad_dir / 'nope.yaml'}:1: <root>: no such file or directory" in capsys.readouterr().out
+
+
+def test_validate_duplicate_dag_ids_across_given_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.yaml").write_text(empty_pipeline("t"))
+    (tmp_path / "b" / "x.yaml").write_text(empty_pipeline("t"))
+    assert cli.main(["validate", str(tmp_path / "a" / "x.yaml"), str(tmp_path / "b" / "x.yaml")]) == 1
+    assert "dag_id 'x' is already defined by" in capsys.readouterr().out
+
+
+def test_validate_build_errors_and_no_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text("tasks:\n  a: {operator: no_such_module.Op}\n")
+    assert cli.main(["validate", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'p.yaml'}:2: tasks.a.operator: cannot import the operator" in capsys.readouterr().out
+    assert cli.main(["validate", "--no-build", str(tmp_path)]) == 0
+
+
+def test_render_prints_graph_types_resources_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", str(EXAMPLE_CONFIGS / "monitoring.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("DAG monitoring")
+    assert "schedule: 0 * * * *" in out
+    assert "freshness.orders_fresh  [freshness: FreshnessSensor]" in out
+    assert "cpu=250m memory=256Mi ephemeral-storage=1Gi qos=Guaranteed" in out
+    report = out[out.index("  report  "):]
+    assert "[operator: EmptyOperator]" in report and "<- freshness.orders_fresh" in report
+
+
+def test_render_bad_file_exits_1(bad_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", str(bad_dir / "cycle.yaml")]) == 1
+    assert "dependency cycle" in capsys.readouterr().out
+
+
+def test_console_script_never_prints_a_traceback(bad_dir: Path) -> None:
+    proc = _run(str(BIN / "dataeng"), "validate", str(bad_dir))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert len(proc.stdout.splitlines()) == 3
+    assert _run(str(BIN / "dataeng"), "validate", str(EXAMPLE_CONFIGS)).returncode == 0
+
+
+@pytest.mark.slow  # an `airflow` CLI process
+def test_airflow_cli_group(bad_dir: Path) -> None:
+    proc = _run(str(BIN / "airflow"), "dataeng", "validate", str(bad_dir), timeout=240)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"{bad_dir / 'cycle.yaml'}:2: tasks.a.depends_on: dependency cycle" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_provider_cli_commands_definition() -> None:
+    (group,) = cli.get_provider_cli_commands()
+    assert group.name == "dataeng"
+    assert {c.name for c in group.subcommands} == {"validate", "render"}
+
+
+def test_schema_is_up_to_date() -> None:
+    for kind in ("pipeline", "defaults"):
+        committed = (SCHEMA_DIR / f"{kind}.schema.json").read_text()
+        assert committed == schema_text(kind), (
+            f"schema/{kind}.schema.json is stale: run `python -m airflow_provider_dataeng.factory.schema`")
+
+
+def test_example_configs_validate_against_the_json_schema() -> None:
+    pipeline = json.loads((SCHEMA_DIR / "pipeline.schema.json").read_text())
+    defaults = json.loads((SCHEMA_DIR / "defaults.schema.json").read_text())
+    for path in sorted(EXAMPLE_CONFIGS.glob("*.yaml")):
+        data = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
+        jsonschema.validate(data, defaults if path.name == "defaults.yaml" else pipeline)
+    bad = {"tasks": {"a": {"type": "extract", "source_conn_id": "x"}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, pipeline)
