@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 .PHONY: demo test install system-deps manifest lint pytest airflow bench bench-venv stop clean
 
 demo: install system-deps manifest
-	@trap 'scripts/stop_servers.sh' EXIT INT TERM; env -u PYTHONDONTWRITEBYTECODE $(PY) -m demo $(DEMO_ARGS)
+	@scripts/with_run_dir.sh env -u PYTHONDONTWRITEBYTECODE $(PY) -m demo $(DEMO_ARGS)
 
 test: install system-deps manifest lint pytest
 
@@ -24,19 +24,18 @@ lint: install
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 
 pytest: install
-	@echo "==> pytest"; trap 'scripts/stop_servers.sh' EXIT INT TERM; \
-	  env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest $(PYTEST_ARGS)
+	@echo "==> pytest"; scripts/with_run_dir.sh env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest $(PYTEST_ARGS)
 
 # Documented extras (not set-up commands).
 airflow: install system-deps manifest
-	@trap 'scripts/stop_servers.sh' EXIT INT TERM; $(PY) -m demo --standalone
+	@scripts/with_run_dir.sh $(PY) -m demo --standalone
 
 bench-venv:
 	@scripts/bootstrap.sh bench
 
 bench: install system-deps manifest bench-venv
-	@trap 'scripts/stop_servers.sh' EXIT INT TERM; for b in benchmarks/*.py; do \
-	  echo "==> $$b"; env -u PYTHONDONTWRITEBYTECODE $(PY) $$b || exit 1; done
+	@for b in benchmarks/*.py; do echo "==> $$b"; \
+	  scripts/with_run_dir.sh env -u PYTHONDONTWRITEBYTECODE $(PY) $$b || exit 1; done
 
 stop:
 	@scripts/stop_servers.sh

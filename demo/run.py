@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import sqlite3
 import subprocess
 import threading
@@ -31,7 +30,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from demo.stack import REPO_ROOT, Stack, airflow_bin, stop_process_group
+from demo.stack import REPO_ROOT, Stack, airflow_bin, child_env, data_dirs, stop_process_group
 
 UTC = timezone.utc
 CONFIG_DIR = REPO_ROOT / "dags" / "configs"
@@ -50,6 +49,7 @@ class Pipeline:
     targets: list[str] = field(default_factory=list)  # extract/publish target tables
     schedule: Any = None
     modes: dict[str, str] = field(default_factory=dict)  # target -> extract mode
+    incremental: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> incremental_timestamp task
 
     @property
     def kind(self) -> str:
@@ -71,7 +71,7 @@ def discover_pipelines(config_dir: Path = CONFIG_DIR) -> list[Pipeline]:
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
             continue
-        types, targets, modes = {}, [], {}
+        types, targets, modes, incremental = {}, [], {}, {}
         for name, task in data["tasks"].items():
             task = task or {}
             kind = "operator" if "operator" in task and task.get("type") in (None, "operator") else task.get("type")
@@ -80,8 +80,10 @@ def discover_pipelines(config_dir: Path = CONFIG_DIR) -> list[Pipeline]:
                 targets.append(str(task["target_table"]))
                 modes[str(task["target_table"])] = str(task.get("mode") or ("full_snapshot" if kind == "extract"
                                                                             else "publish"))
+            if kind == "extract" and task.get("mode") == "incremental_timestamp" and task.get("source_table"):
+                incremental[str(task["target_table"])] = task
         pipelines.append(Pipeline(str(data.get("dag_id") or path.stem), path, types, targets, data.get("schedule"),
-                                  modes))
+                                  modes, incremental))
     return pipelines
 
 
@@ -257,7 +259,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "demo.dag_worker", str(log_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            env=_child_env(), cwd=REPO_ROOT, start_new_session=True,
+            env=child_env(), cwd=REPO_ROOT, start_new_session=True,
         )
         stack.children.append(self.proc)
         self._ready = False
@@ -283,12 +285,6 @@ class _Worker:
             fh.seek(offset)
             text = fh.read().decode(errors="replace")
         return reply, text
-
-
-def _child_env() -> dict[str, str]:
-    from demo.stack import child_env
-
-    return child_env()
 
 
 def _error_lines(path: Path, limit: int = 12) -> list[str]:
@@ -383,6 +379,38 @@ def published_partitions(ledger: Iterable[LedgerRow], start: datetime) -> list[L
     return list(latest.values())
 
 
+def parse_lag(text: str | None) -> timedelta:
+    """``"15m"`` / ``"2h"`` / ``"30s"`` / ``"1d"`` (the extract's ``lag`` format) as a timedelta."""
+    text = (text or "0s").strip()
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
+        raise ValueError(f"lag={text!r}: expected a number and a unit s, m, h or d (e.g. '15m')")
+    return timedelta(**{units[text[-1]]: float(text[:-1])})
+
+
+def late_rows(source_dsn: str, wh_dsn: str, pipeline: str, target: str, task: dict[str, Any],
+              start: datetime, end: datetime) -> dict[str, Any]:
+    """Source rows dated in [start, end) that the interval's run did not see (committed after it)."""
+    column = str(task.get("timestamp_column") or "updated_at")
+    lag = parse_lag(task.get("lag"))
+    source = str(task["source_table"])
+    s_schema, _, s_table = source.rpartition(".")
+    t_schema, _, t_table = target.rpartition(".")
+    pick = "select id::text, {col} from {tbl} where {col} >= %s and {col} < %s"
+    with psycopg.connect(source_dsn) as conn:
+        in_source = set(conn.execute(sql.SQL(pick).format(
+            col=sql.Identifier(column), tbl=sql.Identifier(s_schema or "public", s_table)), (start, end)).fetchall())
+    with psycopg.connect(wh_dsn) as conn:
+        loaded = set(conn.execute(sql.SQL(pick).format(
+            col=sql.Identifier(column), tbl=sql.Identifier(t_schema or "public", t_table)), (start, end)).fetchall())
+    late = sorted(in_source - loaded, key=lambda r: r[1])
+    covered = [r for r in late if r[1] >= end - lag]
+    return {"pipeline": pipeline, "target": target, "interval": start.date().isoformat(), "lag": str(task.get("lag") or "0s"),
+            "late": len(late), "covered_by_lag": len(covered),
+            "first": late[0][1].isoformat() if late else None, "last": late[-1][1].isoformat() if late else None,
+            "next_window_from": (end - lag).isoformat()}
+
+
 # -- intervals ---------------------------------------------------------------------------------------
 def daily_intervals(days: int, today: date | None = None) -> list[tuple[datetime, datetime]]:
     """The last ``days`` complete UTC days before ``today``."""
@@ -400,7 +428,6 @@ class Progress:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.marks: dict[str, float] = {}
-        self._q: queue.Queue[str] = queue.Queue()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -435,6 +462,7 @@ class DemoReport:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     data_dirs: list[str] = field(default_factory=list)
+    late: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def idempotent(self) -> bool:
@@ -458,6 +486,7 @@ class Demo:
         self.stack = Stack(plain=options.plain, log=self._log)
         self.progress = Progress()
         self.runner: DagRunner | None = None
+        self.shop: Any = None
 
     def _log(self, text: str) -> None:
         self.log(f"[{self.progress.elapsed():6.1f}s] {text}" if text.startswith("==>") else text)
@@ -471,6 +500,8 @@ class Demo:
         self._log(f"==> {len(pipelines)} pipelines in dags/configs: "
                   + ", ".join(f"{p.dag_id} ({p.kind})" for p in pipelines))
         self._log(f"    intervals: {', '.join(f'{s:%Y-%m-%d}' for s, _ in intervals)} (daily, UTC)")
+
+        self._ensure_manifest()
 
         # Start-up, overlapped: Airflow's migration and the DAG workers' imports run while the
         # shop is generated and the formation starts.
@@ -527,12 +558,11 @@ class Demo:
         runs += self.runner.run(reruns + dbt_jobs + check_jobs)
         after = self._partition_states(wh_dsn, middle[0])
         self.progress.mark("rerun, dbt, checks")
-
-        from demo.stack import data_dirs
+        late = self._advance_to_now(intervals, extract)
 
         return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
                           stack.warehouse.kind, self.progress.elapsed(), dict(self.progress.marks),
-                          data_dirs(stack))
+                          data_dirs(stack), late)
 
     def close(self) -> None:
         if self.runner is not None:
@@ -550,18 +580,48 @@ class Demo:
                 assert self.runner is not None
                 self.runner.start()
 
+    def _ensure_manifest(self) -> None:
+        """The dbt tasks render from dbt_project/target/manifest.json (`make manifest`); build it if missing."""
+        import sys
+
+        manifest = REPO_ROOT / "dbt_project" / "target" / "manifest.json"
+        if manifest.exists() or not (REPO_ROOT / "dbt_project" / "dbt_project.yml").exists():
+            return
+        self._log("==> dbt_project/target/manifest.json is missing: building it (dbt parse)")
+        proc = subprocess.run([sys.executable, "-m", "airflow_provider_dataeng.dbt.parse_project", "dbt_project"],
+                              cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"building the dbt manifest failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
     def _build_shop(self, intervals: list[tuple[datetime, datetime]]) -> None:
+        """The shop's history, day by day, up to the end of the last interval (today comes later)."""
         from demo.shop import Shop, describe
 
         assert self.stack.source is not None
         first = intervals[0][0].date()
         days = [first - timedelta(days=2), first - timedelta(days=1), *(s.date() for s, _ in intervals)]
+        self._log(f"==> generating the shop (seed {self.options.seed}), day by day: {days[0]} .. {days[-1]}")
+        self.shop = Shop(self.stack.source.dsn("shop"), seed=self.options.seed)
+        self._log(describe(self.shop.build(days)))
+
+    def _advance_to_now(self, intervals: list[tuple[datetime, datetime]], pipelines: list[Pipeline]) -> list[dict]:
+        """Today's activity so far: it commits the last interval's late rows, after that interval ran."""
+        from demo.shop import describe
+
         now = datetime.now(UTC)
-        self._log(f"==> generating the shop (seed {self.options.seed}): {days[0]} .. {now:%Y-%m-%d %H:%M} UTC, "
-                  "day by day")
-        shop = Shop(self.stack.source.dsn("shop"), seed=self.options.seed)
-        stats = shop.build([*days, now.date()], until=now)
-        self._log(describe(stats))
+        self._log(f"==> advancing the shop to now ({now:%Y-%m-%d %H:%M} UTC): today's batch commits the "
+                  f"late rows of {intervals[-1][0]:%Y-%m-%d}")
+        self._log(describe([self.shop.generate_day(now.date(), until=now)]))
+        assert self.stack.source is not None and self.stack.warehouse is not None
+        out = []
+        for p in pipelines:
+            for target, spec in p.incremental.items():
+                try:
+                    out.append(late_rows(self.stack.source.dsn("shop"), self.stack.warehouse.dsn(), p.dag_id,
+                                         target, spec, *intervals[-1]))
+                except psycopg.Error as exc:  # e.g. the extract never ran: the run table says why
+                    self._log(f"    late rows of {target}: not measured ({str(exc).splitlines()[0]})")
+        return out
 
     def _partition_states(self, dsn: str, start: datetime) -> list[PartitionState]:
         rows = published_partitions(read_ledger(dsn), start)
@@ -647,6 +707,15 @@ def summarize(report: DemoReport) -> dict[str, Any]:
     if "incremental_timestamp" in modes:
         notes.append("incremental_timestamp (orders): rows whose updated_at falls in the interval (minus the "
                      "lag); an order that changed later sits in a later partition, dbt keeps the latest row.")
+    for late in report.late:
+        if late["late"]:
+            notes.append(
+                f"late rows: {late['late']} rows of {late['target']} dated {late['interval']} "
+                f"({late['first'][11:19]}..{late['last'][11:19]} UTC) were committed after that interval ran; "
+                f"{late['covered_by_lag']} fall within the {late['pipeline']} lag ({late['lag']}), so the next "
+                f"interval's run (window from {late['next_window_from'][:16].replace('T', ' ')}) loads them.")
+        else:
+            notes.append(f"late rows: none for {late['target']} {late['interval']}.")
     footer = [*(f"note: {n}" for n in notes), "",
         f"{len(report.runs)} DAG runs (airflow dags test), {len(report.failed_runs)} failed; warehouse: "
         + ("pg_auto_failover formation (monitor + 2 nodes)" if report.warehouse_kind == "formation"
@@ -755,4 +824,5 @@ def report_json(report: DemoReport) -> dict[str, Any]:
         "seconds": round(report.seconds, 1),
         "phases": report.phases,
         "data_dirs": report.data_dirs,
+        "late_rows": report.late,
     }

@@ -17,6 +17,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,26 +191,34 @@ class Stack:
         return self.demo_dir / "airflow"
 
     def prepare_airflow_home(self, wait: bool = True) -> subprocess.Popen | None:
-        """Point Airflow at ``.demo/airflow``; migrate its SQLite DB once per Airflow version.
+        """Point Airflow at ``.demo/airflow`` with a fresh metadata DB for this run.
 
-        With ``wait=False`` the migration runs in the background: call :meth:`wait_airflow_home`.
+        The first run migrates an empty SQLite DB once per Airflow version and keeps a pristine copy;
+        every run starts from a copy of it (milliseconds), so runs, assets and DAG versions left by an
+        earlier demo (whose databases are gone) never interfere. With ``wait=False`` the migration runs
+        in the background: call :meth:`wait_airflow_home`.
         """
         configure_airflow_home(self.airflow_home, dags_folder=REPO_ROOT / "dags")
         os.environ.update(airflow_settings())
         version = importlib.metadata.version("apache-airflow")
-        self._stamp = self.airflow_home / f".migrated-{version}"
+        self._pristine = self.airflow_home / f"airflow.db.migrated-{version}"
         self._migrate = None
-        if not self._stamp.exists() or not (self.airflow_home / "airflow.db").exists():
-            self.log(f"==> preparing the Airflow home {_short(self.airflow_home)} (airflow db migrate)")
-            for old in self.airflow_home.glob(".migrated-*"):
-                old.unlink()
-            self._migrate = self.spawn([airflow_bin(), "db", "migrate"], self.demo_dir / "logs" / "db-migrate.log")
+        db = self.airflow_home / "airflow.db"
+        for leftover in (db, db.with_name("airflow.db-journal")):
+            leftover.unlink(missing_ok=True)
+        if self._pristine.exists():
+            shutil.copyfile(self._pristine, db)
+            return None
+        self.log(f"==> preparing the Airflow home {_short(self.airflow_home)} (airflow db migrate, once)")
+        for old in self.airflow_home.glob("airflow.db.migrated-*"):
+            old.unlink()
+        self._migrate = self.spawn([airflow_bin(), "db", "migrate"], self.demo_dir / "logs" / "db-migrate.log")
         if wait:
             self.wait_airflow_home()
         return self._migrate
 
     def wait_airflow_home(self) -> None:
-        """Wait for a background ``airflow db migrate`` (no-op when none runs)."""
+        """Wait for a background ``airflow db migrate`` (no-op when none runs), then keep a pristine copy."""
         proc = getattr(self, "_migrate", None)
         if proc is None:
             return
@@ -220,7 +229,9 @@ class Stack:
         if proc.returncode != 0:
             log = (self.demo_dir / "logs" / "db-migrate.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"airflow db migrate failed (rc={proc.returncode}):\n{log}")
-        self._stamp.touch()
+        tmp = self._pristine.with_name(self._pristine.name + ".tmp")
+        shutil.copyfile(self.airflow_home / "airflow.db", tmp)
+        tmp.replace(self._pristine)
 
     def spawn(self, cmd: list[str], log_path: Path, **kwargs: Any) -> subprocess.Popen:
         """Start a child in its own session (so it can be stopped as a group), output to ``log_path``."""

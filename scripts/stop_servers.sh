@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Stop every PostgreSQL / pg_auto_failover process this repo's scripts started (data dirs under the
-# system temp dir with the dataeng- prefix). Safe to run any time; used as an EXIT trap by make targets.
+# Stop the PostgreSQL / pg_auto_failover processes whose data directories lie under ROOT.
+#   scripts/stop_servers.sh ROOT     what one `make demo` / `make test` run started (its private TMPDIR)
+#   scripts/stop_servers.sh          everything any run of this repo left (data dirs /tmp/dataeng-*)
+# Safe to run any time; the make targets call it from an EXIT trap.
 set -u
-tmp=${TMPDIR:-/tmp}
-for pid in $(pgrep -f "pg_autoctl.*${tmp}/dataeng-" 2>/dev/null); do
-  kill -TERM -- "-$(ps -o pgid= "$pid" | tr -d ' ')" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+pattern=${1:-${TMPDIR:-/tmp}/dataeng-}
+[[ -n "$pattern" ]] || exit 0
+
+pids() { pgrep -f -- "$1.*${pattern}" 2>/dev/null || true; }
+
+for pid in $(pids pg_autoctl); do
+  kill -TERM "$pid" 2>/dev/null || true
 done
-for pidfile in "$tmp"/dataeng-*/*/postmaster.pid "$tmp"/dataeng-*/postmaster.pid; do
-  [[ -f "$pidfile" ]] || continue
-  pid=$(head -n1 "$pidfile")
-  kill -INT "$pid" 2>/dev/null || true
+for pidfile in $(find "$(dirname "$pattern")" -maxdepth 5 -name postmaster.pid -path "${pattern}*" 2>/dev/null); do
+  pid=$(head -n1 "$pidfile" 2>/dev/null) && kill -INT "$pid" 2>/dev/null || true
 done
-sleep 1
-for pid in $(pgrep -f "(postgres|pg_autoctl).*${tmp}/dataeng-" 2>/dev/null); do
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  [[ -z "$(pids 'postgres|pg_autoctl')" ]] && break
+  sleep 0.5
+done
+for pid in $(pids 'postgres|pg_autoctl'); do
   kill -KILL "$pid" 2>/dev/null || true
 done
 exit 0

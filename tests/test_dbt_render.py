@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 from airflow_provider_dataeng.dbt.manifest import load_manifest, parse_manifest
-from airflow_provider_dataeng.dbt.render import parse_relation_name, relation_asset_uri, render_dbt
+from airflow_provider_dataeng.dbt.render import (
+    parse_relation_name,
+    relation_asset,
+    relation_asset_uri,
+    render_dbt,
+)
 from airflow_provider_dataeng.dbt.selection import SelectionError, select_nodes
 from airflow_provider_dataeng.hooks.dbt import PASSWORD_ENV, DbtHook, DbtProfile
 from airflow_provider_dataeng.operators.dbt import DbtOperator
@@ -45,7 +50,7 @@ def _edges(dag) -> set[tuple[str, str]]:
 
 
 def _uri(table: str, schema: str = "analytics", namespace: str = "warehouse") -> str:
-    return f"dataeng-postgres://{namespace}/{schema}/{table}"
+    return f"postgres://{namespace}:5432/warehouse/{schema}/{table}"  # Airflow's normalizer adds the port
 
 
 EXPECTED_URIS = {_uri(m, "analytics_staging") for m in STAGING} | {_uri(m) for m in MARTS}
@@ -124,7 +129,7 @@ def test_asset_uris_are_the_same_in_every_mode(manifest_path: Path) -> None:
         seen.append({a.uri for t in dag.tasks for a in t.outlets})
     assert all(s == EXPECTED_URIS for s in seen)
     dag, _, _ = _dag(manifest_path, "model", operator_kwargs={"asset_namespace": "wh2"})
-    assert {a.uri for t in dag.tasks for a in t.outlets} == {u.replace("//warehouse/", "//wh2/") for u in EXPECTED_URIS}
+    assert {a.uri for t in dag.tasks for a in t.outlets} == {u.replace("//warehouse:", "//wh2:") for u in EXPECTED_URIS}
 
 
 def test_edges_skip_over_unselected_models(manifest_path: Path) -> None:
@@ -191,11 +196,12 @@ def test_manifest_loader_keeps_only_what_rendering_needs(manifest_path: Path) ->
     assert set(m.selectors) == {"staging_layer", "marts_layer"}
     assert parse_manifest(json.dumps({"nodes": {}})).nodes == {}
     assert parse_relation_name('"db"."we""ird"."t"') == ("db", 'we"ird', "t")
-    # the extracts' convention: an extract into raw.orders and a model raw.orders would share one Asset
-    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "dataeng-postgres://warehouse/raw/orders"
-    from airflow_provider_dataeng.operators.extract import target_asset
+    # the project's convention for warehouse tables (the extracts' outlets use it too)
+    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse/warehouse/raw/orders"
+    from airflow_provider_dataeng.publish.assets import table_asset
 
-    assert target_asset("warehouse", "raw.orders").uri == relation_asset_uri('"wh"."raw"."orders"', "warehouse")
+    assert table_asset("warehouse", "raw.orders", database="warehouse") == relation_asset('"warehouse"."raw"."orders"',
+                                                                                       "warehouse")
 
 
 def test_dbt_operator_validates_at_parse_time_and_never_connects(manifest_path: Path) -> None:

@@ -221,3 +221,11 @@ def test_jinja_in_a_field_the_operator_does_not_template(tmp_path: Path) -> None
     })
     doc = dagbag(folder).dags["p"].doc_md
     assert "p.yaml:4: tasks.q.conn_id: DataQualityOperator does not template 'conn_id'" in doc
+
+
+def test_unusable_file_name_becomes_a_sanitized_placeholder(tmp_path: Path) -> None:
+    folder = write_dags_folder(tmp_path, {"my pipeline.yaml": empty_pipeline("a"), "ok.yaml": empty_pipeline("a")})
+    bag = dagbag(folder)
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"ok", "config_error__my_pipeline"}
+    assert "is not a usable dag id" in bag.dags["config_error__my_pipeline"].description

@@ -196,6 +196,10 @@ def test_objects_a_swap_cannot_carry_are_refused_before_any_change(wh_hook, db):
         publish(engine, 6)
     assert one(db, "select count(*) from mart.t") == 5
     assert ledger(db)[-1]["status"] == "failed" and "materialized view" in ledger(db)[-1]["error"]
+    q(db, "drop materialized view mart.mv; alter table mart.t enable row level security")
+    with pytest.raises(PublishError, match="row-level security"):  # a swap would silently drop it
+        publish(engine, 6)
+    assert one(db, "select count(*) from mart.t") == 5
 
 
 @pytest.mark.parametrize("step", ["locked", "staging_created", "loaded", "checked", "prepared", "swap_locked",

@@ -15,8 +15,8 @@ Granularities (``render=``):
 
 Dependencies come from the manifest's ``depends_on.nodes``; edges through unselected nodes are kept
 (A -> [B not selected] -> C gives A -> C). Every model is an Airflow Asset whose URI comes from its
-``relation_name`` (:func:`relation_asset_uri`: ``dataeng-postgres://<conn_id>/<schema>/<table>``, the
-extracts' convention), identical in every mode: model tasks emit their model's
+``relation_name`` (:func:`relation_asset_uri`: ``postgres://<conn_id>/<database>/<schema>/<table>``,
+the project's convention for warehouse tables), identical in every mode: model tasks emit their model's
 asset, group tasks their group's, the single task all of them.
 """
 
@@ -28,11 +28,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# The postgres provider's asset-URI normalizer, imported with this module rather than on the first Asset.
+import airflow.providers.postgres.assets.postgres  # noqa: F401
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, TaskGroup
 
 from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, Manifest, Node, load_manifest
 from airflow_provider_dataeng.dbt.selection import Selector, select_nodes
 from airflow_provider_dataeng.operators.dbt import DbtOperator
+from airflow_provider_dataeng.publish.assets import table_asset, table_asset_uri
+from airflow_provider_dataeng.publish.table_ref import TableRef
 
 RENDER_MODES = ("model", "group", "single")
 GROUP_BY = ("folder", "tag", "selector")
@@ -51,22 +55,20 @@ def parse_relation_name(relation_name: str) -> tuple[str, str, str]:
 
 
 def relation_asset_uri(relation_name: str, namespace: str) -> str:
-    """``dataeng-postgres://<namespace>/<schema>/<table>`` for a dbt relation ``"db"."schema"."table"``.
+    """``postgres://<namespace>/<database>/<schema>/<table>`` for a dbt relation ``"db"."schema"."table"``.
 
-    The same convention as the extracts' outlets (``IdempotentExtractOperator``): ``namespace`` is the
-    warehouse's Airflow connection id, which also determines the database (the real hosts are not known
-    at DAG parse time, and a failover moves them anyway).
+    The project-wide convention (:func:`airflow_provider_dataeng.publish.assets.table_asset_uri`, also used
+    by the extracts' outlets): ``namespace`` is the warehouse's Airflow connection id, a logical host name
+    (the real hosts are not known at DAG parse time, and a failover moves them anyway).
     """
-    from urllib.parse import quote
-
-    _, schema, table = parse_relation_name(relation_name)
-    return "dataeng-postgres://{}/{}/{}".format(*(quote(p, safe="") for p in (namespace, schema, table)))
+    database, schema, table = parse_relation_name(relation_name)
+    return table_asset_uri(namespace, TableRef(schema, table), database=database)
 
 
 def relation_asset(relation_name: str, namespace: str) -> Asset:
     """The Airflow Asset of a dbt relation, named ``<namespace>.<schema>.<table>`` (see :func:`relation_asset_uri`)."""
-    _, schema, table = parse_relation_name(relation_name)
-    return Asset(name=f"{namespace}.{schema}.{table}", uri=relation_asset_uri(relation_name, namespace))
+    database, schema, table = parse_relation_name(relation_name)
+    return table_asset(namespace, TableRef(schema, table), database=database)
 
 
 def _task_id(text: str) -> str:

@@ -153,8 +153,10 @@ def build_dag(loaded: LoadedPipeline) -> Any:
     except ConfigError:
         raise
     except Exception as exc:  # e.g. a cron the timetable rejects, a notifier that fails to import
-        collector.add(("schedule",) if "schedule" in str(exc).lower() or "cron" in str(exc).lower() else (),
-                      f"cannot create the DAG: {exc}")
+        text = str(exc).lower()
+        where: tuple[str, ...] = ("notifications",) if isinstance(exc, ImportError) else (
+            ("schedule",) if "schedule" in text or "cron" in text else ())
+        collector.add(where, f"cannot create the DAG: {type(exc).__name__}: {exc}")
         collector.raise_if_any()
         raise
 
@@ -330,6 +332,10 @@ def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildRe
             result.dags[lp.dag_id] = build_dag(lp)
         except ConfigError as exc:
             errors[path] = exc
+        except Exception as exc:  # a bug must not take the other pipelines down
+            log.exception("Building %s failed", path)
+            errors[path] = ConfigError([ConfigIssue(file=str(path), path=(), line=1,
+                                                    message=f"cannot build the DAG: {type(exc).__name__}: {exc}")])
     dup_losers = _winners({f: prescan_dag_id(f) for f in errors})
     for path, exc in sorted(errors.items()):
         result.errors[path] = exc

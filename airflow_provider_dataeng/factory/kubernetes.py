@@ -42,7 +42,17 @@ def _defer_package(name: str) -> None:
     module = importlib.util.module_from_spec(spec)
     state = {"done": False, "running": False}
 
+    locations = list(spec.submodule_search_locations)
+
+    def is_submodule(attr: str) -> bool:
+        return any(os.path.exists(os.path.join(d, attr + ".py")) or os.path.isdir(os.path.join(d, attr))
+                   for d in locations)
+
     def complete(attr: str) -> Any:
+        if is_submodule(attr):
+            # `from package import submodule` probes the attribute first; let the import system load the
+            # submodule (running __init__ here could re-enter a module that is still being imported).
+            raise AttributeError(attr)
         with _lock:
             if state["running"]:  # asked while its own __init__ runs: behave like a partly imported module
                 raise AttributeError(attr)

@@ -27,6 +27,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULTS_NAMES = ("defaults.yaml", "defaults.yml")
 CONFIG_SUFFIXES = (".yaml", ".yml")
 _DAG_ID_LINE = re.compile(r"""^dag_id:[ \t]*["']?([A-Za-z0-9_.\-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
+_DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 QOS_WHY = (
     "pods get limits equal to requests (Guaranteed QoS): autoscaling on relative usage is measured against "
     "requests, so a pod using more than it requested hides real demand and gets evicted first under "
@@ -245,6 +246,9 @@ def load_pipeline(path: Path, defaults: SourceFile | None = None) -> LoadedPipel
     for path_, key in find_secrets(raw):
         collector.add(path_, _secret_message(key), key_line=True)
 
+    if "dag_id" not in raw and not _DAG_ID.match(path.stem):
+        collector.add((), f"the file name {path.stem!r} is not a usable dag id; rename the file or set dag_id",
+                      expected="letters, digits, '_', '.', '-'")
     merged = deep_merge(defaults.data, raw) if defaults is not None else raw
     pipeline: Pipeline | None = None
     try:

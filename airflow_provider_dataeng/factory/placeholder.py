@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ class ConfigErrorOperator(BaseOperator):
 
 
 def placeholder_dag_id(path: Path) -> str:
-    """Id of a placeholder when the pipeline's own dag id cannot be used (duplicates)."""
-    return f"config_error__{path.stem}"
+    """Id of a placeholder when the pipeline's own dag id cannot be used (duplicates, unusable ids)."""
+    return "config_error__" + re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)
 
 
 def build_placeholder(dag_id: str, path: Path, error: ConfigError) -> DAG:

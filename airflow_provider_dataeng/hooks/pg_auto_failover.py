@@ -243,7 +243,8 @@ class PgAutoFailoverHook(FailoverPostgresHook):
         return [NodeState.from_row(row) for row in rows]
 
     def get_primary(self, formation: str = "default", group_id: int = 0) -> NodeState | None:
-        """The node the monitor names writable (``pgautofailover.get_primary``), or None during a failover."""
+        """The node ``pgautofailover.get_primary`` names: the writable node, or the old primary while it is
+        being demoted during a failover (check its ``goal_state``); None when the group has no such node."""
         import psycopg
 
         try:

@@ -8,6 +8,8 @@ connection's port, else 5432). Extras understood here (everything else is passed
   ``read-only`` or ``any``.
 - ``connect_timeout``: seconds per host (default 5).
 - ``connect_deadline``: total seconds to keep retrying a connect (default 120).
+- ``connect_backoff_max``: the longest pause between two connect attempts (default 2 s), so a client
+  notices a promoted primary within seconds of it accepting writes.
 - ``driver``: ``psycopg`` (3) or ``psycopg2``; default: whatever PostgresHook picks.
 """
 
@@ -108,19 +110,21 @@ class FailoverPostgresHook(PostgresHook):
 
     :param target_session_attrs: override the connection's ``target_session_attrs``.
     :param connect_deadline: total seconds to keep retrying a connect.
+    :param connect_backoff_max: the longest pause between connect attempts (seconds, default 2).
     :param driver: ``psycopg`` or ``psycopg2``; default from the connection extra, else PostgresHook's pick.
     """
 
     conn_type = "dataeng_postgres"
     hook_name = "PostgreSQL (failover-aware, multi-host)"
     default_conn_name = "dataeng_default"
-    ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "driver"}
+    ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "connect_backoff_max", "driver"}
 
     def __init__(
         self,
         *args: Any,
         target_session_attrs: str | None = None,
         connect_deadline: float | None = None,
+        connect_backoff_max: float | None = None,
         driver: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -133,6 +137,7 @@ class FailoverPostgresHook(PostgresHook):
             raise ValueError(f"driver={driver!r}: expected one of {', '.join(DRIVERS)}")
         self._target_session_attrs = target_session_attrs
         self._connect_deadline = connect_deadline
+        self._connect_backoff_max = connect_backoff_max
         self._driver = driver
 
     # -- connection parameters -------------------------------------------------------------------
@@ -169,6 +174,12 @@ class FailoverPostgresHook(PostgresHook):
         if self._connect_deadline is not None:
             return float(self._connect_deadline)
         return float(self.connection.extra_dejson.get("connect_deadline", 120))
+
+    @property
+    def connect_backoff_max(self) -> float:
+        if self._connect_backoff_max is not None:
+            return float(self._connect_backoff_max)
+        return float(self.connection.extra_dejson.get("connect_backoff_max", 2))
 
     @property
     def dbname(self) -> str | None:
@@ -238,7 +249,7 @@ class FailoverPostgresHook(PostgresHook):
                 if not is_connection_error(exc) or is_fatal_connect_error(exc):
                     self.log.error("Connect to %s failed (%s); not retrying", self.describe(), type(exc).__name__)
                     raise
-                delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                delay = min(self.connect_backoff_max, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.log.error(
@@ -296,7 +307,7 @@ class FailoverPostgresHook(PostgresHook):
                     "%s failed on a connection-level error (%s, sqlstate %s, attempt %d/%d); retrying on a "
                     "fresh connection", description, type(exc).__name__, sqlstate_of(exc), attempt, max_attempts,
                 )
-                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+                time.sleep(min(self.connect_backoff_max, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -309,7 +320,8 @@ class FailoverPostgresHook(PostgresHook):
             "relabeling": {"schema": "Database", "host": "Hosts (h1:5432,h2:5433)"},
             "placeholders": {
                 "host": "pg-node-1:5432,pg-node-2:5432",
-                "extra": '{"target_session_attrs": "read-write", "connect_timeout": 5, "connect_deadline": 120}',
+                "extra": '{"target_session_attrs": "read-write", "connect_timeout": 5, "connect_deadline": 120, '
+                '"connect_backoff_max": 2}',
             },
         }
 

@@ -551,7 +551,11 @@ _SIGTERM_INSTALLED = False
 
 
 def _install_sigterm_handler() -> None:
-    """Make SIGTERM run atexit handlers (default SIGTERM would skip them), unless someone else handles it."""
+    """On SIGTERM, tear down formations (and throwaway clusters) first, then die of SIGTERM as usual.
+
+    The default SIGTERM action skips atexit; raising SystemExit instead would be swallowed by pytest,
+    which reports it as a test error and goes on. Installed only when nobody else handles SIGTERM.
+    """
     global _SIGTERM_INSTALLED
     if _SIGTERM_INSTALLED or threading.current_thread() is not threading.main_thread():
         return
@@ -559,7 +563,12 @@ def _install_sigterm_handler() -> None:
 
         def _on_sigterm(signum: int, frame: Any) -> None:
             teardown_all()
-            raise SystemExit(128 + signum)
+            with contextlib.suppress(Exception):
+                from tests.support.pg import stop_all
+
+                stop_all()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
         signal.signal(signal.SIGTERM, _on_sigterm)
     _SIGTERM_INSTALLED = True

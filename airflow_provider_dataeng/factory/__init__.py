@@ -1,0 +1,1 @@
+"""YAML pipeline configs -> Airflow DAGs (config models, loader, builder, CLI). Imports nothing heavy."""
