@@ -405,7 +405,8 @@ def late_rows(source_dsn: str, wh_dsn: str, pipeline: str, target: str, task: di
             col=sql.Identifier(column), tbl=sql.Identifier(t_schema or "public", t_table)), (start, end)).fetchall())
     late = sorted(in_source - loaded, key=lambda r: r[1])
     covered = [r for r in late if r[1] >= end - lag]
-    return {"pipeline": pipeline, "target": target, "interval": start.date().isoformat(), "lag": str(task.get("lag") or "0s"),
+    return {"pipeline": pipeline, "target": target, "interval": start.date().isoformat(),
+            "lag": str(task.get("lag") or "0s"),
             "late": len(late), "covered_by_lag": len(covered),
             "first": late[0][1].isoformat() if late else None, "last": late[-1][1].isoformat() if late else None,
             "next_window_from": (end - lag).isoformat()}

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from psycopg import sql
 
-from airflow_provider_dataeng.extract.job import ExtractSpec, parse_duration
+from airflow_provider_dataeng.durations import require_duration
+from airflow_provider_dataeng.extract.job import ExtractSpec
 from airflow_provider_dataeng.extract.modes import IntervalSelect, base_query, known_ids_table
 from airflow_provider_dataeng.extract.schema_drift import Column
 from airflow_provider_dataeng.publish.table_ref import TableRef
@@ -19,14 +20,14 @@ BASE = {"source_conn_id": "s", "target_conn_id": "w", "target_table": "raw.t", "
     ("0s", 0), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("1d", 86400), (2.5, 2.5),
     (timedelta(minutes=2), 120), (" 2 h ", 7200),
 ])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text, "lag").total_seconds() == seconds
+def test_require_duration(text, seconds):
+    assert require_duration(text, "lag").total_seconds() == seconds
 
 
 @pytest.mark.parametrize("bad", ["soon", "", "5x", "-1s", True, None, "1h-5m"])
-def test_parse_duration_rejects(bad):
+def test_require_duration_rejects(bad):
     with pytest.raises(ValueError, match="lag="):
-        parse_duration(bad, "lag")
+        require_duration(bad, "lag")
 
 
 @pytest.mark.parametrize(("override", "message"), [

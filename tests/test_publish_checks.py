@@ -87,7 +87,7 @@ def test_table_ref_durations_and_assets():
             TableRef.parse(bad)
     assert parse_seconds("2s") == 2 and parse_seconds("500ms") == 0.5 and parse_seconds("1.5m") == 90
     assert parse_seconds(timedelta(seconds=3)) == 3 and parse_seconds(1) == 1
-    with pytest.raises(ValueError, match="lock_timeout: expected a duration"):
+    with pytest.raises(ValueError, match="lock_timeout='soon': expected a duration"):
         parse_seconds("soon", "lock_timeout")
     asset = table_asset("warehouse", "raw.My Table; x", database="wh")
     assert asset.uri == "postgres://warehouse:5432/wh/raw/My%20Table%3B%20x"

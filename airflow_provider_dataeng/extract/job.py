@@ -4,7 +4,6 @@ a staging table and publish it as the interval's partition (through the publish 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import psycopg
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from psycopg import sql
 
+from airflow_provider_dataeng.durations import require_duration
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
 from airflow_provider_dataeng.extract.dedup import ensure_latest_view
 from airflow_provider_dataeng.extract.modes import (
@@ -43,29 +43,8 @@ from airflow_provider_dataeng.publish.table_ref import TableRef
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITION_COLUMN = "_interval_start"
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Advisory lock class (two-int form) serializing incremental_id runs of one target table.
 _ID_LOCK_CLASS = 0x44454944
-
-
-def parse_duration(value: Any, field_name: str) -> timedelta:
-    """``"0s"``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"500ms"``, a number of seconds, or a timedelta."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and value.strip():
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{field_name}={value!r}: expected a duration like '0s', '90s', '5m', '1h30m', '500ms'")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError(f"{field_name}={value!r}: expected a duration like '0s', '90s', '5m', '1h30m', '500ms'")
-    if seconds < 0:
-        raise ValueError(f"{field_name}={value!r}: expected a duration >= 0")
-    return timedelta(seconds=seconds)
 
 
 class RowCountMismatch(AirflowException):
@@ -109,9 +88,9 @@ class ExtractSpec:
                 self.key_columns = [self.key_columns]
             if not self.key_columns or not all(isinstance(c, str) and c for c in self.key_columns):
                 raise ValueError(f"key_columns={self.key_columns!r}: expected a list of column names")
-        self.lag = parse_duration(self.lag, "lag")
-        self.lock_timeout = parse_duration(self.lock_timeout, "lock_timeout")
-        self.progress_interval = parse_duration(self.progress_interval, "progress_interval")
+        self.lag = require_duration(self.lag, "lag")
+        self.lock_timeout = require_duration(self.lock_timeout, "lock_timeout")
+        self.progress_interval = require_duration(self.progress_interval, "progress_interval")
         if self.checks is None:
             self.checks = []
         if not isinstance(self.checks, list):

@@ -13,6 +13,7 @@ from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue, di
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import (
+    CONFIG_SUFFIXES,
     IssueCollector,
     LoadedPipeline,
     config_files,
@@ -277,13 +278,22 @@ def narrow_files(files: list[Path], dag_id: str) -> list[Path]:
     return [f for f in files if dag_id in (prescan_dag_id(f), placeholder_dag_id(f))]
 
 
+def files_for_dag(directory: Path, dag_id: str) -> tuple[list[Path], bool]:
+    """``(files, sole)``: the config files that can define ``dag_id`` ([] if none); ``sole`` when it is the
+    file named after the id, which keeps the id whatever other files say (no need to scan them)."""
+    for suffix in CONFIG_SUFFIXES:
+        named = directory / f"{dag_id}{suffix}"
+        if named.is_file() and prescan_dag_id(named) == dag_id:
+            return [named], True
+    return narrow_files(config_files(directory), dag_id), False
+
+
 def load_directory(directory: Path, only_dag_id: str | None = None) -> tuple[
         dict[Path, LoadedPipeline], dict[Path, ConfigError]]:
     """Validate the pipelines of a directory (all, or those that can define ``only_dag_id``)."""
-
-    files = config_files(directory)
-    if only_dag_id:
-        files = narrow_files(files, only_dag_id) or files
+    files, sole = files_for_dag(directory, only_dag_id) if only_dag_id else ([], False)
+    if not files:
+        files, sole = config_files(directory), False
     loaded: dict[Path, LoadedPipeline] = {}
     errors: dict[Path, ConfigError] = {}
     defaults = None
@@ -302,6 +312,8 @@ def load_directory(directory: Path, only_dag_id: str | None = None) -> tuple[
             loaded[f] = load_pipeline(f, defaults)
         except ConfigError as exc:
             errors[f] = exc
+    if sole:
+        return loaded, errors
     # Duplicate dag ids: among everything in the directory (prescan for files not loaded here).
     ids = {f: (loaded[f].dag_id if f in loaded else prescan_dag_id(f)) for f in config_files(directory)}
     for loser, winner in _winners(ids).items():
@@ -318,13 +330,13 @@ def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildRe
     """Build every pipeline of ``directory``; a broken file becomes a placeholder DAG and an ERROR log.
 
     With ``only_dag_id`` (Airflow's parsing context in a task pod) only the file(s) that can define that
-    DAG are read and built.
+    DAG are read and built; when no file can, everything is built.
     """
     from airflow_provider_dataeng.factory.placeholder import build_placeholder, placeholder_dag_id
 
     directory = Path(directory)
     result = BuildResult()
-    if only_dag_id and not narrow_files(config_files(directory), only_dag_id):
+    if only_dag_id and not files_for_dag(directory, only_dag_id)[0]:
         only_dag_id = None  # no file defines it: build everything (the DAG processor's view)
     loaded, errors = load_directory(directory, only_dag_id)
     for path, lp in loaded.items():

@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_dataeng.freshness.duration import DurationLike, format_duration, parse_duration
+from airflow_provider_dataeng.durations import DurationLike, format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from airflow_provider_dataeng.freshness.duration import format_duration
+from airflow_provider_dataeng.durations import format_duration
 from airflow_provider_dataeng.freshness.probe import Observation
 
 

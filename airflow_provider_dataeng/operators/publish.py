@@ -7,9 +7,9 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, Context
 
+from airflow_provider_dataeng.durations import parse_seconds
 from airflow_provider_dataeng.publish.assets import table_asset
 from airflow_provider_dataeng.publish.checks import build_checks
-from airflow_provider_dataeng.publish.durations import parse_seconds
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 

@@ -1,5 +1,6 @@
 """Quality-gated atomic publish: staging tables, checks, table and partition swaps, rollback, ledger."""
 
+from airflow_provider_dataeng.durations import parse_seconds
 from airflow_provider_dataeng.publish.assets import table_asset, table_asset_uri
 from airflow_provider_dataeng.publish.checks import (
     AcceptedValuesCheck,
@@ -15,7 +16,6 @@ from airflow_provider_dataeng.publish.checks import (
     build_checks,
     run_checks,
 )
-from airflow_provider_dataeng.publish.durations import parse_seconds
 from airflow_provider_dataeng.publish.engine import (
     LoadStats,
     PublishEngine,

@@ -29,6 +29,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from airflow_provider_dataeng.durations import DurationLike
 from airflow_provider_dataeng.freshness import (
     FreshnessCheck,
     FreshnessConfigError,
@@ -41,7 +42,6 @@ from airflow_provider_dataeng.freshness import (
     parse_duration,
     split_table_name,
 )
-from airflow_provider_dataeng.freshness.duration import DurationLike
 
 Notifier = BaseNotifier | Callable[[Context], Any]
 

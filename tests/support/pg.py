@@ -156,7 +156,7 @@ class PgCluster:
         standby = PgCluster(name=name)
         subprocess.run(
             as_postgres([str(PG_BIN / "pg_basebackup"), "-h", self.host, "-p", str(self.port),
-                         "-U", SUPERUSER, "-D", str(standby.data_dir), "-R", "-X", "stream"]),
+                         "-U", SUPERUSER, "-D", str(standby.data_dir), "-R", "-X", "stream", "-c", "fast"]),
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         standby.write_conf()
