@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--standalone", action="store_true",
                         help="run `airflow standalone` over the same configs and local databases")
     parser.add_argument("--keep", action="store_true", help="keep the stack running after the summary")
-    parser.add_argument("--parallel", type=int, default=2, help="DAG runs at a time (default 2)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="DAG runs at a time (default 1: the SQLite metadata DB took damage here with 2 "
+                             "concurrent writers)")
     parser.add_argument("--one-process-per-run", action="store_true",
                         help="a fresh `airflow dags test` process per run (~12 s start-up each, measured "
                              "here; the DeadlineAlert of `orders` then fails the run on Airflow 3.3.2)")

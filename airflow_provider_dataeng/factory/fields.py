@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema
 
-UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*)+$"
-_DURATION_WHOLE = re.compile(DURATION_PATTERN)
+from airflow_provider_dataeng import durations
+
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|min|s|m|h|d|w)\s*)+$"
 DURATION_HELP = "a duration like '90s', '5m', '1h', '1d', '1w' or '1h30m', or a number of seconds"
 
 
@@ -24,20 +22,17 @@ class StrictModel(BaseModel):
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"1h30m"``, ``"90s"``, ``5`` (seconds) or a ``timedelta`` -> ``timedelta``; ValueError otherwise."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
+    """``"1h30m"``, ``"90s"``, ``5`` (seconds) or a ``timedelta`` -> ``timedelta`` (the provider's one duration
+    grammar, :mod:`airflow_provider_dataeng.durations`); ValueError saying what is expected otherwise."""
+    if value is None or isinstance(value, dict):
         raise ValueError(f"expected {DURATION_HELP}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str) and _DURATION_WHOLE.match(value.lower()):
-        return timedelta(
-            seconds=sum(float(n) * UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value.lower()))
-        )
-    raise ValueError(f"expected {DURATION_HELP}")
+    try:
+        result = durations.parse_duration(value, field="duration")
+    except ValueError as exc:
+        raise ValueError(f"expected {DURATION_HELP}" + ("; a duration cannot be negative"
+                                                        if "negative" in str(exc) else "")) from None
+    assert result is not None
+    return result
 
 
 def _check_duration_text(value: Any) -> Any:
