@@ -264,7 +264,6 @@ def airflow_settings() -> dict[str, str]:
     """Airflow settings for the demo's children (on top of the test harness' home settings)."""
     return {
         # Daily schedules get [start, end) data intervals: one partition per day.
-        "AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "True",

@@ -144,7 +144,6 @@ def test_airflow_services_share_image_commands_and_mounts(services: dict[str, di
         assert mounts.get("./dbt_project") == str(Path(dags_folder).parent / "dbt_project"), (
             f"{name}: dbt_project/ must sit where the configs' relative project_dir points"
         )
-        assert env["AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS"] == "True"
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
         assert "airflow-db" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     init = " ".join(services["airflow-init"]["command"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,12 @@ def test_orders_pipeline(example_bag) -> None:
     assert task.owner == "data-eng"
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.deadline  # sla_breach -> a DeadlineAlert
+    # "@daily" gives every run a whole day to target (not Airflow 3's empty CronTriggerTimetable interval)
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    interval = coerce_to_core_timetable(dag.timetable).infer_manual_data_interval(run_after=datetime(2026, 3, 2, 5, tzinfo=timezone.utc))
+    assert (interval.start, interval.end) == (datetime(2026, 3, 1, tzinfo=timezone.utc),
+                                              datetime(2026, 3, 2, tzinfo=timezone.utc))
     requests, limits = _pod_resources(task)
     assert requests == limits == {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "1Gi"}  # task override
 

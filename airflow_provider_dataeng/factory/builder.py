@@ -70,7 +70,7 @@ def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "dag_id": loaded.dag_id,
         "description": p.description,
-        "schedule": to_airflow_schedule(p.schedule),
+        "schedule": to_airflow_schedule(p.schedule, p.timezone),
         "start_date": _to_datetime(p.start_date, p.timezone),
         "end_date": _to_datetime(p.end_date, p.timezone),
         "catchup": bool(p.catchup),

@@ -65,15 +65,28 @@ def make_asset(ref: AssetRef) -> Any:
     return Asset(uri=ref)
 
 
-def to_airflow_schedule(schedule: Schedule) -> Any:
-    """The ``schedule=`` argument for ``DAG``: string, ``timedelta``, or an Asset expression."""
+def to_airflow_schedule(schedule: Schedule, timezone: str | None = None) -> Any:
+    """The ``schedule=`` argument for ``DAG``: a data-interval timetable, an Asset expression, or a preset.
+
+    Cron expressions and presets become ``CronDataIntervalTimetable`` and durations
+    ``DeltaDataIntervalTimetable``: every run of a pipeline covers one data interval [start, end) that its
+    tasks target (Airflow 3's default for a cron string, ``CronTriggerTimetable``, gives runs an empty
+    interval, so partition-targeted extracts would have nothing to target). ``@once`` and
+    ``@continuous`` stay as they are.
+    """
     if schedule is None:
         return None
     if isinstance(schedule, str):
         text = schedule.strip()
-        if text.startswith("@") or _CRON.match(text):
+        if text in ("@once", "@continuous"):
             return text
-        return parse_duration(text)
+        try:
+            from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+        except ImportError:  # Airflow 2.x
+            from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+        if text.startswith("@") or _CRON.match(text):
+            return CronDataIntervalTimetable(text, timezone=timezone or "UTC")
+        return DeltaDataIntervalTimetable(parse_duration(text))
     if isinstance(schedule, list):
         return [make_asset(ref) for ref in schedule]
     from airflow.providers.common.compat.sdk import AssetAll, AssetAny
