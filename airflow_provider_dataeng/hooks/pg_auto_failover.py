@@ -49,6 +49,7 @@ select eventid, eventtime, formationid, nodeid, groupid, nodename, nodehost, nod
        reportedstate::text, goalstate::text, reportedrepstate, reportedtli, reportedlsn::text,
        candidatepriority, replicationquorum, description
   from pgautofailover.last_events(%s, %s, %s)
+ order by eventid  -- the function orders by eventtime (transaction start): ids give the commit order
 """
 
 
