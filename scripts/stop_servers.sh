@@ -7,7 +7,7 @@ set -u
 pattern=${1:-${TMPDIR:-/tmp}/dataeng-}
 [[ -n "$pattern" ]] || exit 0
 
-pids() { pgrep -f -- "$1.*${pattern}" 2>/dev/null || true; }
+pids() { pgrep -f -- "($1).*${pattern}" 2>/dev/null || true; }
 
 for pid in $(pids pg_autoctl); do
   kill -TERM "$pid" 2>/dev/null || true
