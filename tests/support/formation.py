@@ -42,7 +42,11 @@ MONITOR_USER = "autoctl_node"
 # Postgres settings appended to every node's postgresql.conf (after pg_auto_failover's include, so they
 # win). pg_auto_failover sizes shared_buffers from the machine's RAM (6 GB here): far too much for three
 # throwaway servers on a shared CI box. fsync=off only matters for an OS crash; our crashes are SIGKILLs.
-NODE_SETTINGS = {"shared_buffers": "'128MB'", "fsync": "off", "max_connections": "100"}
+# A rejoining old primary that cannot pg_rewind falls back to pg_basebackup, which asks the new primary for
+# a *spread* checkpoint: with the default checkpoint_timeout (5 min) that alone can take minutes. A short
+# checkpoint_timeout bounds it; wal_log_hints lets pg_rewind work in the first place.
+NODE_SETTINGS = {"shared_buffers": "'128MB'", "fsync": "off", "max_connections": "100",
+                 "checkpoint_timeout": "'30s'", "checkpoint_completion_target": "0.5", "wal_log_hints": "on"}
 
 _LIVE: list[Formation] = []
 _LIVE_LOCK = threading.Lock()
