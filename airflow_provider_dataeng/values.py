@@ -1,0 +1,42 @@
+"""Small value helpers shared by the whole provider: list coercion, first lines, Jinja detection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def as_list(value: Iterable[str] | str | None) -> list[str] | None:
+    """A list of strings from a string (one element), a sequence, or None (stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def first_line(value: BaseException | str | None, limit: int = 300) -> str:
+    """The first non-empty line of an error or a text, cut to ``limit`` characters.
+
+    An exception with an empty message gives its class name, so a log line is never blank.
+    """
+    text = str(value or "").strip()
+    lines = text.splitlines()
+    if lines:
+        return lines[0][:limit]
+    return type(value).__name__ if isinstance(value, BaseException) else ""
+
+
+def is_templated(*values: Any) -> bool:
+    """Whether any value (strings, or containers of them, searched recursively) holds Jinja markup."""
+    for value in values:
+        if isinstance(value, str):
+            if "{{" in value or "{%" in value:
+                return True
+        elif isinstance(value, dict):
+            if is_templated(*value.keys(), *value.values()):
+                return True
+        elif isinstance(value, list | tuple | set | frozenset):
+            if is_templated(*value):
+                return True
+    return False
