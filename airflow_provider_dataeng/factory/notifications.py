@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from airflow_provider_dataeng.factory.fields import DottedPath, Duration, StrictModel
+from airflow_provider_dataeng.specs import DottedPath, Duration, StrictModel
 
 
 def _as_list(value: Any) -> Any:

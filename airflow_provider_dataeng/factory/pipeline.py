@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from airflow_provider_dataeng.factory.fields import Duration, Identifier, StrictModel
 from airflow_provider_dataeng.factory.notifications import Notifications
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.schedule import Schedule
+from airflow_provider_dataeng.specs import Duration, Identifier, StrictModel
 
 DagId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=250)]
 

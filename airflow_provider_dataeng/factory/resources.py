@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from airflow_provider_dataeng.factory.fields import StrictModel
+from airflow_provider_dataeng.specs import StrictModel
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _QUANTITY = re.compile(QUANTITY_PATTERN)

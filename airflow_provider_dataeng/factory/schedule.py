@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from airflow_provider_dataeng.factory.fields import AssetRef, AssetSpec, StrictModel, parse_duration
+from airflow_provider_dataeng.specs import AssetRef, AssetSpec, StrictModel, parse_duration
 
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
            "@annually", "@midnight")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import create_model
 
 from airflow_provider_dataeng.factory import tasks as t
-from airflow_provider_dataeng.factory.fields import StrictModel
+from airflow_provider_dataeng.specs import StrictModel
 
 _PKG = "airflow_provider_dataeng"
 

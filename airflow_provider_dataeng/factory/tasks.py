@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from airflow_provider_dataeng.factory.fields import (
+from airflow_provider_dataeng.factory.notifications import NotifierSpec, TaskNotifications
+from airflow_provider_dataeng.factory.resources import Resources
+from airflow_provider_dataeng.specs import (
     AssetRef,
     ConnId,
     DottedPath,
@@ -18,24 +20,15 @@ from airflow_provider_dataeng.factory.fields import (
     DurationText,
     Identifier,
     StrictModel,
+    StrList,
     TableName,
 )
-from airflow_provider_dataeng.factory.notifications import NotifierSpec, TaskNotifications
-from airflow_provider_dataeng.factory.resources import Resources
 
 TRIGGER_RULES = (
     "all_success", "all_failed", "all_done", "all_done_min_one_success", "all_skipped", "one_success",
     "one_done", "one_failed", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
     "all_done_setup_success",
 )
-
-
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-StrList = Annotated[list[str] | str, AfterValidator(_as_list)]
-"""A list of strings; a single string is a one-element list."""
 
 
 # --- data quality checks (publish/checks.py config format) -------------------------------------------------

@@ -1,13 +1,32 @@
-"""Field types shared by the config models: durations, connection ids, dotted paths, Asset references."""
+"""Task specs: the one definition of each task type's parameters, and the field types they share.
+
+Each engine package owns the spec of its task type (``extract.spec.ExtractSpec``, ...): a pydantic model
+subclassing :class:`TaskSpec`. The same model is
+
+- the factory's params model for that ``type`` (and so the JSON Schema of the config),
+- the source of the operator's keyword defaults (``spec_default``), and
+- what the operator builds after templating (``build_spec``) and hands to the engine.
+
+Nothing else repeats a parameter's name, type or default.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from airflow_provider_dataeng import durations
+from airflow_provider_dataeng.values import as_list
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|min|s|m|h|d|w)\s*)+$"
 DURATION_HELP = "a duration like '90s', '5m', '1h', '1d', '1w' or '1h30m', or a number of seconds"
@@ -64,6 +83,8 @@ DottedPath = Annotated[
 ]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1, max_length=200)]
 TableName = Annotated[str, StringConstraints(min_length=1), Field(description="schema.table or table")]
+StrList = Annotated[list[str] | str, AfterValidator(as_list)]
+"""A list of strings; a single string is a one-element list."""
 
 
 class AssetSpec(StrictModel):
@@ -77,3 +98,34 @@ class AssetSpec(StrictModel):
 
 AssetRef = str | AssetSpec
 """An Asset URI string or an :class:`AssetSpec` mapping."""
+
+
+class TaskSpec(StrictModel):
+    """Base of every task type's spec (engine parameters; unknown keys are errors)."""
+
+
+SpecT = TypeVar("SpecT", bound=TaskSpec)
+
+
+def spec_default(spec: type[TaskSpec], name: str) -> Any:
+    """The default of ``spec``'s field ``name``, for an operator's keyword default (``None`` when the field
+    has a default factory or is required; the spec fills it in)."""
+    info = spec.model_fields[name]
+    if info.default_factory is not None or info.is_required():
+        return None
+    return info.default
+
+
+def spec_values(source: Any, spec: type[TaskSpec]) -> dict[str, Any]:
+    """The spec's fields read as attributes of ``source`` (an operator); ``None`` means "use the default"."""
+    values = {}
+    for name in spec.model_fields:
+        value = getattr(source, name, None)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def build_spec(source: Any, spec: type[SpecT], **overrides: Any) -> SpecT:
+    """Validate ``source``'s attributes (an operator, after templating) into ``spec``."""
+    return spec.model_validate({**spec_values(source, spec), **overrides})
