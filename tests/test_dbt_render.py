@@ -19,9 +19,9 @@ from airflow_provider_dataeng.dbt.selection import SelectionError, select_nodes
 from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
 from airflow_provider_dataeng.factory.builder import build_rendered
 from airflow_provider_dataeng.operators.dbt import DbtOperator
-from tests.support.airflow_env import register_connection, unregister_connection
-from tests.support.dbt_manifest import example_manifest
-from tests.support.dbt_shop import PROJECT_DIR
+from devstack.airflow_env import register_connection, unregister_connection
+from tests.fixtures.dbt_manifest import example_manifest
+from tests.fixtures.dbt_shop import PROJECT_DIR
 
 STAGING = {"stg_orders", "stg_customers", "stg_products", "stg_payments"}
 MARTS = {"fct_orders", "daily_revenue", "customer_lifetime_value", "dim_products"}

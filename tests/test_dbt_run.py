@@ -17,9 +17,9 @@ from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.dbt.profile import profile_from_connection
 from airflow_provider_dataeng.dbt.results import DbtRunError, DbtRunResult
 from airflow_provider_dataeng.dbt.runner import DbtRunner
-from tests.support import dbt_shop
-from tests.support.airflow_env import register_cluster_connection, register_connection, unregister_connection
-from tests.support.dbt_manifest import example_manifest
+from devstack.airflow_env import register_cluster_connection, register_connection, unregister_connection
+from tests.fixtures import dbt_shop
+from tests.fixtures.dbt_manifest import example_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
     from airflow_provider_dataeng.dbt.render import render_dbt
     from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
     from airflow_provider_dataeng.factory.builder import build_rendered
-    from tests.support.airflow_env import run_dag
+    from devstack.airflow_env import run_dag
 
     monkeypatch.setenv("DATAENG_DBT_STATE_DIR", str(tmp_path / "state"))
     shop.q("insert into raw.orders values (6, 1, 'lost', 60.00, '2024-01-02 10:00+00', '2024-01-02 10:00+00', "
@@ -211,7 +211,7 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
 
 
 def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_path: Path) -> None:
-    from tests.support.pg import running_cluster
+    from devstack.pg import running_cluster
 
     with running_cluster(f"dbt-primary-{uuid.uuid4().hex[:6]}") as primary:
         primary.create_database("wh")
