@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from tests.support.extract import rows_of, run_extract
+from tests.fixtures.extract import rows_of, run_extract
 
 D1 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from tests.support.airflow_env import register_cluster_connection, unregister_connection
-from tests.support.extract import rows_of, run_extract
+from devstack.airflow_env import register_cluster_connection, unregister_connection
+from tests.fixtures.extract import rows_of, run_extract
 
 DAY = timedelta(days=1)
 # (server zone, how it is set, a UTC day on which that zone changes its UTC offset)
