@@ -224,6 +224,28 @@ class ExtractJob:
             self.log.info("Latest-row view %s is up to date", view)
         return result
 
+    def _late_commit_risk(self, src: psycopg.Connection, interval: IntervalSelect) -> list[dict[str, Any]]:
+        """Write transactions on the source, open when this run's snapshot is taken, that started before the
+        next interval's window (``upper - lag``): rows they commit later with a timestamp before that are seen
+        by neither run. Logged as a warning and recorded in the ledger (needs pg_read_all_stats to see other
+        roles' sessions)."""
+        horizon = interval.upper - self.spec.lag
+        rows = src.execute(
+            "select pid, xact_start, usename, application_name from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_xid is not null"
+            " and xact_start < %s order by xact_start limit 10",
+            [horizon],
+        ).fetchall()
+        risks = [{"pid": pid, "xact_start": start.isoformat(), "user": user, "application_name": app}
+                 for pid, start, user, app in rows]
+        for risk in risks:
+            self.log.warning(
+                "Late commits: source transaction pid %s (%s, %s) open since %s, before %s (interval end - lag): "
+                "rows it commits with a %s before that are seen by no run; raise lag above the source's longest "
+                "write transaction", risk["pid"], risk["user"], risk["application_name"], risk["xact_start"],
+                horizon.isoformat(), self.spec.timestamp_column)
+        return risks
+
     def _timestamp_zone(self, columns: list[Column]) -> str | None:
         """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
         spec = self.spec
@@ -283,6 +305,8 @@ class ExtractJob:
                     known = known_ids_table()
                 src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 src.read_only = True
+                # first statement of the snapshot: a writer open now is uncommitted in the snapshot
+                late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
                 with src.cursor() as cur:
                     cur.execute(interval.count(self.base, known))
                     row = cur.fetchone()
@@ -321,6 +345,8 @@ class ExtractJob:
         if spec.mode == "incremental_timestamp":
             details["timestamp_column"] = spec.timestamp_column
             details["lag_s"] = spec.lag.total_seconds()
+            if late:
+                details["late_commit_risk"] = late
         if known_stats is not None:
             details["known_ids"] = known_stats.rows
         if not prepared.plan.report.empty:
