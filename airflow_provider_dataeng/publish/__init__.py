@@ -2,6 +2,7 @@
 
 from airflow_provider_dataeng.durations import parse_seconds
 from airflow_provider_dataeng.publish.assets import table_asset, table_asset_uri
+from airflow_provider_dataeng.publish.bounds import normalize_bound, partition_ref, partition_suffix
 from airflow_provider_dataeng.publish.checks import (
     AcceptedValuesCheck,
     Check,
@@ -16,15 +17,7 @@ from airflow_provider_dataeng.publish.checks import (
     build_checks,
     run_checks,
 )
-from airflow_provider_dataeng.publish.engine import (
-    LoadStats,
-    PublishEngine,
-    PublishResult,
-    lock_key,
-    normalize_bound,
-    partition_ref,
-    partition_suffix,
-)
+from airflow_provider_dataeng.publish.engine import PublishEngine, PublishResult
 from airflow_provider_dataeng.publish.errors import (
     ChecksFailed,
     PublishError,
@@ -39,6 +32,8 @@ from airflow_provider_dataeng.publish.ledger import (
     last_published,
     write_ledger_row,
 )
+from airflow_provider_dataeng.publish.locks import lock_key
+from airflow_provider_dataeng.publish.staging import LoadStats
 from airflow_provider_dataeng.publish.table_ref import TableRef, suffixed_name
 
 __all__ = [
