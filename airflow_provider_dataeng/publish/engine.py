@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -45,38 +44,14 @@ from airflow_provider_dataeng.publish.renames import (
     named_objects,
     strip_previous,
 )
+from airflow_provider_dataeng.publish.result import PublishResult
 from airflow_provider_dataeng.publish.staging import Loader, LoadStats
 from airflow_provider_dataeng.publish.swap import StepCallback, SwapStrategy, now, swap_transaction
 from airflow_provider_dataeng.publish.table_ref import TableRef, suffixed_name
 from airflow_provider_dataeng.publish.table_swap import TableSwap
+from airflow_provider_dataeng.values import first_line
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PublishResult:
-    """The outcome of one publish."""
-
-    status: str  # published | rejected | failed
-    target: TableRef
-    partition: TableRef | None
-    rows: int
-    bytes: int | None
-    checks: list[CheckResult]
-    ledger_id: int | None
-    details: dict = field(default_factory=dict)
-
-    def as_xcom(self) -> dict:
-        """A small JSON-able dict (what operators return)."""
-        return {
-            "status": self.status,
-            "target": self.target.qualified,
-            "partition": self.partition.qualified if self.partition else None,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "checks": [c.as_dict() for c in self.checks],
-            "ledger_id": self.ledger_id,
-        }
 
 
 class PublishEngine:
@@ -118,6 +93,19 @@ class PublishEngine:
         self.retry_backoff = retry_backoff
         self.on_step = on_step
         self.last_swap_seconds: float | None = None  # duration of the last successful swap transaction
+        self._open: set[psycopg.Connection] = set()  # what cancel() interrupts
+
+    def cancel(self) -> None:
+        """Cancel the statement running on the engine's connections (libpq cancel request; for ``on_kill``).
+
+        The interrupted publish fails, drops its staging table and records 'failed'; live data is untouched.
+        """
+        for conn in list(self._open):
+            try:
+                conn.cancel_safe(timeout=5.0)
+                log.warning("Cancelled the running publish statement (backend %s)", conn.info.backend_pid)
+            except Exception as exc:  # a closed or broken connection has nothing left to cancel
+                log.info("Nothing to cancel on backend %s: %s", conn.info.backend_pid, first_line(exc))
 
     # -- the skeleton ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -127,12 +115,15 @@ class PublishEngine:
             with contextlib.suppress(Exception):
                 conn.close()
             raise PublishError("the publish engine needs the psycopg 3 driver (connection extra driver=psycopg)")
+        self._open.add(conn)
         try:
             conn.autocommit = True
             execute(conn, "set time zone 'UTC'")
-            execute(conn, "set application_name = 'dataeng-publish'")
+            if not catalog.scalar(conn, "select current_setting('application_name')"):
+                execute(conn, "set application_name = 'dataeng-publish'")
             yield conn
         finally:
+            self._open.discard(conn)
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -157,12 +148,13 @@ class PublishEngine:
         """Lock, staging, load, checks, swap, ledger, cleanup: the same for every strategy."""
         check_list = build_checks(list(checks or []))
         entry = self._entry(s.target, mode)
-        result = PublishResult("failed", s.target, None, 0, None, [], None)
+        result = PublishResult("failed", s.target, None, 0, None, [], None, run_id=self.run_id)
         locked = False
         with self._connection() as conn:
             try:
                 s.resolve(conn, entry)
-                result.partition = s.partition
+                result.partition, result.partition_start, result.partition_end = (
+                    s.partition, entry.partition_start, entry.partition_end)
                 advisory_lock(conn, s.key, s.what)
                 locked = True
                 self._step("locked", conn)
@@ -350,7 +342,9 @@ class PublishEngine:
                 entry.rows = catalog.scalar(conn, sql.SQL("select count(*) from {}").format(s.previous.ident()))
                 ledger_id = self._swap(conn, s, temp, True, renames, entry, before)
                 log.info("Rolled back %s to its previous version", s.what)
-                return PublishResult("published", target, s.partition, entry.rows or 0, None, [], ledger_id)
+                return PublishResult("published", target, s.partition, entry.rows or 0, None, [], ledger_id,
+                                     partition_start=entry.partition_start, partition_end=entry.partition_end,
+                                     run_id=self.run_id)
             except BaseException as exc:
                 self._record_failure(conn, entry, exc, None, s.key if locked else None)
                 raise
