@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
+from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.factory.notifications import NotifierSpec, TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.publish.spec import CheckSpec
@@ -71,30 +72,7 @@ class SensorFields(StrictModel):
 
 
 # --- params per task type ------------------------------------------------------------------------------------
-class ExtractParams(StrictModel):
-    """``IdempotentExtractOperator``: source -> a partition (or table) of the warehouse."""
-
-    source_conn_id: ConnId
-    target_conn_id: ConnId
-    target_table: TableName
-    source_table: str | None = None
-    source_sql: str | None = None
-    mode: Literal["full_snapshot", "incremental_timestamp", "incremental_id"] = "full_snapshot"
-    partition_column: str = "_interval_start"
-    timestamp_column: str = "updated_at"
-    lag: DurationText = "0s"
-    key_columns: StrList | None = None
-    id_column: str = "id"
-    checks: list[CheckSpec] | None = None
-    schema_drift: Literal["fail", "add_columns", "ignore_extra"] = "fail"
-    lock_timeout: DurationText = "2s"
-    progress_interval: DurationText = "5s"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ExtractParams:
-        if (self.source_table is None) == (self.source_sql is None):
-            raise ValueError("give exactly one of source_table or source_sql")
-        return self
+ExtractParams = ExtractSpec  # the extract task type's params model is its spec (extract/spec.py)
 
 
 
