@@ -14,7 +14,6 @@ from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the 
 from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.factory.notifications import NotifierSpec, TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
-from airflow_provider_dataeng.publish.spec import CheckSpec
 from airflow_provider_dataeng.publish.spec import PublishSpec as PublishParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.publish.spec import QualitySpec as QualityParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.publish.spec import RollbackSpec as RollbackParams  # noqa: F401  (task_types)
