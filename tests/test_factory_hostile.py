@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile_configs import write_hostile
-from tests.support.airflow_env import run_dag
-from tests.support.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
-from tests.support.webhook_receiver import webhook_receiver
+from devstack.airflow_env import run_dag
+from devstack.webhook_receiver import webhook_receiver
+from tests.fixtures.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
+from tests.fixtures.hostile_configs import write_hostile
 
 GOOD = {f"good_{i}.yaml": empty_pipeline("a", "b", "c") for i in range(5)}
 
