@@ -74,6 +74,7 @@ class ExtractJob:
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
         self.application_name = application_name
         self._live: set[psycopg.Connection] = set()
+        self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
 
     # -- cancellation --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -95,6 +96,8 @@ class ExtractJob:
         engine drops its staging table, and the published data is untouched."""
         for conn in list(self._live):
             _cancel(conn, self.log)
+        if self._engine is not None:
+            self._engine.cancel()
 
     def _source_session(self, conn: psycopg.Connection) -> None:
         """Session settings of every source connection: UTC (timestamptz text and casts of naive values
@@ -160,7 +163,6 @@ class ExtractJob:
     def run(self, lower: datetime, upper: datetime, *, pipeline: str | None = None, task_id: str | None = None,
             run_id: str | None = None) -> Any:
         """Extract ``[lower, upper)`` into its partition; returns the engine's PublishResult."""
-        from airflow_provider_dataeng.publish.checks import build_checks
         from airflow_provider_dataeng.publish.engine import PublishEngine
 
         if lower.tzinfo is None or upper.tzinfo is None:
@@ -175,8 +177,8 @@ class ExtractJob:
             )
         lower, upper = as_utc(lower), as_utc(upper)
         spec = self.spec
-        checks = build_checks(spec.checks)
-        engine = PublishEngine(
+        checks = [check.build() for check in spec.checks or []]
+        engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
             pipeline=pipeline, task_id=task_id, run_id=run_id,
         )
