@@ -94,6 +94,13 @@ def _extendable(timetable: Any) -> bool:
     return not getattr(timetable, "partitioned", False)
 
 
+def anchored(timetable: Any) -> bool:
+    """Timetables whose intervals start from the window's start (``timedelta`` schedules), not a clock grid."""
+    from airflow.timetables.interval import DeltaDataIntervalTimetable
+
+    return isinstance(timetable, DeltaDataIntervalTimetable)
+
+
 def timetable_key(timetable: Any) -> str:
     try:
         body = json.dumps(timetable.serialize(), sort_keys=True, default=str)
@@ -121,7 +128,7 @@ class IntervalCache:
         start, end = to_utc(start, field="start"), to_utc(end, field="end")
         if not _extendable(timetable):
             return expected_intervals(timetable, start, end)
-        key = timetable_key(timetable)
+        key = timetable_key(timetable) + (f"@{start.isoformat()}" if anchored(timetable) else "")
         with self._lock:
             entry = self._data.get(key)
             if entry is None or entry.start > start:

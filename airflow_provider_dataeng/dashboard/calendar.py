@@ -1,8 +1,9 @@
 """Lay a target's expected intervals out as calendar cells: published / rejected / failed / missing.
 
 Same verdicts as the gap check (:func:`airflow_provider_dataeng.gaps.check.classify`): the newest ledger
-row covering an interval decides published/rejected/failed; no row means missing; for a partitioned
-target a published interval whose partition is gone is missing too. Done with an index instead of a scan
+row covering an interval decides rejected/failed; otherwise a partitioned target's interval is published
+when an attached partition covers it (missing when none does, whatever the ledger says), and any other
+target's when a ledger row covers it; a target table that does not exist has every interval missing. Done with an index instead of a scan
 per interval, so 1,000 intervals x 1,000 rows cost milliseconds.
 """
 
@@ -79,12 +80,16 @@ def _verdict(iv: Interval, load: IntervalLoad | None, catalog: CatalogState | No
     if load is not None and load.status in ("failed", "rejected"):
         first = (load.error or "").strip().splitlines()
         return load.status, f"latest load {load.status}" + (f": {first[0][:160]}" if first else "")
-    if load is None:
-        return "missing", "no ledger row for this interval"
     if catalog is not None and not catalog.exists:
         return "missing", "target table does not exist"
-    if catalog is not None and catalog.partitioned and not catalog.covered(iv.start, iv.end):
-        return "missing", f"ledger row {load.ledger_id} says published but no partition covers the interval"
+    if catalog is not None and catalog.partitioned:
+        if catalog.covered(iv.start, iv.end):
+            return "published", f"{load.rows if load and load.rows is not None else '?'} rows" + (
+                "" if load else " (partition attached, no ledger row)")
+        if load is not None:
+            return "missing", f"ledger row {load.ledger_id} says published but no partition covers the interval"
+    if load is None:
+        return "missing", "no ledger row for this interval"
     return "published", f"{load.rows if load.rows is not None else '?'} rows"
 
 

@@ -112,10 +112,14 @@ def target_id(conn_id: str, t: LedgerTarget) -> str:
 
 
 def window_start(target: LedgerTarget, schedule: airflow_side.DagSchedule, limit: int, now: datetime) -> datetime:
-    """From the first load (not before the DAG's start date), at most about ``limit`` intervals back."""
+    """From the first load (not before the DAG's start date), at most about ``limit`` intervals back.
+
+    ``timedelta`` schedules count intervals from the window start, so their window always starts at the
+    first load (a stable anchor on the DAG's real intervals).
+    """
     candidates = [c for c in (target.first_start, schedule.start_date) if c is not None]
     start = max(candidates) if candidates else now - timedelta(days=limit)
-    if target.last_span and target.last_span > timedelta(0):
+    if target.last_span and target.last_span > timedelta(0) and not airflow_side.anchored(schedule.timetable):
         start = max(start, now - target.last_span * (limit + 1))
     return start
 
