@@ -53,6 +53,7 @@ class IdempotentExtractOperator(BaseOperator):
         lag: str | float = spec_default(ExtractSpec, "lag"),
         key_columns: Sequence[str] | str | None = spec_default(ExtractSpec, "key_columns"),
         id_column: str = spec_default(ExtractSpec, "id_column"),
+        id_safety_window: int = spec_default(ExtractSpec, "id_safety_window"),
         checks: Sequence[dict] | None = spec_default(ExtractSpec, "checks"),
         schema_drift: str = spec_default(ExtractSpec, "schema_drift"),
         lock_timeout: str | float = spec_default(ExtractSpec, "lock_timeout"),
@@ -76,6 +77,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.lag = lag
         self.key_columns = as_list(key_columns)
         self.id_column = id_column
+        self.id_safety_window = id_safety_window
         self.checks = checks
         self.schema_drift = schema_drift
         self.lock_timeout = lock_timeout
