@@ -19,6 +19,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.hooks.dbt import (
     COMMANDS,
     PASSWORD_ENV,
@@ -26,7 +27,6 @@ from airflow_provider_dataeng.hooks.dbt import (
     TARGET_NAME,
     profile_from_connection,
 )
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
 PROFILES_ENV = "DATAENG_DBT_PROFILES_YML"
 POD_SCRIPT = (
@@ -99,7 +99,7 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
 
     def profile_env(self) -> list[k8s.V1EnvVar]:
         """Env vars carrying the generated profile (no secret); reads the connection (run time only)."""
-        hook = FailoverPostgresHook(postgres_conn_id=self.conn_id)
+        hook = connect(self.conn_id, role="warehouse")
         profile, password = profile_from_connection(hook, target_schema=self.target_schema, threads=self.threads)
         if password and not self.password_secret:
             raise ValueError(

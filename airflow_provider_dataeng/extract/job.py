@@ -14,6 +14,7 @@ import psycopg
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from psycopg import sql
 
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.durations import require_duration
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
 from airflow_provider_dataeng.extract.dedup import ensure_latest_view
@@ -37,7 +38,6 @@ from airflow_provider_dataeng.extract.schema_drift import (
     plan,
     table_columns,
 )
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ class ExtractJob:
         self.target = TableRef.parse(spec.target_table)
         self.source_ref = TableRef.parse(spec.source_table) if spec.source_table is not None else None
         self.base = base_query(self.source_ref.ident() if self.source_ref else None, spec.source_sql)
-        self.source_hook = FailoverPostgresHook(postgres_conn_id=spec.source_conn_id)
-        self.warehouse_hook = FailoverPostgresHook(postgres_conn_id=spec.target_conn_id)
+        self.source_hook = connect(spec.source_conn_id, role="source")
+        self.warehouse_hook = connect(spec.target_conn_id, role="warehouse")
 
     # -- preparation ---------------------------------------------------------------------------------
     def describe_source(self) -> list[Column]:

@@ -111,7 +111,7 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError
-    from airflow_provider_dataeng.factory.graph import airflow_task_id
+    from airflow_provider_dataeng.factory.graph import airflow_task_id, topological_order
     from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
     from airflow_provider_dataeng.factory.schedule import describe_schedule
 
@@ -139,7 +139,9 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
           f"  max_retry_delay: {p.max_retry_delay or '-'}", file=out)
     by_task_id = {airflow_task_id(p, n, t.group): lp.task_types[n] for n, t in lp.tasks.items()}
     print(f"tasks ({len(dag.tasks)}):", file=out)
-    for task in _topological(dag):
+    tasks = {t.task_id: t for t in sorted(dag.tasks, key=lambda t: t.task_id)}
+    for task_id in topological_order({tid: set(t.downstream_task_ids) for tid, t in tasks.items()}):
+        task = tasks[task_id]
         type_name = by_task_id.get(task.task_id) or _dbt_type(task.task_id, lp)
         print(_task_line(task, type_name, list(task.upstream_task_ids)), file=out)
     return 0
@@ -147,21 +149,6 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
 
 def _dbt_type(task_id: str, lp: Any) -> str:
     return "dbt" if any(t == "dbt" for t in lp.task_types.values()) else "?"
-
-
-def _topological(dag: Any) -> list[Any]:
-    done: set[str] = set()
-    out: list[Any] = []
-    pending = sorted(dag.tasks, key=lambda t: t.task_id)
-    while pending:
-        ready = [t for t in pending if t.upstream_task_ids <= done]
-        if not ready:  # cannot happen for a DAG; keep the output total anyway
-            ready = pending
-        for t in ready:
-            out.append(t)
-            done.add(t.task_id)
-        pending = [t for t in pending if t.task_id not in done]
-    return out
 
 
 def build_parser(prog: str = "dataeng") -> argparse.ArgumentParser:

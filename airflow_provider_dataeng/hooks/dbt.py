@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
 PASSWORD_ENV = "DBT_ENV_SECRET_PASSWORD"
@@ -368,7 +369,7 @@ class DbtHook(BaseHook):
 
     # -- profile ---------------------------------------------------------------------------------
     def postgres_hook(self) -> FailoverPostgresHook:
-        return FailoverPostgresHook(postgres_conn_id=self.conn_id)
+        return connect(self.conn_id, role="warehouse")
 
     def profile(self) -> tuple[DbtProfile, str | None]:
         """The generated profile and the connection's password (never logged or written)."""

@@ -25,12 +25,12 @@ def _target_outlets(conn_id: str, target_table: str, database: str | None, asset
 
 
 def _engine(conn_id: str, context: Context, **kwargs: Any) -> Any:
-    from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+    from airflow_provider_dataeng.connections import connect
     from airflow_provider_dataeng.publish.engine import PublishEngine
 
     ti = context.get("ti")
     return PublishEngine(
-        FailoverPostgresHook(postgres_conn_id=conn_id, driver="psycopg"),
+        connect(conn_id, role="warehouse"),
         pipeline=getattr(ti, "dag_id", None), task_id=getattr(ti, "task_id", None),
         run_id=getattr(ti, "run_id", None), **kwargs,
     )

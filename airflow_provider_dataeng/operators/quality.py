@@ -39,8 +39,8 @@ class DataQualityOperator(BaseOperator):
         self.checks = checks
 
     def execute(self, context: Context) -> list[dict]:
-        from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+        from airflow_provider_dataeng.connections import connect
         from airflow_provider_dataeng.publish.engine import PublishEngine
 
-        engine = PublishEngine(FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg"))
+        engine = PublishEngine(connect(self.conn_id, role="warehouse"))
         return [r.as_dict() for r in engine.check_table(TableRef.parse(self.table), self.checks)]
