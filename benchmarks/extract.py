@@ -25,16 +25,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+from devstack.airflow_env import configure_airflow_home, register_cluster_connection
+from devstack.pg import PG_BIN, PgCluster
 
 if "AIRFLOW_HOME" not in os.environ or os.environ.get("DATAENG_BENCH_CHILD") != "1":
     configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-airflow-")))
 
-from tests.support.airflow_env import register_cluster_connection  # noqa: E402
-from tests.support.pg import PG_BIN, PgCluster  # noqa: E402
 
 ORDERS_DDL = """
 create table {name} (

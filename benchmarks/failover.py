@@ -1,7 +1,7 @@
 """Benchmark: how long after a primary crash do writes work again, for pg_auto_failover and for our hook?
 
 Run: ``.venv/bin/python benchmarks/failover.py``. Starts its own pg_auto_failover formation (monitor + 2
-nodes, pg_auto_failover 2.0 default timeouts) via :mod:`tests.support.formation`, and tears it down.
+nodes, pg_auto_failover 2.0 default timeouts) via :mod:`devstack.formation`, and tears it down.
 
 At ``t0`` the primary is crashed (SIGKILL of its pg_autoctl and Postgres). Measured from ``t0``:
 
@@ -24,7 +24,6 @@ Last line: ``{"rw_available_s": .., "hook_write_s": .., "sensor_healthy_s": .., 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -32,10 +31,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+from devstack.airflow_env import configure_airflow_home
+from devstack.formation import (
+    Formation,
+    register_formation_connection,
+    register_monitor_connection,
+)
 
 configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-home-")))
 
@@ -44,11 +45,6 @@ import psycopg  # noqa: E402
 from airflow_provider_dataeng.failover import FailoverHealthCheck, HealthCriteria  # noqa: E402
 from airflow_provider_dataeng.hooks.postgres import (  # noqa: E402
     FailoverPostgresHook,
-)
-from tests.support.formation import (  # noqa: E402
-    Formation,
-    register_formation_connection,
-    register_monitor_connection,
 )
 
 LONG_BACKOFF_MAX_S = 30.0

@@ -20,20 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+from devstack.airflow_env import configure_airflow_home, register_cluster_connection
+from devstack.pg import PgCluster
 
 configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-airflow-")))
-
-from tests.support.airflow_env import register_cluster_connection  # noqa: E402
-from tests.support.pg import PgCluster  # noqa: E402
 
 
 def say(msg: str) -> None:

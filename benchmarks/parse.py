@@ -36,10 +36,10 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from devstack.airflow_env import configure_airflow_home
 
-from tests.support.airflow_env import configure_airflow_home  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 PIPELINES = 100
 TASKS = 20

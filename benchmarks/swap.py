@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.airflow_env import configure_airflow_home, register_cluster_connection  # noqa: E402
+from devstack.airflow_env import configure_airflow_home, register_cluster_connection
+from devstack.pg import running_cluster
 
 configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-home-")))
 
@@ -35,7 +32,6 @@ import psycopg  # noqa: E402
 
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook  # noqa: E402
 from airflow_provider_dataeng.publish import PublishEngine  # noqa: E402
-from tests.support.pg import running_cluster  # noqa: E402
 
 LOCK_TIMEOUT = 2.0
 SMALL, LARGE = 10_000, 5_000_000

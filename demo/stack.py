@@ -1,14 +1,14 @@
 """The demo's local stack: a source PostgreSQL with the shop, a warehouse, an Airflow home.
 
-- Source: a throwaway :class:`tests.support.pg.PgCluster` holding database ``shop``.
-- Warehouse: a pg_auto_failover formation (monitor + 2 nodes, :mod:`tests.support.formation`), or a
+- Source: a throwaway :class:`devstack.pg.PgCluster` holding database ``shop``.
+- Warehouse: a pg_auto_failover formation (monitor + 2 nodes, :mod:`devstack.formation`), or a
   single plain cluster with ``--plain`` / ``DEMO_WAREHOUSE=plain``. Database ``warehouse``.
 - Airflow: home ``.demo/airflow`` (SQLite metadata, migrated once per Airflow version), DAGs folder
   ``dags/`` of this repository, connections ``shop_source``, ``warehouse`` and ``warehouse_monitor``
   as ``AIRFLOW_CONN_*`` environment variables for the child ``airflow`` processes.
 
 Every server is stopped on exit, on error and on Ctrl-C / SIGTERM (:meth:`Stack.close`, signal
-handlers installed by :func:`install_signal_handlers`, plus ``tests.support.pg``'s atexit hook).
+handlers installed by :func:`install_signal_handlers`, plus ``devstack.pg``'s atexit hook).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 
-from tests.support import pg
-from tests.support.airflow_env import configure_airflow_home, connection_env_name, register_connection
+from devstack import pg
+from devstack.airflow_env import configure_airflow_home, connection_env_name, register_connection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = Path(os.environ.get("DEMO_DIR") or REPO_ROOT / ".demo")  # Airflow home, logs, report.json
@@ -127,7 +127,7 @@ class Stack:
             cluster.create_database(WAREHOUSE_DB)
             self.warehouse = Warehouse("plain", [(cluster.host, cluster.port)], None, cluster)
         else:
-            from tests.support.formation import HOST, Formation
+            from devstack.formation import HOST, Formation
 
             formation = Formation("demo-warehouse", node_count=2, dbname=WAREHOUSE_DB)
             self._closers.append(formation.teardown)

@@ -36,3 +36,9 @@ if [[ ! -f "$stamp" ]]; then
 else
   echo "==> $venv is up to date"
 fi
+
+# The development stack (devstack/) is not part of the distribution; benchmarks and tools run by this
+# venv's python import it from the repository root, which this .pth entry puts on sys.path (what an
+# editable install does for the package itself). Written every time: the checkout may have moved.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PWD" > "$site/_dataeng_repo_root.pth"

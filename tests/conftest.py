@@ -7,15 +7,17 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
-from tests.support.airflow_env import configure_airflow_home, migrate_metadata_db, register_cluster_connection
-from tests.support.pg import PgCluster, stop_all
+from devstack.airflow_env import configure_airflow_home, migrate_metadata_db, register_cluster_connection
+from devstack.pg import PgCluster, stop_all
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dataeng-airflow-home-"))
 # Before anything imports airflow. The DAGs folder is empty: tests sync the DAGs they build themselves
-# (tests.support.airflow_env.run_dag), and factory tests load dags/ explicitly.
+# (devstack.airflow_env.run_dag), and factory tests load dags/ explicitly.
 configure_airflow_home(_AIRFLOW_HOME, dags_folder=_AIRFLOW_HOME / "dags")
 (_AIRFLOW_HOME / "dags").mkdir(exist_ok=True)
 
@@ -91,3 +93,30 @@ def source_conn_id(source_cluster: PgCluster, source_db: str) -> Iterator[str]:
     register_cluster_connection(conn_id, source_cluster, source_db)
     yield conn_id
     os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
+
+
+# -- publish engine tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wh_hook(warehouse_conn_id: str) -> Any:
+    """The provider's hook for this test's warehouse database (built the one way: ``connections.connect``)."""
+    from airflow_provider_dataeng.connections import connect
+
+    return connect(warehouse_conn_id)
+
+
+@pytest.fixture
+def db(pg_cluster: PgCluster, pg_db: str) -> Iterator[psycopg.Connection]:
+    """An autocommit psycopg 3 connection to the test database (the 'other session')."""
+    conn = psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def dsn(pg_cluster: PgCluster, pg_db: str) -> str:
+    """The libpq DSN of the test database."""
+    return pg_cluster.dsn(pg_db)

@@ -16,8 +16,8 @@ from airflow_provider_dataeng.hooks.postgres import (
     format_host,
     parse_hosts,
 )
-from tests.support.airflow_env import register_connection, unregister_connection
-from tests.support.pg import PgCluster, free_port
+from devstack.airflow_env import register_connection, unregister_connection
+from devstack.pg import PgCluster, free_port
 
 
 @pytest.fixture

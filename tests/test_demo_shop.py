@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from demo.shop import LATE_WINDOW, Shop, source_checksums
-from tests.support.pg import PgCluster
+from devstack.pg import PgCluster
 
 UTC = timezone.utc
 DAYS = [date(2026, 3, 1) + timedelta(days=n) for n in range(4)]

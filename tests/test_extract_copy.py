@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from airflow_provider_dataeng.extract.copy_stream import copy_in_sql, copy_out_sql, stream_copy
-from tests.support.extract import ALL_TYPES_DDL, ALL_TYPES_ENUM, ALL_TYPES_ROWS, connect, fingerprint
+from tests.fixtures.extract import ALL_TYPES_DDL, ALL_TYPES_ENUM, ALL_TYPES_ROWS, connect, fingerprint
 
 ALL_COLUMNS = ["id", "n", "money_amount", "f8", "ts", "d", "t", "b", "j", "jb", "arr", "tarr", "u", "e", "updated_at"]
 

@@ -9,8 +9,8 @@ from airflow.providers.common.compat.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_dataeng.operators.extract import IdempotentExtractOperator
-from tests.support.airflow_env import run_dag
-from tests.support.extract import partition_bounds, rows_of
+from devstack.airflow_env import run_dag
+from tests.fixtures.extract import partition_bounds, rows_of
 
 ORDERS = """
 create table orders (id int primary key, status text, updated_at timestamptz not null);

@@ -14,7 +14,7 @@ from airflow_provider_dataeng.extract.schema_drift import (
     plan,
     table_columns,
 )
-from tests.support.extract import connect
+from tests.fixtures.extract import connect
 
 
 @pytest.fixture

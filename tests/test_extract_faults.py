@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from tests.support.extract import BackendKiller, fingerprint, rows_of, run_extract
+from tests.fixtures.extract import BackendKiller, fingerprint, rows_of, run_extract
 
 D1 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 ROWS = 150_000

@@ -10,7 +10,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow_provider_dataeng.extract.job import RowCountMismatch
 from airflow_provider_dataeng.extract.schema_drift import SchemaDriftError
 from airflow_provider_dataeng.operators.extract import IdempotentExtractOperator
-from tests.support.extract import (
+from tests.fixtures.extract import (
     ALL_TYPES_DDL,
     ALL_TYPES_ENUM,
     ALL_TYPES_ROWS,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.extract import run_extract
+from tests.fixtures.extract import run_extract
 
 DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 DAYS = 3

@@ -14,7 +14,7 @@ import yaml
 
 from airflow_provider_dataeng.factory import cli
 from airflow_provider_dataeng.factory.schema import SCHEMA_DIR, schema_text
-from tests.support.factory_configs import DEFAULTS, EMPTY, EXAMPLE_CONFIGS, REPO_ROOT, empty_pipeline
+from tests.fixtures.factory_configs import DEFAULTS, EMPTY, EXAMPLE_CONFIGS, REPO_ROOT, empty_pipeline
 
 BIN = Path(sys.executable).parent
 

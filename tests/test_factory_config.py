@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_dataeng.factory.errors import ConfigError
 from airflow_provider_dataeng.factory.loader import deep_merge, load_defaults, load_pipeline, prescan_dag_id
 from airflow_provider_dataeng.factory.secrets import looks_secret
-from tests.support.factory_configs import DEFAULTS, EMPTY
+from tests.fixtures.factory_configs import DEFAULTS, EMPTY
 
 
 def _load(tmp_path: Path, text: str, defaults: str | None = DEFAULTS, name: str = "p.yaml"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
+from tests.fixtures.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
 
 EXAMPLES = {"orders", "customers", "products", "payments", "dbt_marts", "monitoring"}
 

@@ -13,7 +13,7 @@ from kubernetes.client import models as k8s
 
 from airflow_provider_dataeng.factory.kubernetes import pod_override
 from airflow_provider_dataeng.factory.resources import Resources, parse_quantity
-from tests.support.factory_configs import EMPTY, dagbag, write_dags_folder
+from tests.fixtures.factory_configs import EMPTY, dagbag, write_dags_folder
 
 PIPELINE = f"""\
 schedule: "@daily"

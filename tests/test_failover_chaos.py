@@ -28,15 +28,15 @@ from psycopg import sql
 
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.sensors.failover_health import PostgresFailoverHealthSensor
-from tests.support.airflow_env import register_cluster_connection, unregister_connection
-from tests.support.extract import run_extract
-from tests.support.formation import (
+from devstack.airflow_env import register_cluster_connection, unregister_connection
+from devstack.formation import (
     Formation,
     FormationNode,
     register_formation_connection,
     register_monitor_connection,
     shared_formation,
 )
+from tests.fixtures.extract import run_extract
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """PgAutoFailoverHook, health classification, sensor/operator/trigger against a real pg_auto_failover formation.
 
-One formation is shared by all failover test modules (tests.support.formation.shared_formation); every
+One formation is shared by all failover test modules (devstack.formation.shared_formation); every
 test that disturbs it leaves it stable (one primary, one secondary) again.
 """
 
@@ -24,9 +24,9 @@ from airflow_provider_dataeng.hooks.pg_auto_failover import (
     PgAutoFailoverHook,
 )
 from airflow_provider_dataeng.triggers.failover_health import FailoverHealthTrigger
-from tests.support.airflow_env import register_connection, run_dag, unregister_connection
-from tests.support.formation import Formation, register_monitor_connection, shared_formation
-from tests.support.pg import free_port
+from devstack.airflow_env import register_connection, run_dag, unregister_connection
+from devstack.formation import Formation, register_monitor_connection, shared_formation
+from devstack.pg import free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from airflow_provider_dataeng.failover import FailoverHealthCheck, HealthCriteri
 from airflow_provider_dataeng.failover.replication_health import check_replication_health
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.triggers.failover_health import FailoverHealthTrigger
-from tests.support.airflow_env import register_connection, run_dag, unregister_connection
-from tests.support.pg import PgCluster, free_port
+from devstack.airflow_env import register_connection, run_dag, unregister_connection
+from devstack.pg import PgCluster, free_port
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support.airflow_env import register_cluster_connection, run_dag, unregister_connection
-from tests.support.webhook_receiver import webhook_receiver
+from devstack.airflow_env import register_cluster_connection, run_dag, unregister_connection
+from devstack.webhook_receiver import webhook_receiver
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

@@ -101,8 +101,8 @@ def test_missing_column_is_a_failed_event_at_once(wh, warehouse_conn_id):
 
 
 def test_unreachable_database_times_out_with_the_last_error(warehouse_conn_id):
-    from tests.support.airflow_env import register_connection, unregister_connection
-    from tests.support.pg import free_port
+    from devstack.airflow_env import register_connection, unregister_connection
+    from devstack.pg import free_port
 
     register_connection("fresh_down", host="127.0.0.1", port=free_port(), schema="x", extra={"connect_timeout": 1})
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_dataeng.gaps import expected_intervals, find_gaps, resolve_timetable
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
-from tests.support.ledger_fixtures import attach_partition, create_partitioned_table, plant_ledger_row
+from tests.fixtures.ledger import attach_partition, create_partitioned_table, plant_ledger_row
 
 JAN = [datetime(2024, 1, d, tzinfo=timezone.utc) for d in range(1, 13)]  # JAN[i] = 2024-01-(i+1)
 
@@ -149,7 +149,7 @@ def test_operator_fails_or_warns_and_its_backfill_command_covers_exactly_the_hol
     from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
     from airflow_provider_dataeng.operators.gap_check import PartitionGapCheckOperator
-    from tests.support.airflow_env import run_dag
+    from devstack.airflow_env import run_dag
 
     dag_id = f"shop_{uuid.uuid4().hex[:6]}"
     with DAG(dag_id, schedule=CronDataIntervalTimetable("@daily", "UTC"), start_date=JAN[0], catchup=False) as dag:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
-from tests.support.airflow_env import run_dag
+from devstack.airflow_env import run_dag
 
 
 def test_fresh_database_is_empty(pg_cluster, pg_db):

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook, is_connection_error, parse_hosts
-from tests.support.airflow_env import register_connection, unregister_connection
-from tests.support.pg import PgCluster, free_port
+from devstack.airflow_env import register_connection, unregister_connection
+from devstack.pg import PgCluster, free_port
 
 DRIVERS = ["psycopg", "psycopg2"]
 

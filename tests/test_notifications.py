@@ -12,7 +12,7 @@ from airflow_provider_dataeng.freshness import FreshnessResult, FreshnessSLA, Fr
 from airflow_provider_dataeng.freshness import deadline as deadline_mod
 from airflow_provider_dataeng.freshness.deadline import add_freshness_deadline, deadline_alerts_supported
 from airflow_provider_dataeng.notifications import SlaWebhookNotifier
-from tests.support.webhook_receiver import webhook_receiver
+from devstack.webhook_receiver import webhook_receiver
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -15,7 +15,7 @@ from airflow_provider_dataeng.publish import (
     parse_seconds,
     table_asset,
 )
-from tests.support.publish_fixtures import db_fixture, make_engine, q, wh_hook_fixture  # noqa: F401  (fixtures)
+from tests.fixtures.publish import make_engine, q
 
 
 @pytest.mark.parametrize(("specs", "message"), [

@@ -10,8 +10,8 @@ from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.operators.publish import RollbackPublishOperator, StagingSwapOperator
 from airflow_provider_dataeng.operators.quality import DataQualityOperator
 from airflow_provider_dataeng.publish import PublishEngine
-from tests.support.airflow_env import run_dag
-from tests.support.publish_fixtures import db_fixture, ledger, one  # noqa: F401  (fixtures)
+from devstack.airflow_env import run_dag
+from tests.fixtures.publish import ledger, one
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

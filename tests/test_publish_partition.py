@@ -16,17 +16,7 @@ from airflow_provider_dataeng.publish import (
     partition_ref,
     partition_suffix,
 )
-from tests.support.publish_fixtures import (  # noqa: F401  (fixtures)
-    BackgroundReader,
-    Terminator,
-    db_fixture,
-    dsn_fixture,
-    ledger,
-    make_engine,
-    one,
-    q,
-    wh_hook_fixture,
-)
+from tests.fixtures.publish import BackgroundReader, Terminator, ledger, make_engine, one, q
 
 D1 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 D2 = D1 + timedelta(days=1)

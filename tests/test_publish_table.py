@@ -16,17 +16,7 @@ from airflow_provider_dataeng.publish import (
     SwapLockTimeout,
     TableRef,
 )
-from tests.support.publish_fixtures import (  # noqa: F401  (fixtures)
-    BackgroundReader,
-    Terminator,
-    db_fixture,
-    dsn_fixture,
-    ledger,
-    make_engine,
-    one,
-    q,
-    wh_hook_fixture,
-)
+from tests.fixtures.publish import BackgroundReader, Terminator, ledger, make_engine, one, q
 
 SELECT_N = "select g as id, 'row ' || g as label, g % 5 as grp from generate_series(1, {n}) g"
 

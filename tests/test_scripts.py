@@ -8,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.support.airflow_env import REPO_ROOT
-from tests.support.pg import PgCluster
+from devstack.airflow_env import REPO_ROOT
+from devstack.pg import PgCluster
 
 
 def _answers(port: int) -> bool:
@@ -23,7 +23,7 @@ def test_with_run_dir_stops_what_a_crashed_command_left_and_spares_other_servers
         """
         import os, sys
         sys.path.insert(0, os.getcwd())
-        from tests.support.pg import PgCluster
+        from devstack.pg import PgCluster
         cluster = PgCluster.create("crashy")
         print(cluster.port, flush=True)
         os._exit(3)  # a crash: no atexit, no teardown, the server stays up

@@ -4,7 +4,8 @@ For each task type of ``factory/task_types.py``:
 
 - its params model is its engine's spec (a ``TaskSpec`` in ``airflow_provider_dataeng.<engine>.spec``);
 - the operator's keyword arguments are exactly the spec's fields, each defaulting to
-  ``spec_default(<Spec>, "<field>")`` (never a literal), with templated fields among them;
+  ``spec_default(<Spec>, "<field>")`` (never a literal; a required field may have no default), with the
+  templated fields among them;
 - the config's JSON Schema (``factory.schema.pipeline_schema``) shows the spec's own field schemas.
 
 Task types still being converted by their owners are listed in NOT_CONVERTED: their cases are strict xfails,
@@ -21,7 +22,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_dataeng.factory.schema import pipeline_schema
-from airflow_provider_dataeng.factory.task_types import TASK_TYPES, import_path, task_model
+from airflow_provider_dataeng.factory.task_types import (
+    RENDERED_OPERATORS,
+    TASK_TYPES,
+    import_path,
+    task_model,
+)
 from airflow_provider_dataeng.specs import TaskSpec, spec_default
 
 # type -> who converts it. Remove an entry when its spec lands (the strict xfail then fails as XPASS).
@@ -30,7 +36,6 @@ NOT_CONVERTED: dict[str, str] = {
     "publish": "publish helper: publish/spec.py, StagingSwapOperator",
     "rollback": "publish helper: publish/spec.py, RollbackPublishOperator",
     "quality": "publish helper: publish/spec.py, DataQualityOperator",
-    "dbt": "dbt helper: dbt/spec.py, DbtOperator",
 }
 # Types with no spec of their own, and why.
 NO_SPEC: dict[str, str] = {
@@ -46,7 +51,7 @@ def _cases(*, needs_operator: bool) -> list[Any]:
         if name in NOT_CONVERTED:
             cases.append(pytest.param(name, marks=pytest.mark.xfail(
                 strict=True, reason=f"task type {name!r} not converted to the spec pattern yet ({NOT_CONVERTED[name]})")))
-        elif needs_operator and tt.operator_path is None:
+        elif needs_operator and (tt.operator_path or RENDERED_OPERATORS.get(name)) is None:
             raise AssertionError(f"task type {name!r} has a spec but no operator to check it against")
         else:
             cases.append(name)
@@ -93,10 +98,21 @@ def _init_defaults(cls: type) -> dict[str, ast.expr | None]:
 
 @pytest.mark.parametrize("type_name", _cases(needs_operator=True))
 def test_operator_signature_is_the_spec(type_name: str):
+    """The operator's keyword arguments are its spec's fields, defaults written ``spec_default(Spec, name)``.
+
+    The operator's spec is the one its ``spec_default`` calls name: the type's params model, or a base of it
+    (a rendered type such as dbt: the config adds rendering fields to what each rendered operator takes)."""
     tt = TASK_TYPES[type_name]
-    spec = tt.params_model
-    assert tt.operator_path is not None, f"{type_name}: no operator"
-    cls = import_path(tt.operator_path)
+    path = tt.operator_path or RENDERED_OPERATORS[type_name]
+    cls = import_path(path)
+    written = _init_defaults(cls)
+    spec_names = {ast.unparse(node.args[0]) for node in written.values()
+                  if isinstance(node, ast.Call) and ast.unparse(node.func) == "spec_default" and node.args}
+    assert len(spec_names) == 1, f"{cls.__name__}: defaults name specs {sorted(spec_names)}; expected exactly one"
+    spec = getattr(inspect.getmodule(cls), spec_names.pop())
+    assert issubclass(tt.params_model, spec), (
+        f"{type_name}: the config's model {tt.params_model.__name__} is not (built on) {spec.__name__}"
+    )
     params = {
         name: p for name, p in inspect.signature(cls.__init__).parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
@@ -105,9 +121,13 @@ def test_operator_signature_is_the_spec(type_name: str):
         f"{cls.__name__} arguments vs {spec.__name__} fields: only in the operator "
         f"{sorted(set(params) - set(spec.model_fields))}, only in the spec {sorted(set(spec.model_fields) - set(params))}"
     )
-    written = _init_defaults(cls)
     for name, param in params.items():
         assert param.kind is param.KEYWORD_ONLY, f"{cls.__name__}({name}): expected a keyword-only argument"
+        if param.default is param.empty:  # a required field may stay a required argument
+            assert spec.model_fields[name].is_required(), (
+                f"{cls.__name__}({name}) has no default but {spec.__name__}.{name} is optional"
+            )
+            continue
         assert param.default == spec_default(spec, name), (
             f"{cls.__name__}({name}={param.default!r}) but {spec.__name__} default is {spec_default(spec, name)!r}"
         )

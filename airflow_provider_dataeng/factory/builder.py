@@ -23,7 +23,12 @@ from airflow_provider_dataeng.factory.loader import (
 )
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
 from airflow_provider_dataeng.factory.schedule import make_asset, to_airflow_schedule
-from airflow_provider_dataeng.factory.task_types import DBT_RENDER_PATH, TASK_TYPES, import_path
+from airflow_provider_dataeng.factory.task_types import (
+    DBT_RENDER_PATH,
+    RENDERED_OPERATORS,
+    TASK_TYPES,
+    import_path,
+)
 from airflow_provider_dataeng.factory.tasks import TaskCommon
 
 log = logging.getLogger(__name__)
@@ -199,21 +204,12 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
     params = task.model_dump(include=set(tt.param_names), exclude_unset=True)
 
     if type_name == "dbt":
-        render_dbt = import_path(DBT_RENDER_PATH)
         base = loaded.file.parent
-        project_dir = _resolve_path(base, task.project_dir)
-        manifest = _resolve_path(base, task.manifest_path) if task.manifest_path else str(
-            Path(project_dir) / "target" / "manifest.json")
-        render_keys = {"conn_id", "project_dir", "manifest_path", "render", "select", "exclude", "group_by",
-                       "selector"}
-        operator_kwargs = {k: v for k, v in params.items() if k not in render_keys}
-        operator_kwargs.update(common)
-        if group is not None:
-            with group:
-                entries, exits = _render(render_dbt, name, task, project_dir, manifest, operator_kwargs)
-        else:
-            entries, exits = _render(render_dbt, name, task, project_dir, manifest, operator_kwargs)
-        return list(entries), list(exits)
+        params["project_dir"] = _resolve_path(base, task.project_dir)
+        if task.manifest_path:
+            params["manifest_path"] = _resolve_path(base, task.manifest_path)
+        rendering = import_path(DBT_RENDER_PATH)(name, tt.params_model.model_validate(params))
+        return build_rendered(rendering, common, group)
 
     if type_name == "operator":
         cls = import_path(task.operator)
@@ -239,13 +235,24 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
     return [op], [op]
 
 
-def _render(render_dbt: Any, name: str, task: Any, project_dir: str, manifest: str,
-            operator_kwargs: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-    return render_dbt(
-        name, project_dir=project_dir, manifest_path=manifest, conn_id=task.conn_id, render=task.render,
-        select=task.select, exclude=task.exclude, group_by=task.group_by, operator_kwargs=operator_kwargs,
-        selector=task.selector,
-    )
+def build_rendered(rendering: Any, common: dict[str, Any] | None = None,
+                   group: Any = None) -> tuple[list[Any], list[Any]]:
+    """Create the operators of a rendering (e.g. :func:`~airflow_provider_dataeng.dbt.render.render_dbt`) in
+    the current DAG, each with ``common`` kwargs; returns ``(entry tasks, exit tasks)``."""
+    from airflow.providers.common.compat.sdk import TaskGroup
+
+    common = dict(common or {})
+    extra_outlets = list(common.pop("outlets", None) or [])
+    task_group = TaskGroup(group_id=rendering.group_id, parent_group=group) if rendering.group_id else group
+    ops: dict[str, Any] = {}
+    for t in rendering.tasks:
+        cls = import_path(RENDERED_OPERATORS[t.task_type])
+        ops[t.task_id] = cls(task_id=t.task_id, task_group=task_group, outlets=[*t.outlets, *extra_outlets],
+                             **{**common, **t.operator_kwargs()})
+    for t in rendering.tasks:
+        if t.upstream:
+            ops[t.task_id].set_upstream([ops[u] for u in t.upstream])
+    return [ops[i] for i in rendering.entries], [ops[i] for i in rendering.exits]
 
 
 # --- a whole config directory --------------------------------------------------------------------------------

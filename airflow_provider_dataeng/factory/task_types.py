@@ -41,7 +41,7 @@ TASK_TYPES: dict[str, TaskType] = {
                  description="Swap the previous version of a table or partition back"),
         TaskType("quality", f"{_PKG}.operators.quality.DataQualityOperator", t.QualityParams,
                  description="Data quality checks on an existing table"),
-        TaskType("dbt", None, t.DbtParams, description="dbt models rendered from manifest.json"),
+        TaskType("dbt", None, t.DbtRenderSpec, description="dbt models rendered from manifest.json"),
         TaskType("freshness", f"{_PKG}.sensors.freshness.FreshnessSensor", t.FreshnessSpec, sensor=True,
                  description="Wait until a table is fresh (SLA)"),
         TaskType("gap_check", f"{_PKG}.operators.gap_check.PartitionGapCheckOperator", t.GapCheckSpec,
@@ -55,6 +55,11 @@ TASK_TYPES: dict[str, TaskType] = {
     )
 }
 DBT_RENDER_PATH = f"{_PKG}.dbt.render.render_dbt"
+# The operator of each task type a renderer emits (RenderedTask.task_type -> class path).
+RENDERED_OPERATORS = {
+    "dbt": f"{_PKG}.operators.dbt.DbtOperator",
+    "freshness": f"{_PKG}.sensors.freshness.FreshnessSensor",
+}
 
 
 @cache

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
 from airflow_provider_dataeng.factory.notifications import TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.failover.spec import (
@@ -186,28 +187,6 @@ class QualityParams(StrictModel):
     conn_id: ConnId
     table: TableName
     checks: list[CheckSpec] = Field(min_length=1)
-
-
-class DbtParams(StrictModel):
-    """A dbt selection rendered from ``manifest.json`` (``render_dbt``) into ``DbtOperator`` tasks."""
-
-    conn_id: ConnId
-    project_dir: str = Field(description="dbt project dir; relative paths are relative to the config file")
-    manifest_path: str | None = Field(default=None, description="Default: <project_dir>/target/manifest.json")
-    render: Literal["model", "group", "single"] = "model"
-    group_by: Literal["folder", "tag", "selector"] = "folder"
-    select: StrList | None = None
-    exclude: StrList | None = None
-    selector: str | None = None
-    command: Literal["build", "run", "test", "seed", "snapshot", "source freshness"] = "build"
-    vars: dict[str, Any] | None = None
-    full_refresh: bool = False
-    target_schema: str | None = None
-    profiles_dir: str | None = None
-    use_subprocess: bool = False
-    threads: int = Field(default=1, ge=1)
-    indirect_selection: Literal["eager", "cautious", "buildable", "empty"] | None = None
-    asset_namespace: str | None = Field(default=None, description="Host part of model Asset URIs (default conn_id)")
 
 
 class OperatorParams(StrictModel):

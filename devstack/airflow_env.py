@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def configure_airflow_home(home: Path, dags_folder: Path | None = None) -> dict[str, str]:
@@ -69,7 +69,7 @@ def register_connection(
 
 
 def register_cluster_connection(conn_id: str, cluster: Any, dbname: str, **kwargs: Any) -> str:
-    """Register a connection to one database of a :class:`tests.support.pg.PgCluster`."""
+    """Register a connection to one database of a :class:`devstack.pg.PgCluster`."""
     return register_connection(conn_id, host=cluster.host, port=cluster.port, schema=dbname, **kwargs)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.pg import PG_BIN, as_postgres, chown_postgres, free_port
+from devstack.pg import PG_BIN, as_postgres, chown_postgres, free_port
 
 PG_CTL = PG_BIN / "pg_ctl"
 PG_AUTOCTL = os.environ.get("PG_AUTOCTL", "pg_autoctl")
@@ -568,7 +568,7 @@ def _install_sigterm_handler() -> None:
         def _on_sigterm(signum: int, frame: Any) -> None:
             teardown_all()
             with contextlib.suppress(Exception):
-                from tests.support.pg import stop_all
+                from devstack.pg import stop_all
 
                 stop_all()
             signal.signal(signum, signal.SIG_DFL)
@@ -608,7 +608,7 @@ def running_formation(name: str = "formation", **kwargs: Any) -> Iterator[Format
 # -- Airflow connections ---------------------------------------------------------------------------
 def register_monitor_connection(conn_id: str, formation: Formation, **extra: Any) -> str:
     """An Airflow connection (conn type ``pg_auto_failover``) to the formation's monitor."""
-    from tests.support.airflow_env import register_connection
+    from devstack.airflow_env import register_connection
 
     return register_connection(
         conn_id, host=HOST, port=formation.monitor_port, login=MONITOR_USER, schema=MONITOR_DB,
@@ -618,7 +618,7 @@ def register_monitor_connection(conn_id: str, formation: Formation, **extra: Any
 
 def register_formation_connection(conn_id: str, formation: Formation, dbname: str | None = None, **extra: Any) -> str:
     """A multi-host Airflow connection (``h1:p1,h2:p2``, ``target_session_attrs=read-write``) to the nodes."""
-    from tests.support.airflow_env import register_connection
+    from devstack.airflow_env import register_connection
 
     options = {"target_session_attrs": "read-write", "connect_timeout": 2, **extra}
     return register_connection(

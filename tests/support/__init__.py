@@ -1,1 +1,0 @@
-"""Test, demo and benchmark support: throwaway PostgreSQL clusters, Airflow home, DAG runs."""
