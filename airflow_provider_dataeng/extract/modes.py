@@ -56,6 +56,9 @@ class IntervalSelect:
     lag: timedelta = timedelta(0)
     id_column: str | None = None
     id_as_text: bool = False  # the known-ids table holds the ids as text (non built-in id type)
+    # timestamp_column is naive (timestamp without time zone) and written in this zone: the interval's bounds
+    # are compared as wall-clock times of that zone (index-friendly; no cast of the column)
+    timestamp_zone: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -81,6 +84,12 @@ class IntervalSelect:
             return sql.Literal(value.date())
         return sql.SQL("{}::timestamptz").format(sql.Literal(value))
 
+    def _instant(self, value: datetime) -> sql.Composable:
+        """An instant compared with timestamp_column: timestamptz, or the zone's wall-clock time when naive."""
+        if self.timestamp_zone is None:
+            return sql.SQL("{}::timestamptz").format(sql.Literal(value))
+        return sql.SQL("({}::timestamptz at time zone {})").format(sql.Literal(value), sql.Literal(self.timestamp_zone))
+
     def where(self, known_ids: sql.Composable | None = None) -> sql.Composable:
         conds: list[sql.Composable] = []
         if not self.stamp:
@@ -88,11 +97,8 @@ class IntervalSelect:
             conds.append(sql.SQL("{} >= {} and {} < {}").format(col, self._bound(self.lower), col, self._bound(self.upper)))
         if self.mode == "incremental_timestamp":
             col = sql.Identifier("s", self.timestamp_column or "")
-            conds.append(
-                sql.SQL("{} >= {}::timestamptz and {} < {}::timestamptz").format(
-                    col, sql.Literal(self.lower - self.lag), col, sql.Literal(self.upper)
-                )
-            )
+            conds.append(sql.SQL("{} >= {} and {} < {}").format(
+                col, self._instant(self.lower - self.lag), col, self._instant(self.upper)))
         if self.mode == "incremental_id":
             if known_ids is None:
                 raise ValueError("incremental_id needs the known-ids table")

@@ -7,11 +7,12 @@ The ``*Params`` models below are task types whose owners have not moved them int
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
+from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.factory.notifications import TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.failover.spec import (
@@ -20,16 +21,16 @@ from airflow_provider_dataeng.failover.spec import (
 )
 from airflow_provider_dataeng.freshness.spec import FreshnessSpec
 from airflow_provider_dataeng.gaps.spec import GapCheckSpec
+from airflow_provider_dataeng.publish.spec import PublishSpec as PublishParams  # noqa: F401  (task_types)
+from airflow_provider_dataeng.publish.spec import QualitySpec as QualityParams  # noqa: F401  (task_types)
+from airflow_provider_dataeng.publish.spec import RollbackSpec as RollbackParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.specs import (
     AssetRef,
-    ConnId,
     DottedPath,
     Duration,
-    DurationText,
     Identifier,
     StrictModel,
     StrList,
-    TableName,
 )
 
 __all__ = [  # the specs are the params models of their task types
@@ -41,53 +42,6 @@ TRIGGER_RULES = (
     "one_done", "one_failed", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
     "all_done_setup_success",
 )
-
-
-# --- data quality checks (publish/checks.py config format) -------------------------------------------------
-class _Check(StrictModel):
-    name: str | None = Field(default=None, min_length=1, description="Name in the check table (default: the kind)")
-
-
-class RowCountCheck(_Check):
-    check: Literal["row_count"]
-    min: int | None = None
-    max: int | None = None
-
-
-class NullFractionCheck(_Check):
-    check: Literal["null_fraction"]
-    column: str
-    max: float = Field(ge=0, le=1)
-
-
-class UniqueCheck(_Check):
-    check: Literal["unique"]
-    columns: StrList = Field(min_length=1)
-    max_duplicates: int | None = Field(default=None, ge=0)
-
-
-class AcceptedValuesCheck(_Check):
-    check: Literal["accepted_values"]
-    column: str
-    values: list[Any] = Field(min_length=1)
-    max_violations: int | None = Field(default=None, ge=0)
-
-
-class SqlCheck(_Check):
-    check: Literal["sql"]
-    name: str = Field(min_length=1)
-    sql: str = Field(description="A query returning one boolean; {table} is the table under test")
-
-
-class DriftCheck(_Check):
-    check: Literal["drift"]
-    max_change_pct: float = Field(gt=0)
-
-
-CheckSpec = Annotated[
-    RowCountCheck | NullFractionCheck | UniqueCheck | AcceptedValuesCheck | SqlCheck | DriftCheck,
-    Field(discriminator="check"),
-]
 
 
 # --- fields every task has ----------------------------------------------------------------------------------
@@ -125,68 +79,7 @@ class SensorFields(StrictModel):
 
 
 # --- params per task type ------------------------------------------------------------------------------------
-class ExtractParams(StrictModel):
-    """``IdempotentExtractOperator``: source -> a partition (or table) of the warehouse."""
-
-    source_conn_id: ConnId
-    target_conn_id: ConnId
-    target_table: TableName
-    source_table: str | None = None
-    source_sql: str | None = None
-    mode: Literal["full_snapshot", "incremental_timestamp", "incremental_id"] = "full_snapshot"
-    partition_column: str = "_interval_start"
-    timestamp_column: str = "updated_at"
-    lag: DurationText = "0s"
-    key_columns: StrList | None = None
-    id_column: str = "id"
-    checks: list[CheckSpec] | None = None
-    schema_drift: Literal["fail", "add_columns", "ignore_extra"] = "fail"
-    lock_timeout: DurationText = "2s"
-    progress_interval: DurationText = "5s"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ExtractParams:
-        if (self.source_table is None) == (self.source_sql is None):
-            raise ValueError("give exactly one of source_table or source_sql")
-        return self
-
-
-class PublishParams(StrictModel):
-    """``StagingSwapOperator``: build a staging table from SQL, check it, swap it in atomically."""
-
-    conn_id: ConnId
-    target_table: TableName
-    select_sql: str = Field(description="SELECT that fills the staging table (templated)")
-    checks: list[CheckSpec] | None = None
-    partition_column: str | None = None
-    partition_start: str | None = None
-    partition_end: str | None = None
-    lock_timeout: DurationText = "2s"
-    swap_attempts: int = Field(default=5, ge=1)
-    keep_previous: bool = True
-    keep_failed_staging: bool = False
-    database: str | None = Field(default=None, description="Database name in the Asset URI")
-    asset_uri: str | None = Field(default=None, description="Override the outlet Asset URI")
-
-
-class RollbackParams(StrictModel):
-    """``RollbackPublishOperator``: swap the previous table/partition back."""
-
-    conn_id: ConnId
-    target_table: TableName
-    partition_start: str | None = None
-    lock_timeout: DurationText = "2s"
-    swap_attempts: int = Field(default=5, ge=1)
-    database: str | None = None
-    asset_uri: str | None = None
-
-
-class QualityParams(StrictModel):
-    """``DataQualityOperator``: run checks on an existing table."""
-
-    conn_id: ConnId
-    table: TableName
-    checks: list[CheckSpec] = Field(min_length=1)
+ExtractParams = ExtractSpec  # the extract task type's params model is its spec (extract/spec.py)
 
 
 class OperatorParams(StrictModel):
