@@ -83,7 +83,6 @@ class ExtractJob:
         self.base = base_query(self.source_ref.ident() if self.source_ref else None, spec.source_sql)
         self.source_hook = connect(spec.source_conn_id, role="source", application_name=application_name)
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
-        self.application_name = application_name
         self._live: set[psycopg.Connection] = set()
         self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
 
@@ -110,19 +109,9 @@ class ExtractJob:
         if self._engine is not None:
             self._engine.cancel()
 
-    def _source_session(self, conn: psycopg.Connection) -> None:
-        """Session settings of every source connection: UTC (timestamptz text and casts of naive values
-        never depend on the server's or role's zone) and an application_name naming the task."""
-        conn.execute("set time zone 'UTC'")
-        if self.application_name:
-            conn.execute("select set_config('application_name', %s, false)", [self.application_name])
-        if not conn.autocommit:
-            conn.commit()
-
     # -- preparation ---------------------------------------------------------------------------------
     def describe_source(self) -> list[Column]:
         with self.source_hook.connection_scope() as src, self._cancellable(src):
-            self._source_session(src)
             try:
                 return describe_query(src, self.base)
             finally:
@@ -348,7 +337,6 @@ class ExtractJob:
         src = self.source_hook.get_conn()
         try:
             with self._cancellable(src), self._cancellable(conn):
-                self._source_session(src)
                 known = None
                 if spec.mode == "incremental_id":
                     assert id_col is not None

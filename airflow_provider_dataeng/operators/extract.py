@@ -97,8 +97,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.log.info("Interval [%s, %s): %s", interval.lower.isoformat(), interval.upper.isoformat(),
                       interval.origin)
         dag_id = self.dag_id if self.has_dag() else None
-        self._job = ExtractJob(spec, logger=self.log,
-                               application_name=f"dataeng-extract {dag_id or '-'}.{self.task_id}"[:63])
+        self._job = ExtractJob(spec, logger=self.log)
         dag_run = context.get("dag_run")
         result = self._job.run(
             interval.lower, interval.upper, pipeline=dag_id, task_id=self.task_id,
