@@ -39,7 +39,6 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     f"{_PKG}.hooks.postgres",
                     f"{_PKG}.hooks.pg_auto_failover",
-                    f"{_PKG}.hooks.dbt",
                 ],
             }
         ],
@@ -51,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.publish",
                     f"{_PKG}.operators.quality",
                     f"{_PKG}.operators.dbt",
+                    f"{_PKG}.operators.dbt_pod",
                     f"{_PKG}.operators.gap_check",
                     f"{_PKG}.operators.failover_health",
                 ],
@@ -70,4 +70,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "notifications": [f"{_PKG}.notifications.webhook.SlaWebhookNotifier"],
         "cli": [f"{_PKG}.factory.cli.get_provider_cli_commands"],
+        "plugins": [{"name": "dataeng_dashboard", "plugin-class": f"{_PKG}.dashboard.plugin.DataengDashboardPlugin"}],
     }

@@ -4,7 +4,8 @@ Generates a project (5 layers of 100 models; every model refs its predecessor in
 every third one also fans in two more; a not_null test per model), runs ``dbt parse`` once, then times,
 each in a fresh process and as the median of 5 (after one warm-up):
 
-- ``ours_s``: ``with DAG(...): render_dbt(..., render="model")`` (manifest.json read + 500 tasks);
+- ``ours_s``: ``with DAG(...): build_rendered(render_dbt("dbt", DbtRenderSpec(..., render="model")))``
+  (manifest.json read + 500 task descriptions + 500 operators);
 - ``cosmos_manifest_s``: ``DbtDag(...)`` with ``LoadMode.DBT_MANIFEST`` (cosmos's default
   ``TestBehavior.AFTER_EACH``: a run and a test task per model; ``--cosmos-build`` also times
   ``TestBehavior.BUILD``, one task per model like ours, as a progress line);
@@ -41,9 +42,12 @@ from datetime import datetime
 sys.path.insert(0, {repo!r})
 from airflow.providers.common.compat.sdk import DAG
 from airflow_provider_dataeng.dbt.render import render_dbt
+from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
+from airflow_provider_dataeng.factory.builder import build_rendered
 t0 = time.perf_counter()
 with DAG("bench_ours", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-    render_dbt("dbt", project_dir={project!r}, manifest_path={manifest!r}, conn_id="warehouse", render="model")
+    spec = DbtRenderSpec(project_dir={project!r}, manifest_path={manifest!r}, conn_id="warehouse", render="model")
+    build_rendered(render_dbt("dbt", spec))
 elapsed = time.perf_counter() - t0
 print(json.dumps({{"seconds": elapsed, "tasks": len(dag.task_dict)}}))
 """
@@ -165,14 +169,14 @@ def main() -> int:
         subprocess.run([str(venv / "bin/python"), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
-    from airflow_provider_dataeng.dbt.parse_project import dummy_profile
+    from airflow_provider_dataeng.dbt.profile import parse_time_profile
 
     work = Path(tempfile.mkdtemp(prefix="dataeng-bench-dbt-"))
     try:
         project = generate_project(work, args.models)
         (work / "profiles").mkdir()
         profiles = work / "profiles" / "profiles.yml"
-        profiles.write_text(dummy_profile().profiles_yml())
+        profiles.write_text(parse_time_profile().profiles_yml())
         log(f"generated {args.models} models in {project}; dbt parse")
         env = child_env(work / "airflow-home")
         (work / "airflow-home").mkdir()

@@ -11,14 +11,13 @@ import pytest
 import yaml
 
 from airflow_provider_dataeng.dbt.manifest import load_manifest, parse_manifest
-from airflow_provider_dataeng.dbt.render import (
-    parse_relation_name,
-    relation_asset,
-    relation_asset_uri,
-    render_dbt,
-)
+from airflow_provider_dataeng.dbt.profile import PASSWORD_ENV, DbtProfile
+from airflow_provider_dataeng.dbt.relations import parse_relation_name, relation_asset, relation_asset_uri
+from airflow_provider_dataeng.dbt.render import render_dbt
+from airflow_provider_dataeng.dbt.runner import DbtRunner
 from airflow_provider_dataeng.dbt.selection import SelectionError, select_nodes
-from airflow_provider_dataeng.hooks.dbt import PASSWORD_ENV, DbtHook, DbtProfile
+from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
+from airflow_provider_dataeng.factory.builder import build_rendered
 from airflow_provider_dataeng.operators.dbt import DbtOperator
 from devstack.airflow_env import register_connection, unregister_connection
 from tests.fixtures.dbt_manifest import example_manifest
@@ -36,11 +35,11 @@ def manifest_path() -> Path:
 def _dag(manifest_path: Path, render: str, **kw):
     from airflow.providers.common.compat.sdk import DAG
 
+    operator_kwargs = kw.pop("operator_kwargs", {"threads": 2})
+    spec = DbtRenderSpec(project_dir=str(PROJECT_DIR), manifest_path=str(manifest_path), conn_id="warehouse",
+                         render=render, **operator_kwargs, **kw)
     with DAG(f"dbt_{render}_{kw.get('group_by', 'x')}", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
-        entries, exits = render_dbt(
-            "dbt", project_dir=PROJECT_DIR, manifest_path=manifest_path, conn_id="warehouse", render=render,
-            operator_kwargs=kw.pop("operator_kwargs", {"threads": 2}), **kw,
-        )
+        entries, exits = build_rendered(render_dbt("dbt", spec))
     return dag, entries, exits
 
 
@@ -116,7 +115,7 @@ def test_single_mode_one_task_all_assets_and_the_selection_passed_to_dbt(manifes
     dag, entries, exits = _dag(manifest_path, "single", select=["tag:marts", "stg_orders"], exclude="dim_products")
     assert [t.task_id for t in dag.tasks] == ["dbt"] and entries == exits == dag.tasks
     task = dag.tasks[0]
-    assert task.select == ["tag:marts", "stg_orders"] and task.exclude == "dim_products"
+    assert task.select == ["tag:marts", "stg_orders"] and task.exclude == ["dim_products"]
     assert {a.uri for a in task.outlets} == {_uri(m) for m in MARTS - {"dim_products"}} | {
         _uri("stg_orders", "analytics_staging")}
 
@@ -171,13 +170,13 @@ def test_selection_semantics(manifest_path: Path) -> None:
 
 
 def test_render_rejects_bad_input_with_the_field_name(manifest_path: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="render='models'"):
+    with pytest.raises(ValueError, match=r"render\n.*'model', 'group' or 'single'"):
         _dag(manifest_path, "models")
-    with pytest.raises(ValueError, match="group_by='schema'"):
+    with pytest.raises(ValueError, match=r"group_by\n.*'folder', 'tag' or 'selector'"):
         _dag(manifest_path, "group", group_by="schema")
     with pytest.raises(ValueError, match="matches no model"):
         _dag(manifest_path, "model", select="does_not_exist")
-    with pytest.raises(ValueError, match=r"operator_kwargs\['command'\]"):
+    with pytest.raises(ValueError, match=r"command='seed': render='model' supports build or run"):
         _dag(manifest_path, "model", operator_kwargs={"command": "seed"})
     with pytest.raises(FileNotFoundError, match="manifest_path=.*parse_project"):
         _dag(tmp_path / "missing.json", "model")
@@ -197,7 +196,7 @@ def test_manifest_loader_keeps_only_what_rendering_needs(manifest_path: Path) ->
     assert parse_manifest(json.dumps({"nodes": {}})).nodes == {}
     assert parse_relation_name('"db"."we""ird"."t"') == ("db", 'we"ird', "t")
     # the project's convention for warehouse tables (the extracts' outlets use it too)
-    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse/warehouse/raw/orders"
+    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse:5432/warehouse/raw/orders"
     from airflow_provider_dataeng.publish.assets import table_asset
 
     assert table_asset("warehouse", "raw.orders", database="warehouse") == relation_asset('"warehouse"."raw"."orders"',
@@ -205,17 +204,19 @@ def test_manifest_loader_keeps_only_what_rendering_needs(manifest_path: Path) ->
 
 
 def test_dbt_operator_validates_at_parse_time_and_never_connects(manifest_path: Path) -> None:
-    with pytest.raises(ValueError, match="command='deploy'"):
+    with pytest.raises(ValueError, match="DbtOperator 'x': command='deploy': Input should be 'build', 'run'"):
         DbtOperator(task_id="x", conn_id="c", project_dir=PROJECT_DIR, command="deploy")
-    with pytest.raises(ValueError, match="threads=0"):
+    with pytest.raises(ValueError, match="threads=0: Input should be greater than or equal to 1"):
         DbtOperator(task_id="x", conn_id="c", project_dir=PROJECT_DIR, threads=0)
-    with pytest.raises(ValueError, match="vars="):
+    with pytest.raises(ValueError, match="vars='a: 1': Input should be a valid dictionary"):
         DbtOperator(task_id="x", conn_id="c", project_dir=PROJECT_DIR, vars="a: 1")
+    # a templated value is validated after templating, at run time
+    DbtOperator(task_id="y", conn_id="c", project_dir=PROJECT_DIR, threads="{{ params.threads }}")
     # a connection id that does not exist: building the operator must not look it up
     op = DbtOperator(task_id="x", conn_id="no_such_conn", project_dir=PROJECT_DIR, select="tag:marts",
                      manifest_path=manifest_path)
     assert {a.uri for a in op.outlets} == {_uri(m, namespace="no_such_conn") for m in MARTS}
-    assert {a.name for a in op.outlets} == {f"no_such_conn.analytics.{m}" for m in MARTS}
+    assert {a.name for a in op.outlets} == {a.uri for a in op.outlets}  # table_asset: the name is the URI
 
 
 def test_generated_profile_references_the_password_and_never_contains_it() -> None:
@@ -223,8 +224,8 @@ def test_generated_profile_references_the_password_and_never_contains_it() -> No
     register_connection("dbt_profile_case", host="db1:6432,db2:6432", login="etl", password=secret,
                         schema="warehouse", extra={"target_session_attrs": "read-write", "sslmode": "prefer"})
     try:
-        hook = DbtHook("dbt_profile_case", PROJECT_DIR, target_schema="marts_x", threads=3)
-        with hook.profiles() as (profiles_dir, env, password):
+        runner = DbtRunner("dbt_profile_case", PROJECT_DIR, target_schema="marts_x", threads=3)
+        with runner.profiles() as (profiles_dir, env, password):
             text = (profiles_dir / "profiles.yml").read_text()
             assert secret not in text
             doc = yaml.safe_load(text)["dataeng"]["outputs"]["airflow"]

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_dataeng.hooks.dbt import DbtHook, DbtRunError, DbtRunResult, profile_from_connection
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+from airflow_provider_dataeng.connections import connect
+from airflow_provider_dataeng.dbt.profile import profile_from_connection
+from airflow_provider_dataeng.dbt.results import DbtRunError, DbtRunResult
+from airflow_provider_dataeng.dbt.runner import DbtRunner
 from devstack.airflow_env import register_cluster_connection, register_connection, unregister_connection
 from tests.fixtures import dbt_shop
 from tests.fixtures.dbt_manifest import example_manifest
@@ -75,15 +77,13 @@ def built(pg_cluster, tmp_path_factory) -> Iterator[tuple[Shop, DbtRunResult, Pa
     """The example project built once (in-process dbtRunner) into a module-scoped warehouse."""
     s = Shop(pg_cluster, "m")
     handler = _Collect()
-    capture = logging.getLogger(f"dbt-test-{uuid.uuid4().hex[:6]}")  # everything the hook logs
+    capture = logging.getLogger(f"dbt-test-{uuid.uuid4().hex[:6]}")  # everything the runner logs
     capture.setLevel(logging.DEBUG)
     capture.propagate = False
     capture.addHandler(handler)
     before = dbt_shop.project_files()
     run_dir = tmp_path_factory.mktemp("dbt-build") / "try-1"
-    hook = DbtHook(s.conn_id, dbt_shop.PROJECT_DIR)
-    hook._log = capture  # type: ignore[assignment]
-    result = hook.run("build", run_dir=run_dir)
+    result = DbtRunner(s.conn_id, dbt_shop.PROJECT_DIR, log=capture).run("build", run_dir=run_dir)
     try:
         yield s, result, run_dir, handler.lines, before
     finally:
@@ -131,9 +131,9 @@ def test_password_is_in_no_log_no_artifact_and_the_project_dir_is_untouched(buil
 def test_failing_test_blocks_downstream_models_and_retry_runs_only_failed_nodes(shop: Shop, tmp_path: Path) -> None:
     shop.q("insert into raw.orders values (6, 1, 'lost', 60.00, '2024-01-02 10:00+00', '2024-01-02 10:00+00', "
            "null, '2024-01-02') returning id")
-    hook = DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR, use_subprocess=True)  # first try: the dbt CLI
+    runner = DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR, use_subprocess=True)  # first try: the dbt CLI
     with pytest.raises(DbtRunError) as info:
-        hook.run("build", run_dir=tmp_path / "try-1")
+        runner.run("build", run_dir=tmp_path / "try-1")
     first = {n.unique_id: n.status for n in info.value.result.nodes}
     assert first[ACCEPTED_STATUS] == "fail"
     assert {u for u, s in first.items() if s == "skipped"} >= BLOCKED_MODELS
@@ -146,7 +146,7 @@ def test_failing_test_blocks_downstream_models_and_retry_runs_only_failed_nodes(
     assert shop.q("select count(*) from pg_tables where schemaname = 'analytics' and tablename = 'fct_orders'") == [(0,)]
 
     shop.q("update raw.orders set status = 'placed' where id = 6 returning id")  # fix the data
-    retry = DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("build", run_dir=tmp_path / "try-2",
+    retry = DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR).run("build", run_dir=tmp_path / "try-2",
                                                            retry_from=tmp_path / "try-1")
     retried = {n.unique_id for n in retry.nodes}
     assert retried == {u for u, s in first.items() if s in ("fail", "error", "skipped")}
@@ -159,7 +159,7 @@ def test_failing_test_blocks_downstream_models_and_retry_runs_only_failed_nodes(
     # the incremental model picks up a new version of order 6 without a full refresh
     shop.q("insert into raw.orders values (6, 1, 'paid', 60.00, '2024-01-02 10:00+00', '2024-01-04 10:00+00', "
            "null, '2024-01-04') returning id")
-    inc = DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("build", run_dir=tmp_path / "inc",
+    inc = DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR).run("build", run_dir=tmp_path / "inc",
                                                          select="fct_orders+", exclude="customer_lifetime_value")
     assert inc.success
     assert shop.q("select revenue from analytics.daily_revenue where order_date = '2024-01-02'") == [(Decimal("60.00"),)]
@@ -173,6 +173,8 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
     from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_dataeng.dbt.render import render_dbt
+    from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
+    from airflow_provider_dataeng.factory.builder import build_rendered
     from devstack.airflow_env import run_dag
 
     monkeypatch.setenv("DATAENG_DBT_STATE_DIR", str(tmp_path / "state"))
@@ -184,8 +186,9 @@ def test_dag_group_mode_failure_blocks_the_downstream_task_and_an_airflow_retry_
 
     def build(dag_id: str, **op) -> DAG:
         with DAG(dag_id, schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)) as dag:
-            render_dbt("dbt", project_dir=dbt_shop.PROJECT_DIR, manifest_path=example_manifest(),
-                       conn_id=shop.conn_id, render="group", group_by="folder", operator_kwargs=op)
+            spec = DbtRenderSpec(project_dir=str(dbt_shop.PROJECT_DIR), manifest_path=str(example_manifest()),
+                                 conn_id=shop.conn_id, render="group", group_by="folder")
+            build_rendered(render_dbt("dbt", spec), op)
         return dag
 
     # no retries: the failing staging test fails its task and the marts task never runs
@@ -219,20 +222,20 @@ def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_
             # hosts on different ports: dbt-postgres takes one port, so the hook resolves the read-write node
             register_connection(conn_id, host=f"{standby.host}:{standby.port},{primary.host}:{primary.port}",
                                 schema="wh", extra={"target_session_attrs": "read-write"})
-            profile, _ = profile_from_connection(FailoverPostgresHook(postgres_conn_id=conn_id))
+            profile, _ = profile_from_connection(connect(conn_id))
             assert (profile.host, profile.port) == (primary.host, primary.port)
             # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
                                 extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0})
             with pytest.raises(DbtRunError) as info:
-                DbtHook(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
+                DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
             log = (tmp_path / "try-1" / "logs" / "dbt.log").read_text()
             assert "failed: session is read-only" in log, str(info.value)  # libpq's target_session_attrs check
             # the same standby with target_session_attrs=any connects (and fails later: no raw tables)
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
                                 extra={"target_session_attrs": "any", "dbt_connect_retries": 0})
             with pytest.raises(DbtRunError) as info:
-                DbtHook(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-2", select="stg_products")
+                DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-2", select="stg_products")
             log = (tmp_path / "try-2" / "logs" / "dbt.log").read_text()
             assert "session is read-only" not in log
             assert "cannot execute CREATE SCHEMA in a read-only transaction" in log
@@ -245,13 +248,13 @@ def test_source_freshness_reports_each_raw_table(built, tmp_path: Path) -> None:
     shop = built[0]
     # the seed rows' newest interval is 2024-01-03: far past error_after (72 h) -> dbt fails the command
     with pytest.raises(DbtRunError) as info:
-        DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-1")
+        DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-1")
     nodes = {n.unique_id: n.status for n in info.value.result.nodes}
     assert nodes == {f"source.dataeng_shop.raw.{t}": "error" for t in dbt_shop.RAW_TABLES}
     assert "source.dataeng_shop.raw.orders" in str(info.value)
     shop.q("update raw.orders set _interval_start = now() - interval '1 hour' returning id")
     with pytest.raises(DbtRunError) as info:
-        DbtHook(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-2",
+        DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR).run("source freshness", run_dir=tmp_path / "try-2",
                                                        select="source:raw.orders source:raw.payments")
     nodes = {n.unique_id: n.status for n in info.value.result.nodes}
     assert nodes == {"source.dataeng_shop.raw.orders": "pass", "source.dataeng_shop.raw.payments": "error"}

@@ -128,15 +128,6 @@ class Manifest:
             self._children = children
         return self._children
 
-    def tests_by_parent(self) -> dict[str, list[Node]]:
-        """Each data test under every node it depends on."""
-        out: dict[str, list[Node]] = {}
-        for node in self.nodes.values():
-            if node.resource_type == "test":
-                for parent in node.depends_on:
-                    out.setdefault(parent, []).append(node)
-        return out
-
 
 def _convert(raw: _Manifest, path: Path | None) -> Manifest:
     nodes: dict[str, Node] = {}

@@ -17,18 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from airflow_provider_dataeng.hooks.dbt import PROFILE_NAME, TARGET_NAME, DbtProfile, dbt_executable
-
-
-def dummy_profile() -> DbtProfile:
-    """The parse-time profile (no password, nothing is connected to)."""
-    return DbtProfile(
-        host=os.environ.get("DATAENG_DBT_HOST", "localhost"),
-        port=int(os.environ.get("DATAENG_DBT_PORT", "5432")),
-        user=os.environ.get("DATAENG_DBT_USER", "postgres"),
-        dbname=os.environ.get("DATAENG_DBT_DBNAME", "warehouse"),
-        schema=os.environ.get("DATAENG_DBT_SCHEMA", "analytics"),
-    )
+from airflow_provider_dataeng.dbt.profile import PROFILE_NAME, TARGET_NAME, parse_time_profile
+from airflow_provider_dataeng.dbt.runner import dbt_executable
 
 
 def parse_project(project_dir: str | os.PathLike[str], target_path: str | os.PathLike[str] | None = None,
@@ -40,7 +30,7 @@ def parse_project(project_dir: str | os.PathLike[str], target_path: str | os.Pat
     target = Path(target_path).resolve() if target_path else project / "target"
     profiles = Path(tempfile.mkdtemp(prefix="dataeng-dbt-parse-"))
     try:
-        (profiles / "profiles.yml").write_text(dummy_profile().profiles_yml())
+        (profiles / "profiles.yml").write_text(parse_time_profile().profiles_yml())
         cmd = [
             *dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(profiles),
             "--profile", PROFILE_NAME, "--target", TARGET_NAME, "--target-path", str(target),

@@ -69,7 +69,9 @@ def _method_matches(node: Node, method: str, value: str, project_name: str | Non
     )
 
 
-def _closure(manifest: Manifest, start: Iterable[str], *, up: bool, depth: int | None) -> set[str]:
+def closure(manifest: Manifest, start: Iterable[str], *, up: bool, depth: int | None = None) -> set[str]:
+    """Ancestors (``up``) or descendants of ``start`` within ``depth`` steps (None: all), excluding ``start``
+    unless reached through a cycle."""
     graph_next = (lambda u: manifest.parents(u)) if up else (lambda u: manifest.children.get(u, ()))
     seen: set[str] = set()
     frontier = list(start)
@@ -110,13 +112,13 @@ class Selector:
     def _graph(self, base: set[str], *, at: bool, up: str | None, down: str | None) -> set[str]:
         result = set(base)
         if at:
-            kids = _closure(self.manifest, base, up=False, depth=None)
-            result |= kids | _closure(self.manifest, base | kids, up=True, depth=None)
+            kids = closure(self.manifest, base, up=False, depth=None)
+            result |= kids | closure(self.manifest, base | kids, up=True, depth=None)
             return result
         if up is not None:
-            result |= _closure(self.manifest, base, up=True, depth=int(up) if up else None)
+            result |= closure(self.manifest, base, up=True, depth=int(up) if up else None)
         if down is not None:
-            result |= _closure(self.manifest, base, up=False, depth=int(down) if down else None)
+            result |= closure(self.manifest, base, up=False, depth=int(down) if down else None)
         return result
 
     def expression(self, terms: Sequence[str] | str | None) -> set[str] | None:

@@ -1,1 +1,1 @@
-"""Hooks: failover-aware PostgreSQL, pg_auto_failover monitor, dbt."""
+"""Hooks: failover-aware PostgreSQL, pg_auto_failover monitor."""

@@ -1,55 +1,30 @@
-"""DbtOperator: one dbt command against an Airflow PostgreSQL connection (thin: logic in hooks.dbt)."""
+"""DbtOperator: one dbt command against an Airflow PostgreSQL connection (thin: logic in ``dbt.runner``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseOperator, Context
+from pydantic import ValidationError
 
-from airflow_provider_dataeng.hooks.dbt import (
-    COMMANDS,
-    RETRYABLE_COMMANDS,
-    DbtHook,
-    DbtRunError,
-    needs_retry,
-    previous_try_dir,
-    run_state_dir,
-)
-
-OPERATOR_COMMANDS = tuple(c for c in COMMANDS if c != "retry")
-INDIRECT_SELECTION = ("eager", "cautious", "buildable", "empty")
-KEEP_RUN_DIRS_DAYS = 7
+from airflow_provider_dataeng.dbt.artifacts import previous_try_dir, prune_old_runs, run_state_dir
+from airflow_provider_dataeng.dbt.results import RETRYABLE_COMMANDS, DbtRunError, needs_retry
+from airflow_provider_dataeng.dbt.spec import DbtSpec, spec_error
+from airflow_provider_dataeng.specs import build_spec, spec_default, spec_values
+from airflow_provider_dataeng.values import is_templated
 
 
 class DbtOperator(BaseOperator):
     """Run ``dbt <command>`` with a profile generated from ``conn_id``.
 
-    :param conn_id: Airflow PostgreSQL connection of the warehouse (multi-host allowed).
-    :param project_dir: the dbt project directory (only read).
-    :param command: build, run, test, seed, snapshot, ``source freshness``, compile or parse.
-    :param select: dbt ``--select`` (string or list); templated.
-    :param exclude: dbt ``--exclude``; templated.
-    :param selector: a YAML selector name; templated.
-    :param vars: dbt ``--vars`` (a dict); templated.
-    :param full_refresh: pass ``--full-refresh`` (build, run, seed).
-    :param target_schema: schema of the generated profile (default ``analytics``).
-    :param profiles_dir: use this profiles.yml instead of generating one.
-    :param manifest_path: the build-time manifest.json; when given and ``outlets`` is not, the operator
-        declares an Asset per selected model (URI from its relation_name, as ``render_dbt`` does).
-    :param use_subprocess: run the dbt CLI in a child process instead of in-process ``dbtRunner``.
-    :param threads: dbt threads.
-    :param indirect_selection: dbt ``--indirect-selection`` (render_dbt uses ``empty`` + explicit tests).
-    :param asset_namespace: host part of those Asset URIs (default ``conn_id``).
-    :param state_dir: root for per-run artifacts (default ``$DATAENG_DBT_STATE_DIR`` or
-        ``<tempdir>/dataeng-dbt``); put it on a shared volume when retries run in new pods.
-
-    On an Airflow retry the previous try's ``run_results.json`` is found under the state dir and
-    ``dbt retry`` re-runs only its failed and skipped nodes. Returns (XCom) a summary of run_results.json.
+    Every parameter is a field of :class:`~airflow_provider_dataeng.dbt.spec.DbtSpec` (name, type, default
+    and description live there). With ``manifest_path`` and no ``outlets``, the operator declares an Asset
+    per selected model. On an Airflow retry the previous try's ``run_results.json`` is found under the
+    state dir and ``dbt retry`` re-runs only its failed and skipped nodes. Returns (XCom) a summary of
+    run_results.json.
     """
 
     template_fields: Sequence[str] = ("select", "exclude", "selector", "vars", "target_schema")
@@ -60,41 +35,26 @@ class DbtOperator(BaseOperator):
         self,
         *,
         conn_id: str,
-        project_dir: str | os.PathLike[str],
-        command: str = "build",
-        select: list[str] | str | None = None,
-        exclude: list[str] | str | None = None,
-        selector: str | None = None,
-        vars: dict[str, Any] | None = None,
-        full_refresh: bool = False,
-        target_schema: str | None = None,
-        profiles_dir: str | os.PathLike[str] | None = None,
-        manifest_path: str | os.PathLike[str] | None = None,
-        use_subprocess: bool = False,
-        threads: int = 1,
-        indirect_selection: str | None = None,
-        state_dir: str | os.PathLike[str] | None = None,
-        asset_namespace: str | None = None,
+        project_dir: str,
+        command: str = spec_default(DbtSpec, "command"),
+        select: list[str] | str | None = spec_default(DbtSpec, "select"),
+        exclude: list[str] | str | None = spec_default(DbtSpec, "exclude"),
+        selector: str | None = spec_default(DbtSpec, "selector"),
+        vars: dict[str, Any] | None = spec_default(DbtSpec, "vars"),
+        full_refresh: bool = spec_default(DbtSpec, "full_refresh"),
+        target_schema: str | None = spec_default(DbtSpec, "target_schema"),
+        profiles_dir: str | None = spec_default(DbtSpec, "profiles_dir"),
+        manifest_path: str | None = spec_default(DbtSpec, "manifest_path"),
+        use_subprocess: bool = spec_default(DbtSpec, "use_subprocess"),
+        threads: int = spec_default(DbtSpec, "threads"),
+        indirect_selection: str | None = spec_default(DbtSpec, "indirect_selection"),
+        state_dir: str | None = spec_default(DbtSpec, "state_dir"),
+        asset_namespace: str | None = spec_default(DbtSpec, "asset_namespace"),
         **kwargs: Any,
     ) -> None:
-        if command not in OPERATOR_COMMANDS:
-            raise ValueError(f"command={command!r}: expected one of {', '.join(OPERATOR_COMMANDS)}")
-        if not conn_id:
-            raise ValueError("conn_id is empty: expected the warehouse's Airflow connection id")
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r}: expected an integer >= 1")
-        if vars is not None and not isinstance(vars, dict):
-            raise ValueError(f"vars={vars!r}: expected a mapping of dbt variables")
-        if indirect_selection is not None and indirect_selection not in INDIRECT_SELECTION:
-            raise ValueError(f"indirect_selection={indirect_selection!r}: expected one of {INDIRECT_SELECTION}")
-        for name, value in (("select", select), ("exclude", exclude)):
-            if value is not None and not isinstance(value, str | list | tuple):
-                raise ValueError(f"{name}={value!r}: expected a string or a list of strings")
-        if manifest_path and "outlets" not in kwargs and not _templated(select, exclude, selector):
-            kwargs["outlets"] = _manifest_outlets(manifest_path, asset_namespace or conn_id, select, exclude, selector)
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        self.project_dir = str(project_dir)
+        self.project_dir = str(project_dir) if project_dir is not None else None
         self.command = command
         self.select = list(select) if isinstance(select, tuple) else select
         self.exclude = list(exclude) if isinstance(exclude, tuple) else exclude
@@ -108,22 +68,37 @@ class DbtOperator(BaseOperator):
         self.threads = threads
         self.indirect_selection = indirect_selection
         self.state_dir = str(state_dir) if state_dir else None
+        self.asset_namespace = asset_namespace
+        values = spec_values(self, DbtSpec)
+        if not is_templated(*values.values()):
+            spec = self._spec()
+            if spec.manifest_path and "outlets" not in kwargs:
+                self.outlets = _manifest_outlets(spec)
 
-    def hook(self) -> DbtHook:
-        return DbtHook(
-            self.conn_id, self.project_dir, target_schema=self.target_schema, profiles_dir=self.profiles_dir,
-            threads=self.threads, use_subprocess=self.use_subprocess,
+    def _spec(self, **overrides: Any) -> DbtSpec:
+        try:
+            return build_spec(self, DbtSpec, **overrides)
+        except ValidationError as exc:
+            raise spec_error(f"DbtOperator {self.task_id!r}", exc) from None
+
+    def runner(self, spec: DbtSpec) -> Any:
+        from airflow_provider_dataeng.dbt.runner import DbtRunner
+
+        return DbtRunner(
+            spec.conn_id, spec.project_dir, target_schema=spec.target_schema, profiles_dir=spec.profiles_dir,
+            threads=spec.threads, use_subprocess=spec.use_subprocess, log=self.log,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        spec = self._spec()
         ti = context["ti"]
         try_number = int(getattr(ti, "try_number", 1) or 1)
-        root = Path(self.state_dir) if self.state_dir else None
+        root = Path(spec.state_dir) if spec.state_dir else None
         run_dir = run_state_dir(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), root)
         try_dir = run_dir / f"try-{try_number}"
         shutil.rmtree(try_dir, ignore_errors=True)
         retry_from = None
-        if self.command in RETRYABLE_COMMANDS and try_number > 1:
+        if spec.command in RETRYABLE_COMMANDS and try_number > 1:
             previous = previous_try_dir(run_dir, try_number)
             if previous is not None and needs_retry(previous / "target"):
                 retry_from = previous
@@ -132,11 +107,12 @@ class DbtOperator(BaseOperator):
                 self.log.info("Try %d: the previous try %s had no failures; running the full command", try_number, previous)
             else:
                 self.log.info("Try %d: no previous run_results.json under %s; running the full command", try_number, run_dir)
-        _prune_old_runs(run_dir.parent, keep=run_dir)
+        prune_old_runs(run_dir.parent, keep=run_dir)
+        self._runner = self.runner(spec)
         try:
-            result = self.hook().run(
-                self.command, run_dir=try_dir, select=self.select, exclude=self.exclude, selector=self.selector,
-                vars=self.vars, full_refresh=self.full_refresh, indirect_selection=self.indirect_selection,
+            result = self._runner.run(
+                spec.command, run_dir=try_dir, select=spec.select, exclude=spec.exclude, selector=spec.selector,
+                vars=spec.vars, full_refresh=spec.full_refresh, indirect_selection=spec.indirect_selection,
                 retry_from=retry_from,
             )
         except DbtRunError as exc:
@@ -145,31 +121,16 @@ class DbtOperator(BaseOperator):
         return result.as_xcom()
 
 
-def _templated(*values: Any) -> bool:
-    return any("{{" in str(v) or "{%" in str(v) for v in values if v)
-
-
-def _manifest_outlets(manifest_path: Any, namespace: str, select: Any, exclude: Any, selector: Any) -> list[Any]:
-    from airflow_provider_dataeng.dbt.manifest import load_manifest
-    from airflow_provider_dataeng.dbt.render import relation_asset
+def _manifest_outlets(spec: DbtSpec) -> list[Any]:
+    from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, load_manifest
+    from airflow_provider_dataeng.dbt.relations import relation_asset
     from airflow_provider_dataeng.dbt.selection import select_nodes
 
-    manifest = load_manifest(manifest_path)
-    uids = select_nodes(manifest, select, exclude, selector, ("model", "seed", "snapshot"))
+    assert spec.manifest_path is not None
+    manifest = load_manifest(spec.manifest_path)
+    uids = select_nodes(manifest, spec.select, spec.exclude, spec.selector, RENDERED_TYPES)
+    namespace = spec.asset_namespace or spec.conn_id
     return [
         relation_asset(manifest.nodes[u].relation_name, namespace)  # type: ignore[arg-type]
         for u in sorted(uids) if manifest.nodes[u].relation_name
     ]
-
-
-def _prune_old_runs(task_dir: Path, keep: Path, max_age_days: float = KEEP_RUN_DIRS_DAYS) -> None:
-    """Delete this task's run directories older than ``max_age_days`` (never ``keep``)."""
-    if not task_dir.is_dir():
-        return
-    cutoff = time.time() - max_age_days * 86400
-    for child in task_dir.iterdir():
-        try:
-            if child != keep and child.is_dir() and child.stat().st_mtime < cutoff:
-                shutil.rmtree(child, ignore_errors=True)
-        except OSError:
-            continue

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from airflow_provider_dataeng.dbt.kubernetes import POD_SCRIPT, PROFILES_ENV, DbtKubernetesPodOperator
+from airflow_provider_dataeng.operators.dbt_pod import POD_SCRIPT, PROFILES_ENV, DbtKubernetesPodOperator
 from devstack.airflow_env import register_connection, unregister_connection
 
 SECRET = "k8s-Pw-0ff-the-spec"

@@ -1,4 +1,4 @@
-"""dbt in a separate image: a KubernetesPodOperator whose profile comes from an Airflow connection.
+"""DbtKubernetesPodOperator: dbt in a separate image, a KubernetesPodOperator whose profile comes from an Airflow connection.
 
 The pod needs only dbt-postgres and the project (no Airflow, no this package): its command writes the
 generated profiles.yml (no secret inside, passed as ``DATAENG_DBT_PROFILES_YML``) and runs dbt with
@@ -19,14 +19,16 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
-from airflow_provider_dataeng.hooks.dbt import (
-    COMMANDS,
+from airflow_provider_dataeng.connections import connect
+from airflow_provider_dataeng.dbt.profile import (
     PASSWORD_ENV,
     PROFILE_NAME,
     TARGET_NAME,
     profile_from_connection,
 )
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+from airflow_provider_dataeng.dbt.spec import COMMANDS, DbtSpec
+from airflow_provider_dataeng.specs import spec_default
+from airflow_provider_dataeng.values import as_list
 
 PROFILES_ENV = "DATAENG_DBT_PROFILES_YML"
 POD_SCRIPT = (
@@ -53,21 +55,21 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
         *,
         conn_id: str,
         image: str,
-        command: str = "build",
+        command: str = spec_default(DbtSpec, "command"),
         project_dir: str = "/dbt",
-        select: list[str] | str | None = None,
-        exclude: list[str] | str | None = None,
-        selector: str | None = None,
-        vars: dict[str, Any] | None = None,
-        full_refresh: bool = False,
-        target_schema: str | None = None,
-        threads: int = 1,
+        select: list[str] | str | None = spec_default(DbtSpec, "select"),
+        exclude: list[str] | str | None = spec_default(DbtSpec, "exclude"),
+        selector: str | None = spec_default(DbtSpec, "selector"),
+        vars: dict[str, Any] | None = spec_default(DbtSpec, "vars"),
+        full_refresh: bool = spec_default(DbtSpec, "full_refresh"),
+        target_schema: str | None = spec_default(DbtSpec, "target_schema"),
+        threads: int = spec_default(DbtSpec, "threads"),
         password_secret: str | None = None,
         password_secret_key: str = "password",
         **kwargs: Any,
     ) -> None:
-        if command not in COMMANDS or command == "retry":
-            raise ValueError(f"command={command!r}: expected one of {', '.join(c for c in COMMANDS if c != 'retry')}")
+        if command not in COMMANDS:
+            raise ValueError(f"command={command!r}: expected one of {', '.join(COMMANDS)}")
         if not image:
             raise ValueError("image is empty: expected an image with dbt-postgres and the project")
         if "cmds" in kwargs or "arguments" in kwargs:
@@ -77,7 +79,7 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
                 "--no-use-colors", "--no-send-anonymous-usage-stats", "--no-version-check"]
         for flag, value in (("--select", select), ("--exclude", exclude)):
             if value:
-                args += [flag, *(value.split() if isinstance(value, str) else value)]
+                args += [flag, *as_list(value)]
         if selector:
             args += ["--selector", selector]
         if vars:
@@ -99,8 +101,10 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
 
     def profile_env(self) -> list[k8s.V1EnvVar]:
         """Env vars carrying the generated profile (no secret); reads the connection (run time only)."""
-        hook = FailoverPostgresHook(postgres_conn_id=self.conn_id)
-        profile, password = profile_from_connection(hook, target_schema=self.target_schema, threads=self.threads)
+        hook = connect(self.conn_id, role="warehouse")
+        profile, password = profile_from_connection(
+            hook, target_schema=self.target_schema, threads=self.threads  # type: ignore[arg-type]
+        )
         if password and not self.password_secret:
             raise ValueError(
                 f"password_secret is not set but connection {self.conn_id!r} has a password: create a Kubernetes "

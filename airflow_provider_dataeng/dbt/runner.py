@@ -1,0 +1,327 @@
+"""Run dbt against an Airflow connection: generated profile, per-run artifacts, in-process or subprocess.
+
+:class:`DbtRunner` writes the profile (:mod:`~airflow_provider_dataeng.dbt.profile`) into a temp dir,
+runs one dbt command with ``target/`` and logs in a run directory, relays dbt's output to a logger with
+the password scrubbed, and summarizes ``run_results.json``. dbt runs in-process (``dbtRunner``, needs
+dbt-core importable: the ``[dbt]`` extra) or as a child process (``use_subprocess``, or
+``dbt_executable_path`` for a dbt installed in another virtualenv).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dataeng.dbt.artifacts import seed_partial_parse
+from airflow_provider_dataeng.dbt.profile import (
+    PASSWORD_ENV,
+    PROFILE_NAME,
+    TARGET_NAME,
+    DbtProfile,
+    profile_from_connection,
+)
+from airflow_provider_dataeng.dbt.results import FAILED_STATUSES, DbtRunError, DbtRunResult, summarize_results
+from airflow_provider_dataeng.dbt.spec import COMMANDS
+from airflow_provider_dataeng.values import as_list
+
+if TYPE_CHECKING:
+    from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+
+_ENV_LOCK = threading.Lock()  # in-process runs change os.environ: one at a time per process
+TERMINATE_GRACE_S = 10.0
+NOT_INSTALLED = (
+    "dbt-core is not importable in this environment: install airflow-provider-dataeng[dbt], or set "
+    "dbt_executable_path to a dbt executable installed elsewhere (e.g. another virtualenv)"
+)
+
+
+class DbtRunner:
+    """Runs dbt commands against an Airflow PostgreSQL connection.
+
+    :param conn_id: Airflow connection of the warehouse (multi-host ``h1:p1,h2:p2`` allowed).
+    :param project_dir: the dbt project (read only: nothing is written into it).
+    :param target_schema: the profile's schema (default: extra ``dbt_schema``, else ``analytics``).
+    :param profiles_dir: use this directory's profiles.yml instead of the generated one (the
+        connection's password and fields are still exported as environment variables).
+    :param threads: dbt threads.
+    :param use_subprocess: run the ``dbt`` CLI in a child process instead of in-process ``dbtRunner``.
+    :param dbt_executable_path: the dbt executable to run in a child process (e.g. from another virtualenv).
+    :param log: where dbt's output and the summary go (default: this module's logger).
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        project_dir: str | os.PathLike[str],
+        *,
+        target_schema: str | None = None,
+        profiles_dir: str | os.PathLike[str] | None = None,
+        threads: int = 1,
+        use_subprocess: bool = False,
+        dbt_executable_path: str | os.PathLike[str] | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> None:
+        if not conn_id:
+            raise ValueError("conn_id is empty: expected an Airflow connection id")
+        if int(threads) < 1:
+            raise ValueError(f"threads={threads!r}: expected an integer >= 1")
+        self.conn_id = conn_id
+        self.project_dir = Path(project_dir)
+        self.target_schema = target_schema
+        self.profiles_dir = Path(profiles_dir) if profiles_dir else None
+        self.threads = int(threads)
+        self.dbt_executable_path = str(dbt_executable_path) if dbt_executable_path else None
+        self.use_subprocess = use_subprocess or self.dbt_executable_path is not None
+        self.log = log or logging.getLogger(__name__)
+        self._proc: subprocess.Popen[str] | None = None
+
+    # -- profile ---------------------------------------------------------------------------------
+    def warehouse_hook(self) -> FailoverPostgresHook:
+        from airflow_provider_dataeng.connections import connect
+
+        return connect(self.conn_id, role="warehouse")  # type: ignore[return-value]
+
+    def profile(self) -> tuple[DbtProfile, str | None]:
+        """The generated profile and the connection's password (never logged or written)."""
+        return profile_from_connection(self.warehouse_hook(), target_schema=self.target_schema, threads=self.threads)
+
+    @contextlib.contextmanager
+    def profiles(self) -> Iterator[tuple[Path, dict[str, str], str | None]]:
+        """Yield ``(profiles_dir, env, password)``: a temp dir with the generated profiles.yml (removed after)."""
+        profile, password = self.profile()
+        env = profile.env()
+        if password:
+            env[PASSWORD_ENV] = password
+        if self.profiles_dir is not None:
+            yield self.profiles_dir, env, password
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="dataeng-dbt-profile-"))
+        try:
+            path = tmp / "profiles.yml"
+            path.write_text(profile.profiles_yml())
+            os.chmod(path, 0o600)
+            yield tmp, env, password
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- running ---------------------------------------------------------------------------------
+    def build_args(
+        self,
+        command: str,
+        *,
+        profiles_dir: Path,
+        run_dir: Path,
+        select: Sequence[str] | str | None = None,
+        exclude: Sequence[str] | str | None = None,
+        selector: str | None = None,
+        vars: dict[str, Any] | None = None,
+        full_refresh: bool = False,
+        indirect_selection: str | None = None,
+        retry_state: Path | None = None,
+    ) -> list[str]:
+        """dbt CLI arguments (without the ``dbt`` executable)."""
+        if retry_state is not None:
+            args = ["retry", "--state", str(retry_state)]
+        else:
+            if command not in COMMANDS:
+                raise ValueError(f"command={command!r}: expected one of {', '.join(COMMANDS)}")
+            args = command.split()
+        args += [
+            "--project-dir", str(self.project_dir),
+            "--profiles-dir", str(profiles_dir),
+            "--target-path", str(run_dir / "target"),
+            "--log-path", str(run_dir / "logs"),
+            "--threads", str(self.threads),
+            "--no-use-colors",
+            "--log-level-file", "debug",
+            "--no-send-anonymous-usage-stats",
+            "--no-version-check",
+        ]
+        if self.profiles_dir is None:
+            args += ["--profile", PROFILE_NAME, "--target", TARGET_NAME]
+        if vars:
+            args += ["--vars", json.dumps(vars)]
+        if retry_state is not None:
+            return args
+        if select_list := as_list(select):
+            args += ["--select", *select_list]
+        if exclude_list := as_list(exclude):
+            args += ["--exclude", *exclude_list]
+        if selector:
+            args += ["--selector", selector]
+        if full_refresh and command in ("build", "run", "seed"):
+            args.append("--full-refresh")
+        if indirect_selection and command in ("build", "test"):
+            args += ["--indirect-selection", indirect_selection]
+        return args
+
+    def run(
+        self,
+        command: str = "build",
+        *,
+        run_dir: Path,
+        select: Sequence[str] | str | None = None,
+        exclude: Sequence[str] | str | None = None,
+        selector: str | None = None,
+        vars: dict[str, Any] | None = None,
+        full_refresh: bool = False,
+        indirect_selection: str | None = None,
+        retry_from: Path | None = None,
+    ) -> DbtRunResult:
+        """Run one dbt command with artifacts in ``run_dir`` (``target/``, ``logs/``).
+
+        ``retry_from``: a previous try directory; when given, runs ``dbt retry`` on its run_results.json.
+        Raises :class:`DbtRunError` when dbt reports failures.
+        """
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        if retry_from is not None:
+            seed_partial_parse(retry_from / "target", run_dir / "target")
+        with self.profiles() as (profiles_dir, env, password):
+            args = self.build_args(
+                command, profiles_dir=profiles_dir, run_dir=run_dir, select=select, exclude=exclude,
+                selector=selector, vars=vars, full_refresh=full_refresh,
+                indirect_selection=indirect_selection,
+                retry_state=(retry_from / "target") if retry_from is not None else None,
+            )
+            self.log.info(
+                "dbt %s on %s (schema %s), artifacts in %s", " ".join(args[:1] + _display_args(args[1:])),
+                self.warehouse_hook().describe(), self.target_schema or "profile default", run_dir,
+            )
+            if self.use_subprocess:
+                ok, error = self._run_subprocess(args, env, password)
+            else:
+                ok, error = self._run_in_process(args, env, password)
+        nodes = summarize_results(run_dir / "target")
+        result = DbtRunResult(
+            command="retry" if retry_from is not None else command,
+            success=ok and not any(n.status in FAILED_STATUSES for n in nodes),
+            elapsed=time.monotonic() - started,
+            run_dir=str(run_dir),
+            target_dir=str(run_dir / "target"),
+            log_path=str(run_dir / "logs" / "dbt.log"),
+            retried_from=str(retry_from) if retry_from is not None else None,
+            nodes=nodes,
+            error=_scrub(error, password) if error else None,
+        )
+        if result.nodes:
+            self.log.info("dbt results:\n%s", result.table())
+        if not result.success:
+            raise DbtRunError(result.failure_message(), result)
+        return result
+
+    def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
+        try:
+            from dbt.cli.main import dbtRunner
+        except ImportError as exc:
+            raise RuntimeError(f"{NOT_INSTALLED} ({exc})") from None
+
+        log = self.log
+
+        def relay(event: Any) -> None:
+            info = getattr(event, "info", None)
+            if info is None or info.level not in ("info", "warn", "error") or not info.msg:
+                return
+            text = _scrub(str(info.msg), password)
+            {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
+
+        with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+            res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+        if res.exception is not None:
+            return False, f"{type(res.exception).__name__}: {res.exception}"
+        return bool(res.success), None
+
+    def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
+        child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        cmd = [*self.executable(), *args, "--log-level", "info"]
+        with subprocess.Popen(
+            cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            cwd=str(self.project_dir), start_new_session=True,
+        ) as proc:
+            self._proc = proc
+            assert proc.stdout is not None
+            tail: list[str] = []
+            for line in proc.stdout:
+                line = _scrub(line.rstrip(), password)
+                self.log.info("dbt: %s", line)
+                tail = (tail + [line])[-20:]
+            code = proc.wait()
+            self._proc = None
+        # exit code 1: dbt ran and some node failed (run_results has the detail); 2: dbt itself failed.
+        if code == 0:
+            return True, None
+        return False, f"dbt exited with code {code}: " + " | ".join(t for t in tail if t.strip())[-1500:]
+
+    def executable(self) -> list[str]:
+        """The dbt command line prefix: ``dbt_executable_path`` if given, else :func:`dbt_executable`."""
+        if self.dbt_executable_path is None:
+            return dbt_executable()
+        path = Path(self.dbt_executable_path)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            found = shutil.which(self.dbt_executable_path)
+            if not found:
+                raise FileNotFoundError(f"dbt_executable_path={self.dbt_executable_path!r}: no executable there")
+            return [found]
+        return [str(path)]
+
+    def terminate(self, grace_s: float = TERMINATE_GRACE_S) -> bool:
+        """Stop a running dbt child process (SIGTERM to its process group, SIGKILL after ``grace_s``)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        self.log.info("Terminating dbt (pid %d)", proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        return True
+
+
+def dbt_executable() -> list[str]:
+    """The ``dbt`` CLI next to this interpreter, else the one on PATH."""
+    local = Path(sys.executable).with_name("dbt")
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("dbt")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from dbt.cli.main import cli; cli()"]
+
+
+@contextlib.contextmanager
+def _patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _display_args(args: list[str]) -> list[str]:
+    """Arguments for the log (long --select lists shortened)."""
+    out = [a if len(a) < 200 else a[:200] + "..." for a in args]
+    return out[:60] + (["..."] if len(out) > 60 else [])

@@ -1,0 +1,82 @@
+"""The dbt task specs: one definition of every dbt parameter (name, type, default, description).
+
+- :class:`DbtSpec` is one dbt invocation, i.e. one :class:`~airflow_provider_dataeng.operators.dbt.DbtOperator`
+  (whose keyword arguments are exactly these fields) and what the runner takes.
+- :class:`DbtRenderSpec` is the factory's ``type: dbt`` task: a selection of a project rendered from
+  ``manifest.json`` into DbtOperator tasks (:mod:`airflow_provider_dataeng.dbt.render`); it adds the
+  rendering fields to :class:`DbtSpec`, whose fields go to every rendered task.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from airflow_provider_dataeng.specs import ConnId, StrList, TaskSpec
+
+COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse")
+Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse"]
+IndirectSelection = Literal["eager", "cautious", "buildable", "empty"]
+RenderMode = Literal["model", "group", "single"]
+GroupBy = Literal["folder", "tag", "selector"]
+TestBehavior = Literal["build", "after_each", "after_all", "none"]
+
+
+class DbtSpec(TaskSpec):
+    """One ``dbt <command>`` against a warehouse's Airflow connection (profile generated at run time)."""
+
+    conn_id: ConnId = Field(description="Airflow PostgreSQL connection of the warehouse (multi-host allowed)")
+    project_dir: str = Field(description="The dbt project directory (only read; relative paths in a config "
+                                         "are relative to the config file)")
+    command: Command = Field(default="build", description="The dbt command")
+    select: StrList | None = Field(default=None, description="dbt --select (templated)")
+    exclude: StrList | None = Field(default=None, description="dbt --exclude (templated)")
+    selector: str | None = Field(default=None, description="A YAML selector name (templated)")
+    vars: dict[str, Any] | None = Field(default=None, description="dbt --vars (templated)")
+    full_refresh: bool = Field(default=False, description="Pass --full-refresh (build, run, seed)")
+    target_schema: str | None = Field(
+        default=None, description="Schema of the generated profile (default: the connection extra dbt_schema, "
+                                  "else analytics; templated)")
+    profiles_dir: str | None = Field(default=None, description="Use this profiles.yml instead of generating one")
+    manifest_path: str | None = Field(
+        default=None, description="The build-time manifest.json: the operator declares an Asset per selected "
+                                  "model (unless outlets are given)")
+    use_subprocess: bool = Field(default=False, description="Run the dbt CLI in a child process instead of "
+                                                            "in-process dbtRunner")
+    threads: int = Field(default=1, ge=1, description="dbt threads")
+    indirect_selection: IndirectSelection | None = Field(default=None, description="dbt --indirect-selection")
+    state_dir: str | None = Field(
+        default=None, description="Root of per-run artifacts (default $DATAENG_DBT_STATE_DIR or "
+                                  "<tempdir>/dataeng-dbt); a shared volume when retries run in new pods")
+    asset_namespace: str | None = Field(default=None, description="Host part of model Asset URIs (default conn_id)")
+
+
+class DbtRenderSpec(DbtSpec):
+    """A dbt selection rendered from ``manifest.json`` into DbtOperator tasks (the factory's ``type: dbt``)."""
+
+    manifest_path: str | None = Field(default=None, description="Default: <project_dir>/target/manifest.json")
+    render: RenderMode = Field(default="model", description="One task per model, per group, or one task")
+    group_by: GroupBy = Field(default="folder", description="How render=group groups nodes")
+
+    @model_validator(mode="after")
+    def _command_fits_render(self) -> DbtRenderSpec:
+        if self.render != "single" and self.command not in ("build", "run"):
+            raise ValueError(f"command={self.command!r}: render={self.render!r} supports build or run "
+                             "(render='single' runs any command)")
+        return self
+
+    def operator_fields(self) -> dict[str, Any]:
+        """The values set on this spec that every rendered :class:`DbtSpec` task gets."""
+        return self.model_dump(include=set(DbtSpec.model_fields), exclude_unset=True)
+
+
+def spec_error(owner: str, exc: ValidationError) -> ValueError:
+    """A ValueError naming ``owner``, each bad field, its value and what was expected."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        value = err.get("input")
+        shown = f"={value!r}" if err.get("type") != "missing" else ""
+        parts.append(f"{field}{shown}: {err.get('msg', 'invalid')}")
+    return ValueError(f"{owner}: " + "; ".join(parts))
