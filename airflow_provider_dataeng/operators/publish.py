@@ -95,6 +95,7 @@ class StagingSwapOperator(EngineTask):
         partition_end: Any = spec_default(PublishSpec, "partition_end"),
         lock_timeout: str | float = spec_default(PublishSpec, "lock_timeout"),
         swap_attempts: int = spec_default(PublishSpec, "swap_attempts"),
+        lock_wait: str | float = spec_default(PublishSpec, "lock_wait"),
         keep_previous: bool = spec_default(PublishSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(PublishSpec, "keep_failed_staging"),
         **kwargs: Any,
@@ -111,6 +112,7 @@ class StagingSwapOperator(EngineTask):
         self.partition_end = partition_end
         self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
+        self.lock_wait = lock_wait
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
         if checks is not None and not is_templated(checks):
@@ -146,6 +148,7 @@ class RollbackPublishOperator(EngineTask):
         partition_start: Any = spec_default(RollbackSpec, "partition_start"),
         lock_timeout: str | float = spec_default(RollbackSpec, "lock_timeout"),
         swap_attempts: int = spec_default(RollbackSpec, "swap_attempts"),
+        lock_wait: str | float = spec_default(RollbackSpec, "lock_wait"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
@@ -155,6 +158,7 @@ class RollbackPublishOperator(EngineTask):
         self.partition_start = partition_start
         self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
+        self.lock_wait = lock_wait
         validate_untemplated(self, RollbackSpec)
 
     def execute(self, context: Context) -> dict:
