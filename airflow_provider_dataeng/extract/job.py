@@ -74,6 +74,7 @@ class ExtractJob:
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
         self.application_name = application_name
         self._live: set[psycopg.Connection] = set()
+        self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
 
     # -- cancellation --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -95,6 +96,8 @@ class ExtractJob:
         engine drops its staging table, and the published data is untouched."""
         for conn in list(self._live):
             _cancel(conn, self.log)
+        if self._engine is not None:
+            self._engine.cancel()
 
     def _source_session(self, conn: psycopg.Connection) -> None:
         """Session settings of every source connection: UTC (timestamptz text and casts of naive values
@@ -160,7 +163,6 @@ class ExtractJob:
     def run(self, lower: datetime, upper: datetime, *, pipeline: str | None = None, task_id: str | None = None,
             run_id: str | None = None) -> Any:
         """Extract ``[lower, upper)`` into its partition; returns the engine's PublishResult."""
-        from airflow_provider_dataeng.publish.checks import build_checks
         from airflow_provider_dataeng.publish.engine import PublishEngine
 
         if lower.tzinfo is None or upper.tzinfo is None:
@@ -175,8 +177,8 @@ class ExtractJob:
             )
         lower, upper = as_utc(lower), as_utc(upper)
         spec = self.spec
-        checks = build_checks(spec.checks)
-        engine = PublishEngine(
+        checks = [check.build() for check in spec.checks or []]
+        engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
             pipeline=pipeline, task_id=task_id, run_id=run_id,
         )
@@ -223,6 +225,28 @@ class ExtractJob:
                 wh.commit()
             self.log.info("Latest-row view %s is up to date", view)
         return result
+
+    def _late_commit_risk(self, src: psycopg.Connection, interval: IntervalSelect) -> list[dict[str, Any]]:
+        """Write transactions on the source, open when this run's snapshot is taken, that started before the
+        next interval's window (``upper - lag``): rows they commit later with a timestamp before that are seen
+        by neither run. Logged as a warning and recorded in the ledger (needs pg_read_all_stats to see other
+        roles' sessions)."""
+        horizon = interval.upper - self.spec.lag
+        rows = src.execute(
+            "select pid, xact_start, usename, application_name from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_xid is not null"
+            " and xact_start < %s order by xact_start limit 10",
+            [horizon],
+        ).fetchall()
+        risks = [{"pid": pid, "xact_start": start.isoformat(), "user": user, "application_name": app}
+                 for pid, start, user, app in rows]
+        for risk in risks:
+            self.log.warning(
+                "Late commits: source transaction pid %s (%s, %s) open since %s, before %s (interval end - lag): "
+                "rows it commits with a %s before that are seen by no run; raise lag above the source's longest "
+                "write transaction", risk["pid"], risk["user"], risk["application_name"], risk["xact_start"],
+                horizon.isoformat(), self.spec.timestamp_column)
+        return risks
 
     def _timestamp_zone(self, columns: list[Column]) -> str | None:
         """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
@@ -283,6 +307,8 @@ class ExtractJob:
                     known = known_ids_table()
                 src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 src.read_only = True
+                # first statement of the snapshot: a writer open now is uncommitted in the snapshot
+                late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
                 with src.cursor() as cur:
                     cur.execute(interval.count(self.base, known))
                     row = cur.fetchone()
@@ -321,6 +347,8 @@ class ExtractJob:
         if spec.mode == "incremental_timestamp":
             details["timestamp_column"] = spec.timestamp_column
             details["lag_s"] = spec.lag.total_seconds()
+            if late:
+                details["late_commit_risk"] = late
         if known_stats is not None:
             details["known_ids"] = known_stats.rows
         if not prepared.plan.report.empty:

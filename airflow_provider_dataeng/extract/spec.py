@@ -6,24 +6,17 @@ The factory's ``extract`` params model, the defaults of ``IdempotentExtractOpera
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from airflow_provider_dataeng.publish.spec import CheckSpec
 from airflow_provider_dataeng.specs import ConnId, Duration, StrList, TableName, TaskSpec
 
 DEFAULT_PARTITION_COLUMN = "_interval_start"
 # Late commits: a row whose transaction started up to this long before an interval's end and committed after
 # that interval's run is picked up by the next run (see docs/extract.md, "Late commits").
 DEFAULT_LAG = "15m"
-
-
-def _valid_checks(value: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    from airflow_provider_dataeng.publish.checks import build_checks
-
-    value = list(value or [])
-    build_checks(value)  # ValueError naming checks[i] and the key
-    return value
 
 
 def _valid_timezone(value: str | None) -> str | None:
@@ -45,7 +38,6 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_name)]
-Checks = Annotated[list[dict[str, Any]], AfterValidator(_valid_checks)]
 TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
 
 
@@ -84,7 +76,7 @@ class ExtractSpec(TaskSpec):
         default=None, description="Key of the <table>__latest view (incremental_timestamp)",
     )
     id_column: Name = Field(default="id", description="The id column (incremental_id)")
-    checks: Checks = Field(default_factory=list, description="Quality checks on the staging table")
+    checks: list[CheckSpec] | None = Field(default=None, description="Quality checks on the staging table")
     schema_drift: Literal["fail", "add_columns", "ignore_extra"] = Field(
         default="fail", description="What to do when the source's columns differ from the target's",
     )
