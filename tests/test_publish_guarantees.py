@@ -69,7 +69,7 @@ def test_waiting_for_the_publish_lock_has_a_deadline_and_names_the_holder(wh_hoo
     assert holder.loading.wait(30)
     # A deadline on the wait, naming who holds the lock (the holder's backend and application).
     started = time.monotonic()
-    with pytest.raises(PublishError, match=r"publish lock of mart\.t within 1s: held by backend \d+ \(dataeng"):
+    with pytest.raises(PublishError, match=r"publish lock of mart\.t within 1s: held by backend \d+ \("):
         make_engine(wh_hook, task_id="waiter", lock_wait=1).publish_table("mart.t", select_sql="select 1 as id")
     assert time.monotonic() - started < 10
     holder.release.set()
@@ -208,3 +208,19 @@ def test_partition_bounds_read_while_a_sibling_is_swapped_out_and_dropped(db, ds
         q(db, "alter table raw.p detach partition raw.p1; drop table raw.p1")  # another run's swap + cleanup
         bounds = [(p.ref.table, p.lower, p.upper) for p in catalog.partitions(reader, parent, "date")]
     assert sorted(bounds) == [("p1", date(2026, 1, 1), date(2026, 1, 2)), ("p2", date(2026, 1, 2), date(2026, 1, 3))]
+
+
+# -- 14.10: the gap check knows table-swap targets ----------------------------------------------------------------
+def test_table_swap_ledger_rows_carry_the_run_interval_so_the_gap_check_sees_them(wh_hook, db):
+    from airflow_provider_dataeng.gaps import find_gaps, resolve_timetable
+
+    for day in (0, 1, 3):  # day 2 never ran
+        lower = D1 + timedelta(days=day)
+        make_engine(wh_hook, run_id=f"scheduled__{day}", data_interval=(lower, lower + timedelta(days=1))
+                    ).publish_table("mart.daily", select_sql=f"select {day} as day")
+    report = find_gaps(wh_hook, schema="mart", table="daily", timetable=resolve_timetable("@daily"), start=D1,
+                       end=D1 + timedelta(days=4), pipeline="test_pipeline")
+    assert [(h.interval.start, h.kind) for h in report.holes] == [(D1 + timedelta(days=2), "missing")]
+    rows = ledger(db)
+    assert [(r["interval_start"], r["partition_start"]) for r in rows] == [
+        (D1 + timedelta(days=d), None) for d in (0, 1, 3)]

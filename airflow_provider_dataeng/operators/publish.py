@@ -27,11 +27,14 @@ def validate_untemplated(operator: BaseOperator, spec: type[TaskSpec]) -> None:
 
 
 def engine_context(operator: BaseOperator, context: Context) -> dict[str, Any]:
-    """``pipeline``, ``task_id`` and ``run_id`` for the ledger, and the connection's ``application_name``."""
+    """``pipeline``, ``task_id``, ``run_id`` and ``data_interval`` for the ledger, and the connection's
+    ``application_name``."""
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", None) or (operator.dag_id if operator.has_dag() else None)
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
     return {"pipeline": dag_id, "task_id": operator.task_id, "run_id": getattr(ti, "run_id", None)
-            or context.get("run_id"), "application_name": f"{dag_id}.{operator.task_id}" if dag_id else operator.task_id}
+            or context.get("run_id"), "data_interval": (start, end) if start and end else None,
+            "application_name": f"{dag_id}.{operator.task_id}" if dag_id else operator.task_id}
 
 
 def report_event(operator: BaseOperator, context: Context, result: Any) -> None:

@@ -27,7 +27,12 @@ import psycopg
 from psycopg import sql
 
 from airflow_provider_dataeng.publish import catalog, staging
-from airflow_provider_dataeng.publish.bounds import normalize_bound, partition_ref, partition_suffix
+from airflow_provider_dataeng.publish.bounds import (
+    as_utc_datetime,
+    normalize_bound,
+    partition_ref,
+    partition_suffix,
+)
 from airflow_provider_dataeng.publish.catalog import execute
 from airflow_provider_dataeng.publish.checks import Check, CheckResult, build_checks
 from airflow_provider_dataeng.publish.errors import ChecksFailed, PublishError, PublishRejected
@@ -67,6 +72,8 @@ class PublishEngine:
     :param swap_attempts: swap transaction attempts on lock timeout / deadlock before failing.
     :param pipeline, task_id, run_id: recorded in the ledger.
     :param retry_backoff: base seconds of the exponential backoff (with jitter) between swap attempts.
+    :param data_interval: ``(start, end)`` of the run, recorded in the ledger (``interval_start/end``; a
+        partition publish without one records its bounds), so the gap check knows table-swap targets too.
     :param lock_wait: seconds a publish waits for another publish of the same target (or partition) to
         finish before failing with who holds the lock (None: no deadline).
     :param on_step: ``callback(step, conn)`` called at each step (``locked``, ``staging_created``,
@@ -86,6 +93,7 @@ class PublishEngine:
         retry_backoff: float = 0.5,
         on_step: StepCallback | None = None,
         lock_wait: float | None = 3600.0,
+        data_interval: tuple[Any, Any] | None = None,
     ) -> None:
         if lock_timeout <= 0:
             raise ValueError(f"lock_timeout: expected a positive number of seconds, got {lock_timeout!r}")
@@ -100,6 +108,7 @@ class PublishEngine:
         self.retry_backoff = retry_backoff
         self.on_step = on_step
         self.lock_wait = lock_wait
+        self.data_interval = tuple(as_utc_datetime(v) for v in data_interval) if data_interval else (None, None)
         self.last_swap_seconds: float | None = None  # duration of the last successful swap transaction
         self._open: set[psycopg.Connection] = set()  # what cancel() interrupts
 
@@ -224,7 +233,8 @@ class PublishEngine:
 
     def _entry(self, target: TableRef, mode: str, **kw: Any) -> LedgerEntry:
         entry = LedgerEntry(target_schema=target.schema, target_table=target.table, mode=mode, status="failed",
-                            started_at=now(), pipeline=self.pipeline, task_id=self.task_id, run_id=self.run_id, **kw)
+                            started_at=now(), pipeline=self.pipeline, task_id=self.task_id, run_id=self.run_id,
+                            interval_start=self.data_interval[0], interval_end=self.data_interval[1], **kw)
         entry.details["attempt"] = uuid.uuid4().hex  # finds this attempt's row after a lost COMMIT reply
         return entry
 

@@ -91,6 +91,8 @@ class PartitionSwap(SwapStrategy):
                 raise ValueError(f"partition bounds: lower {self.lower} must be before upper {self.upper}")
         entry.partition_column = self.partition_column
         entry.partition_start, entry.partition_end = as_utc_datetime(self.lower), as_utc_datetime(self.upper)
+        if entry.interval_start is None:
+            entry.interval_start, entry.interval_end = entry.partition_start, entry.partition_end
         entry.details["partition"] = self.slot.qualified
         self.key = lock_key("partition", self.target.schema, self.target.table, self.lower.isoformat(),
                             self.upper.isoformat())
