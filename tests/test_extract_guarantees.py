@@ -73,3 +73,47 @@ def test_late_commit_across_the_boundary_is_loaded_by_the_next_run(source_cluste
     assert loaded == [], "without lag the late commit is in no partition"
     (risk,) = details[0]["late_commit_risk"]
     assert risk["pid"] > 0 and risk["xact_start"]
+
+
+def test_incremental_id_watermark_ships_a_window_not_every_id(source_cluster, source_db, pg_cluster, pg_db,
+                                                              source_conn_id, warehouse_conn_id):
+    """Issue 14 item 5: before, every run streamed every known id (here ~20,000) to the source, and the
+    NULL-id rows were loaded into every partition."""
+    source_cluster.psql(
+        "create table events (id bigint, note text);"
+        "insert into events select g, 'h' || g from generate_series(1, 20000) g where g not in (100, 19600);"
+        "insert into events values (null, 'no id'), (null, 'no id either')", source_db)
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, source_table="events",
+                  target_table="raw.events", mode="incremental_id", id_safety_window=500)
+    days = [D1 + timedelta(days=i) for i in range(3)]
+
+    def ledger_last() -> dict:
+        return rows_of(pg_cluster, pg_db, "select details from dataeng.load_ledger order by id desc limit 1")[0][0]
+
+    def ids(day) -> list[int]:
+        return [r[0] for r in rows_of(pg_cluster, pg_db, "select id from raw.events where _interval_start = "
+                                                         f"'{day.isoformat()}' order by id")]
+
+    assert run_extract(days[0], **params)["rows"] == 19998
+    first = ledger_last()
+    assert first["null_ids"] == 2 and first["max_id"] == 20000 and first["id_watermark"] is None
+
+    # 100 new ids; 19600 commits late but inside the window (> 20000 - 500); 100 commits far too late; a delete
+    source_cluster.psql("insert into events select g, 'n' || g from generate_series(20001, 20100) g;"
+                        "insert into events values (19600, 'late'), (100, 'too late');"
+                        "delete from events where id = 19900", source_db)
+    out = run_extract(days[1], **params)
+    details = ledger_last()
+    assert details["known_ids"] == 499, details  # ids above the watermark only, not the 19,998 known ids
+    assert details["id_watermark"]["low"] == 19500 and details["null_ids"] == 2
+    assert out["rows"] == 101 and ids(days[1]) == [19600, *range(20001, 20101)]
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.events where id is null or id = 100") == [(0,)]
+
+    # a rerun of the old interval reloads exactly the ids it owns (minus the source delete), nothing else
+    assert run_extract(days[0], **params)["rows"] == 19997
+    assert ids(days[0]) == [i for i in range(1, 20001) if i not in (100, 19600, 19900)]
+    assert ledger_last()["id_watermark"]["own_ids_reloaded"] == 19598
+    # the next interval: nothing new above the watermark, ids compared with the two recent partitions only
+    assert run_extract(days[2], **params)["rows"] == 0
+    assert ledger_last()["known_ids"] == 499
+    assert rows_of(pg_cluster, pg_db, "select count(*), count(distinct id) from raw.events") == [(20098, 20098)]

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +20,14 @@ from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql,
 from airflow_provider_dataeng.extract.dedup import ensure_latest_view
 from airflow_provider_dataeng.extract.interval import as_utc
 from airflow_provider_dataeng.extract.modes import (
+    WATERMARK_ID_TYPES,
     IntervalSelect,
     base_query,
+    in_ranges,
     known_ids_table,
-    stream_known_ids,
+    outside_range,
+    own_ids_table,
+    stream_ids,
 )
 from airflow_provider_dataeng.extract.schema_drift import (
     Column,
@@ -60,6 +64,13 @@ class _Target:
     enum_changes: list[str]
 
 
+@dataclass(frozen=True)
+class _Watermark:
+    low: int
+    published_max: int
+    recent: list[tuple[datetime, datetime]]
+
+
 class ExtractJob:
     """Runs one interval of an extract end to end."""
 
@@ -72,7 +83,6 @@ class ExtractJob:
         self.base = base_query(self.source_ref.ident() if self.source_ref else None, spec.source_sql)
         self.source_hook = connect(spec.source_conn_id, role="source", application_name=application_name)
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
-        self.application_name = application_name
         self._live: set[psycopg.Connection] = set()
         self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
 
@@ -99,19 +109,9 @@ class ExtractJob:
         if self._engine is not None:
             self._engine.cancel()
 
-    def _source_session(self, conn: psycopg.Connection) -> None:
-        """Session settings of every source connection: UTC (timestamptz text and casts of naive values
-        never depend on the server's or role's zone) and an application_name naming the task."""
-        conn.execute("set time zone 'UTC'")
-        if self.application_name:
-            conn.execute("select set_config('application_name', %s, false)", [self.application_name])
-        if not conn.autocommit:
-            conn.commit()
-
     # -- preparation ---------------------------------------------------------------------------------
     def describe_source(self) -> list[Column]:
         with self.source_hook.connection_scope() as src, self._cancellable(src):
-            self._source_session(src)
             try:
                 return describe_query(src, self.base)
             finally:
@@ -248,6 +248,46 @@ class ExtractJob:
                 horizon.isoformat(), self.spec.timestamp_column)
         return risks
 
+    def _id_watermark(self, conn: psycopg.Connection, interval: IntervalSelect, id_col: Column) -> _Watermark | None:
+        """The incremental_id watermark from the ledger: the largest id published into the target (latest
+        published load of each partition) minus ``id_safety_window``, and the other partitions that hold ids
+        above it. None (compare every id) when the id is not an integer or the ledger cannot vouch for every
+        partition (a load without ``max_id``: older versions, other modes, another id column)."""
+        if id_col.type not in WATERMARK_ID_TYPES:
+            self.log.info("incremental_id: %s is %s, not an integer: comparing every id", id_col.name, id_col.type)
+            return None
+        if conn.execute("select to_regclass('dataeng.load_ledger')").fetchone()[0] is None:
+            return None
+        rows = conn.execute(
+            """select partition_start, partition_end, vouched, max_id from (
+                 select distinct on (partition_start) partition_start, partition_end,
+                        coalesce(mode = 'incremental_id' and details ? 'max_id' and details->>'id_column' = %s, false)
+                          as vouched,
+                        (details->>'max_id')::numeric as max_id
+                 from dataeng.load_ledger
+                 where target_schema = %s and target_table = %s and status = 'published'
+                   and partition_start is not null
+                 order by partition_start, id desc) latest""",
+            [self.spec.id_column, self.target.schema, self.target.table],
+        ).fetchall()
+        if not rows:
+            return None
+        if not all(vouched for _, _, vouched, _ in rows):
+            self.log.info("incremental_id: the ledger has loads of %s without an id watermark: comparing every id",
+                          self.target)
+            return None
+        maxes = [int(m) for *_, m in rows if m is not None]
+        if not maxes:
+            return None
+        top = max(maxes)
+        low = top - self.spec.id_safety_window
+        recent = [(lo, hi) for lo, hi, _, m in rows
+                  if m is not None and m > low and (lo, hi) != (interval.lower, interval.upper)]
+        self.log.info("incremental_id: ids above %d (largest published %d - window %d) are compared with %d "
+                      "partition(s); ids at or below it are reloaded only when this interval already holds them",
+                      low, top, self.spec.id_safety_window, len(recent))
+        return _Watermark(low, top, recent)
+
     def _timestamp_zone(self, columns: list[Column]) -> str | None:
         """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
         spec = self.spec
@@ -292,18 +332,35 @@ class ExtractJob:
         started = time.monotonic()
         progress = spec.progress_interval.total_seconds()
         known_stats: CopyStats | None = None
+        watermark: dict[str, Any] | None = None
+        null_ids = max_id = None
         src = self.source_hook.get_conn()
         try:
             with self._cancellable(src), self._cancellable(conn):
-                self._source_session(src)
                 known = None
                 if spec.mode == "incremental_id":
                     assert id_col is not None
-                    known_stats = stream_known_ids(
-                        conn, src, target=self.target.ident(), id_column=id_col,
-                        partition_column=spec.partition_column, lower=interval.lower, upper=interval.upper,
-                        progress_interval=progress, logger=self.log,
-                    )
+                    mark = self._id_watermark(conn, interval, id_col)
+                    pc = spec.partition_column
+                    ids = {"target": self.target.ident(), "id_column": id_col, "progress_interval": progress,
+                           "logger": self.log}
+                    col = sql.Identifier(id_col.name)
+                    if mark is None:
+                        known_where = outside_range(pc, interval.lower, interval.upper)
+                    else:
+                        interval = replace(interval, id_low=mark.low)
+                        known_where = sql.SQL("{} > {} and ({})").format(col, sql.Literal(mark.low),
+                                                                         in_ranges(pc, mark.recent))
+                        own_stats = stream_ids(
+                            conn, src, table=own_ids_table(), label="own ids at or below the watermark",
+                            where=sql.SQL("{} <= {} and ({})").format(
+                                col, sql.Literal(mark.low), in_ranges(pc, [(interval.lower, interval.upper)])),
+                            **ids)
+                        watermark = {"low": mark.low, "published_max": mark.published_max,
+                                     "window": spec.id_safety_window, "partitions_compared": len(mark.recent),
+                                     "own_ids_reloaded": own_stats.rows}
+                    known_stats = stream_ids(conn, src, table=known_ids_table(), where=known_where,
+                                             label="known ids (warehouse -> source)", **ids)
                     known = known_ids_table()
                 src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 src.read_only = True
@@ -313,6 +370,9 @@ class ExtractJob:
                     cur.execute(interval.count(self.base, known))
                     row = cur.fetchone()
                     expected = int(row[0]) if row else 0
+                    if spec.mode == "incremental_id":
+                        cur.execute(interval.null_ids(self.base))
+                        null_ids = cur.fetchone()[0]
                 # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
                 conn.execute(sql.SQL("truncate {}").format(staging.ident()))
                 stats = stream_copy(
@@ -321,6 +381,9 @@ class ExtractJob:
                     progress_interval=progress, logger=self.log, label=f"extract into {staging}",
                 )
                 src.commit()
+                if spec.mode == "incremental_id":
+                    max_id = conn.execute(sql.SQL("select max({}) from {}").format(
+                        sql.Identifier(spec.id_column), staging.ident())).fetchone()[0]
         finally:
             try:
                 src.close()
@@ -351,6 +414,13 @@ class ExtractJob:
                 details["late_commit_risk"] = late
         if known_stats is not None:
             details["known_ids"] = known_stats.rows
+            details["id_column"] = spec.id_column
+            details["max_id"] = int(max_id) if isinstance(max_id, int) else (None if max_id is None else str(max_id))
+            details["id_watermark"] = watermark
+            details["null_ids"] = null_ids
+            if null_ids:
+                self.log.warning("%d source rows have a NULL %s: they are not loaded (counted in the ledger's "
+                                 "details.null_ids)", null_ids, spec.id_column)
         if not prepared.plan.report.empty:
             details["schema_drift"] = {"policy": spec.schema_drift, **prepared.plan.report.as_dict()}
         if prepared.enum_changes:

@@ -53,7 +53,8 @@ class ExtractSpec(TaskSpec):
     mode: Literal["full_snapshot", "incremental_timestamp", "incremental_id"] = Field(
         default="full_snapshot",
         description="full_snapshot: every row; incremental_timestamp: rows modified in the interval (minus lag); "
-                    "incremental_id: rows whose id is in no other partition of the target",
+                    "incremental_id: rows whose id is in no other partition of the target (above the ledger's id "
+                    "watermark minus id_safety_window)",
     )
     partition_column: Name = Field(
         default=DEFAULT_PARTITION_COLUMN,
@@ -76,6 +77,12 @@ class ExtractSpec(TaskSpec):
         default=None, description="Key of the <table>__latest view (incremental_timestamp)",
     )
     id_column: Name = Field(default="id", description="The id column (incremental_id)")
+    id_safety_window: int = Field(
+        default=10_000, ge=0,
+        description="incremental_id with an integer id: only ids above (the largest published id - "
+                    "id_safety_window) are compared with the warehouse; a new row whose id is below that is "
+                    "not loaded (ids committed out of order by more than this are missed)",
+    )
     checks: list[CheckSpec] | None = Field(default=None, description="Quality checks on the staging table")
     schema_drift: Literal["fail", "add_columns", "ignore_extra"] = Field(
         default="fail", description="What to do when the source's columns differ from the target's",
