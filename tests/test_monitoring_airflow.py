@@ -46,13 +46,6 @@ def _add_connection(stack: Any, conn_id: str, *, host: str, port: int | None, sc
     assert response.status_code in (200, 201), response.text
 
 
-def _ti_state(stack: Any, dag_id: str, run_id: str, task_id: str) -> str | None:
-    for ti in stack.task_instances(dag_id, run_id):
-        if ti["task_id"] == task_id:
-            return ti.get("state")
-    return None
-
-
 def _triggerer_sessions(cluster: PgCluster, name: str) -> int:
     return int(cluster.psql(f"select count(*) from pg_stat_activity where application_name = '{name}'"))
 
@@ -84,13 +77,13 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
 ''')
     airflow_stack.wait_dag(dag_id)
     run_id = airflow_stack.trigger(dag_id)
-    _wait(lambda: _ti_state(airflow_stack, dag_id, run_id, "orders_fresh") == "deferred", 180, "the sensor to defer")
+    airflow_stack.wait_task_state(dag_id, run_id, "orders_fresh", ["deferred"], timeout=180)
     # The trigger polls on its own connection, named for the task it waits for.
     name = f"{dag_id}/orders_fresh (triggerer)"
     _wait(lambda: _triggerer_sessions(pg_cluster, name) >= 1, 60, f"a session named {name!r}")
     with psycopg.connect(pg_cluster.dsn(stale_table), autocommit=True) as conn:
         conn.execute("insert into raw.orders values (2, now())")
-    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success"
+    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
     log = airflow_stack.task_log(dag_id, run_id, "orders_fresh", try_number=1)
     assert "deferring" in log and "raw.orders is fresh" in log
     _wait(lambda: _triggerer_sessions(pg_cluster, name) == 0, 30, "the trigger's session to close")
@@ -125,10 +118,9 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
 ''')
     airflow_stack.wait_dag(dag_id)
     run_id = airflow_stack.trigger(dag_id)
-    _wait(lambda: _ti_state(airflow_stack, dag_id, run_id, "cluster_healthy") == "deferred", 180,
-          "the sensor to defer (standby down)")
+    airflow_stack.wait_task_state(dag_id, run_id, "cluster_healthy", ["deferred"], timeout=180)  # standby down
     standby.start()
-    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success"
+    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
     log = airflow_stack.task_log(dag_id, run_id, "cluster_healthy", try_number=1)
     assert "is unreachable" in log and "is healthy" in log
 
