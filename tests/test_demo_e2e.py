@@ -28,7 +28,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Compl
     env["DEMO_DIR"] = str(demo_dir)
     proc = subprocess.run(
         [sys.executable, "-m", "demo", "--plain", "--days", "2"], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, timeout=1500, check=False,
     )
     report_path = demo_dir / "report.json"
     assert report_path.exists(), f"no report (rc={proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
