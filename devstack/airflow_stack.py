@@ -377,8 +377,12 @@ class AirflowStack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": secret,
             "AIRFLOW__API_AUTH__JWT_SECRET": secret,
-            # New DAG files are found within ~2 s; known files are re-parsed every 30 s (the default).
+            # New DAG files are found within ~2 s and parsed at once. Known files are re-parsed every 10 min,
+            # not every 30 s: the example loader costs seconds of CPU per parse on this shared 2-core
+            # machine, and a test stack's files do not change (tests add files under new names).
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
