@@ -6,6 +6,8 @@ Kept cheap to import: Airflow's CLI imports this module (the provider's ``cli`` 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -175,9 +177,22 @@ def _schema(output: str | None) -> int:
     return 0
 
 
+def _quiet_logging() -> None:
+    """Results go to stdout; the provider's diagnostics to stderr; Airflow's INFO chatter nowhere."""
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    logger = logging.getLogger("airflow_provider_dataeng")
+    if not any(getattr(h, "_dataeng_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler._dataeng_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dataeng`` console script."""
     args = build_parser().parse_args(argv)
+    _quiet_logging()
     if args.command == "validate":
         return validate(args.paths, build=not args.no_build)
     if args.command == "render":

@@ -27,7 +27,8 @@ class SlaBreachSpec(NotifierSpec):
     """Notify when a DAG run is not finished ``after`` its reference time (an Airflow Deadline Alert)."""
 
     after: Duration = Field(description="How long after the reference time the run must be done")
-    reference: Literal["dagrun_queued_at", "dagrun_logical_date"] = "dagrun_queued_at"
+    reference: Literal["dagrun_queued_at", "dagrun_logical_date"] = Field(
+        default="dagrun_queued_at", description="What 'after' counts from: the run being queued, or its logical date")
 
 
 NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_as_list)]
@@ -36,16 +37,17 @@ NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_as_l
 class TaskNotifications(StrictModel):
     """Task-level notifications (one notifier or a list for each event)."""
 
-    on_failure: NotifierList | None = None
-    on_success: NotifierList | None = None
-    on_retry: NotifierList | None = None
+    on_failure: NotifierList | None = Field(default=None, description="Notifier(s) called when it fails")
+    on_success: NotifierList | None = Field(default=None, description="Notifier(s) called when it succeeds")
+    on_retry: NotifierList | None = Field(default=None, description="Notifier(s) called when a task is retried")
 
 
 class Notifications(TaskNotifications):
     """Pipeline notifications: ``on_failure``/``on_success`` fire for the DAG run, ``on_retry`` for each task
     retry, ``sla_breach`` when a run misses its deadline."""
 
-    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_as_list)] | None = None
+    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_as_list)] | None = Field(
+        default=None, description="Deadline Alerts (Airflow 3.1+): notify when a run is not done in time")
 
 
 def make_notifier(spec: NotifierSpec) -> Any:
