@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_dataeng.factory.compat import backoff_value, deadline_alerts_supported
+from airflow_provider_dataeng.factory.compat import backoff_value
+from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
 from tests.fixtures.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
 
 EXAMPLES = {"orders", "customers", "products", "payments", "dbt_marts", "monitoring"}

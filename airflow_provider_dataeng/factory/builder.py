@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_dataeng.factory.compat import backoff_value, deadline_alerts_supported
+from airflow_provider_dataeng.factory.compat import backoff_value
 from airflow_provider_dataeng.factory.errors import ConfigError
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
@@ -22,6 +22,7 @@ from airflow_provider_dataeng.factory.task_types import (
     import_path,
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
+from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
 
 log = logging.getLogger(__name__)
 _COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight")

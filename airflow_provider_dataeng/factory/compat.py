@@ -27,17 +27,6 @@ def backoff_multiplier_supported() -> bool:
     return float in expected
 
 
-@cache
-def deadline_alerts_supported() -> bool:
-    """True when the installed Airflow has Deadline Alerts with callbacks (3.1+)."""
-    try:
-        from airflow.sdk.definitions.callback import AsyncCallback  # noqa: F401
-        from airflow.sdk.definitions.deadline import DeadlineAlert  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def backoff_value(value: float) -> float | bool:
     """The ``retry_exponential_backoff`` argument for this Airflow (a boolean before 3.1)."""
     return value if backoff_multiplier_supported() else value > 0
