@@ -160,8 +160,6 @@ def test_schema_picks_the_task_model_by_type() -> None:
 PENDING_DESCRIPTIONS = {
     "AcceptedValuesCheck": "publish", "DriftCheck": "publish", "NullFractionCheck": "publish",
     "RowCountCheck": "publish", "SqlCheck": "publish", "UniqueCheck": "publish",
-    "FailoverHealthSensorTask": "specs", "FailoverHealthTask": "specs", "FreshnessTask": "specs",
-    "GapCheckTask": "specs",
 }
 
 
