@@ -3,8 +3,10 @@ partition column (item 4)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
@@ -29,3 +31,133 @@ def test_incremental_mode_with_a_source_partition_column_is_refused(mode, source
     # full_snapshot may partition on a source column: each interval takes the rows whose value is inside it
     out = run_extract(D1, **{**params, "mode": "full_snapshot"})
     assert out["rows"] == 1
+
+
+def test_late_commit_across_the_boundary_is_loaded_by_the_next_run(source_cluster, source_db, pg_cluster, pg_db,
+                                                                   source_conn_id, warehouse_conn_id):
+    """A writer's transaction starts before an interval's end (updated_at = now() = its start) and commits after
+    that interval's run took its snapshot: the default lag makes the next run load the row. With lag 0 the row
+    is lost, and the run says so (warning + ledger details.late_commit_risk)."""
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, mode="incremental_timestamp",
+                  key_columns=["id"])
+
+    def scenario(target: str, **kw) -> tuple[list, list]:
+        table = target.split(".")[1]
+        source_cluster.psql(f"create table {table} (id int primary key, updated_at timestamptz not null default now())",
+                            source_db)
+        params["source_table"] = table
+        writer = psycopg.connect(source_cluster.dsn(source_db))
+        try:
+            with writer.cursor() as cur:
+                cur.execute("insert into " + table + " (id) values (1) returning updated_at")
+                started = cur.fetchone()[0]
+            boundary = started.replace(microsecond=0) + timedelta(seconds=2)
+            while datetime.now(timezone.utc) < boundary + timedelta(milliseconds=200):
+                time.sleep(0.1)
+            first = run_extract(boundary - timedelta(hours=1), boundary, target_table=target, **params, **kw)
+            writer.commit()
+        finally:
+            writer.close()
+        run_extract(boundary, boundary + timedelta(hours=1), target_table=target, **params, **kw)
+        loaded = rows_of(pg_cluster, pg_db, f"select id, _interval_start from {target}__latest")
+        details = rows_of(pg_cluster, pg_db, f"select details from dataeng.load_ledger where target_table = "
+                          f"'{target.split('.')[1]}' order by id")
+        assert first["rows"] == 0
+        return [(i, s == boundary) for i, s in loaded], [d[0] for d in details]
+
+    loaded, details = scenario("raw.orders_default_lag")
+    assert loaded == [(1, True)], "the default lag loads the late commit in the next interval"
+    assert details[0]["lag_s"] == 900 and "late_commit_risk" not in details[0]
+
+    loaded, details = scenario("raw.orders_no_lag", lag="0s")
+    assert loaded == [], "without lag the late commit is in no partition"
+    (risk,) = details[0]["late_commit_risk"]
+    assert risk["pid"] > 0 and risk["xact_start"]
+
+
+def test_incremental_id_watermark_ships_a_window_not_every_id(source_cluster, source_db, pg_cluster, pg_db,
+                                                              source_conn_id, warehouse_conn_id):
+    """Issue 14 item 5: before, every run streamed every known id (here ~20,000) to the source, and the
+    NULL-id rows were loaded into every partition."""
+    source_cluster.psql(
+        "create table events (id bigint, note text);"
+        "insert into events select g, 'h' || g from generate_series(1, 20000) g where g not in (100, 19600);"
+        "insert into events values (null, 'no id'), (null, 'no id either')", source_db)
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, source_table="events",
+                  target_table="raw.events", mode="incremental_id", id_safety_window=500)
+    days = [D1 + timedelta(days=i) for i in range(3)]
+
+    def ledger_last() -> dict:
+        return rows_of(pg_cluster, pg_db, "select details from dataeng.load_ledger order by id desc limit 1")[0][0]
+
+    def ids(day) -> list[int]:
+        return [r[0] for r in rows_of(pg_cluster, pg_db, "select id from raw.events where _interval_start = "
+                                                         f"'{day.isoformat()}' order by id")]
+
+    assert run_extract(days[0], **params)["rows"] == 19998
+    first = ledger_last()
+    assert first["null_ids"] == 2 and first["max_id"] == 20000 and first["id_watermark"] is None
+
+    # 100 new ids; 19600 commits late but inside the window (> 20000 - 500); 100 commits far too late; a delete
+    source_cluster.psql("insert into events select g, 'n' || g from generate_series(20001, 20100) g;"
+                        "insert into events values (19600, 'late'), (100, 'too late');"
+                        "delete from events where id = 19900", source_db)
+    out = run_extract(days[1], **params)
+    details = ledger_last()
+    assert details["known_ids"] == 499, details  # ids above the watermark only, not the 19,998 known ids
+    assert details["id_watermark"]["low"] == 19500 and details["null_ids"] == 2
+    assert out["rows"] == 101 and ids(days[1]) == [19600, *range(20001, 20101)]
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.events where id is null or id = 100") == [(0,)]
+
+    # a rerun of the old interval reloads exactly the ids it owns (minus the source delete), nothing else
+    assert run_extract(days[0], **params)["rows"] == 19997
+    assert ids(days[0]) == [i for i in range(1, 20001) if i not in (100, 19600, 19900)]
+    assert ledger_last()["id_watermark"]["own_ids_reloaded"] == 19598
+    # the next interval: nothing new above the watermark, ids compared with the two recent partitions only
+    assert run_extract(days[2], **params)["rows"] == 0
+    assert ledger_last()["known_ids"] == 499
+    assert rows_of(pg_cluster, pg_db, "select count(*), count(distinct id) from raw.events") == [(20098, 20098)]
+
+
+def test_delete_detection_writes_tombstones_that_latest_hides(source_cluster, source_db, pg_cluster, pg_db,
+                                                              source_conn_id, warehouse_conn_id):
+    """Issue 14 item 6: before, a row deleted in the source stayed in <table>__latest forever."""
+    source_cluster.psql(
+        "create table orders (id int primary key, status text, updated_at timestamptz not null);"
+        "insert into orders values (1, 'placed', '2024-01-01 08:00+00'), (2, 'placed', '2024-01-01 09:00+00'),"
+        " (3, 'placed', '2024-01-01 10:00+00')", source_db)
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, source_table="orders",
+                  target_table="raw.orders", mode="incremental_timestamp", lag="0s", key_columns=["id"],
+                  detect_deletes=True)
+    d2, d3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
+
+    def latest() -> list[tuple]:
+        return rows_of(pg_cluster, pg_db, "select id, status from raw.orders__latest order by id")
+
+    def deletes_detail() -> dict:
+        return rows_of(pg_cluster, pg_db, "select details from dataeng.load_ledger order by id desc limit 1")[0][0][
+            "deletes"]
+
+    assert run_extract(D1, **params)["rows"] == 3
+    assert latest() == [(1, "placed"), (2, "placed"), (3, "placed")]
+    assert deletes_detail() == {"keys_compared": 0, "tombstones": 0, "seconds": deletes_detail()["seconds"]}
+
+    source_cluster.psql("delete from orders where id = 2; update orders set status = 'shipped', "
+                        "updated_at = '2024-01-02 10:00+00' where id = 3", source_db)
+    assert run_extract(d2, **params)["rows"] == 2  # row 3's update + the tombstone of 2
+    assert latest() == [(1, "placed"), (3, "shipped")]
+    detail = deletes_detail()
+    assert (detail["keys_compared"], detail["tombstones"]) == (3, 1) and detail["seconds"] >= 0
+    tomb = rows_of(pg_cluster, pg_db, "select id, status, updated_at, _deleted from raw.orders where _deleted")
+    assert tomb == [(2, None, d3, True)]
+    # a rerun of the interval is exact: the same tombstone, once
+    run_extract(d2, **params)
+    assert latest() == [(1, "placed"), (3, "shipped")]
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.orders where _deleted") == [(1,)]
+    # the key comes back later: the new row wins over the tombstone; a deleted key is not compared again
+    source_cluster.psql("insert into orders values (2, 'again', '2024-01-03 05:00+00')", source_db)
+    run_extract(d3, **params)
+    assert latest() == [(1, "placed"), (2, "again"), (3, "shipped")]
+    assert deletes_detail()["tombstones"] == 0
+    # the base table keeps every version and every tombstone (nothing is mutated in place)
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.orders") == [(6,)]

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +17,23 @@ from psycopg import sql
 
 from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
-from airflow_provider_dataeng.extract.dedup import ensure_latest_view
+from airflow_provider_dataeng.extract.dedup import TOMBSTONE_COLUMN, ensure_latest_view
+from airflow_provider_dataeng.extract.deletes import (
+    live_keys_query,
+    stream_live_keys,
+    tombstone_columns,
+    tombstones_select,
+)
 from airflow_provider_dataeng.extract.interval import as_utc
 from airflow_provider_dataeng.extract.modes import (
+    WATERMARK_ID_TYPES,
     IntervalSelect,
     base_query,
+    in_ranges,
     known_ids_table,
-    stream_known_ids,
+    outside_range,
+    own_ids_table,
+    stream_ids,
 )
 from airflow_provider_dataeng.extract.schema_drift import (
     Column,
@@ -60,6 +70,13 @@ class _Target:
     enum_changes: list[str]
 
 
+@dataclass(frozen=True)
+class _Watermark:
+    low: int
+    published_max: int
+    recent: list[tuple[datetime, datetime]]
+
+
 class ExtractJob:
     """Runs one interval of an extract end to end."""
 
@@ -72,8 +89,8 @@ class ExtractJob:
         self.base = base_query(self.source_ref.ident() if self.source_ref else None, spec.source_sql)
         self.source_hook = connect(spec.source_conn_id, role="source", application_name=application_name)
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
-        self.application_name = application_name
         self._live: set[psycopg.Connection] = set()
+        self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
 
     # -- cancellation --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -95,20 +112,12 @@ class ExtractJob:
         engine drops its staging table, and the published data is untouched."""
         for conn in list(self._live):
             _cancel(conn, self.log)
-
-    def _source_session(self, conn: psycopg.Connection) -> None:
-        """Session settings of every source connection: UTC (timestamptz text and casts of naive values
-        never depend on the server's or role's zone) and an application_name naming the task."""
-        conn.execute("set time zone 'UTC'")
-        if self.application_name:
-            conn.execute("select set_config('application_name', %s, false)", [self.application_name])
-        if not conn.autocommit:
-            conn.commit()
+        if self._engine is not None:
+            self._engine.cancel()
 
     # -- preparation ---------------------------------------------------------------------------------
     def describe_source(self) -> list[Column]:
         with self.source_hook.connection_scope() as src, self._cancellable(src):
-            self._source_session(src)
             try:
                 return describe_query(src, self.base)
             finally:
@@ -128,17 +137,27 @@ class ExtractJob:
                 columns = [(c.name, c.warehouse_type(target.schema)) for c in source_cols]
                 if stamp:
                     columns.append((pc, "timestamp with time zone"))
+                if spec.detect_deletes:
+                    columns.append((TOMBSTONE_COLUMN, "boolean"))
                 self.log.info("Creating %s partitioned by range (%s)", target, pc)
                 engine.ensure_partitioned_parent(target, columns, pc)
             else:
-                report = compare(source_cols, existing, skip=[pc] if stamp else [])
+                skip = [pc] if stamp else []
+                if TOMBSTONE_COLUMN not in source_names:
+                    skip.append(TOMBSTONE_COLUMN)
+                report = compare(source_cols, existing, skip=skip)
                 drift = plan(source_cols, report, spec.schema_drift, target=str(target))
                 enum_changes = ensure_enum_types(wh, target.schema, drift.load)
-                if drift.add:
+                tombstone = spec.detect_deletes and all(c.name != TOMBSTONE_COLUMN for c in existing)
+                if drift.add or tombstone:
                     with wh.transaction(), wh.cursor() as cur:
                         cur.execute(sql.SQL("set local lock_timeout = {}").format(
                             sql.Literal(f"{int(spec.lock_timeout.total_seconds() * 1000)}ms")))
-                        add_columns(wh, target.ident(), target.schema, drift.add)
+                        if drift.add:
+                            add_columns(wh, target.ident(), target.schema, drift.add)
+                        if tombstone:
+                            cur.execute(sql.SQL("alter table {} add column if not exists {} boolean").format(
+                                target.ident(), sql.Identifier(TOMBSTONE_COLUMN)))
                 for note in drift.notes:
                     self.log.warning("Schema drift on %s: %s", target, note)
                 if not report.empty:
@@ -160,7 +179,6 @@ class ExtractJob:
     def run(self, lower: datetime, upper: datetime, *, pipeline: str | None = None, task_id: str | None = None,
             run_id: str | None = None) -> Any:
         """Extract ``[lower, upper)`` into its partition; returns the engine's PublishResult."""
-        from airflow_provider_dataeng.publish.checks import build_checks
         from airflow_provider_dataeng.publish.engine import PublishEngine
 
         if lower.tzinfo is None or upper.tzinfo is None:
@@ -175,8 +193,8 @@ class ExtractJob:
             )
         lower, upper = as_utc(lower), as_utc(upper)
         spec = self.spec
-        checks = build_checks(spec.checks)
-        engine = PublishEngine(
+        checks = [check.build() for check in spec.checks or []]
+        engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
             pipeline=pipeline, task_id=task_id, run_id=run_id,
         )
@@ -190,6 +208,13 @@ class ExtractJob:
                 f"{DEFAULT_PARTITION_COLUMN!r}: the load interval), or mode full_snapshot"
             )
         timestamp_zone = self._timestamp_zone(source_cols)
+        if spec.detect_deletes:
+            names = {c.name for c in source_cols}
+            missing = [k for k in spec.key_columns or [] if k not in names]
+            if missing or TOMBSTONE_COLUMN in names:
+                raise AirflowFailException(
+                    f"detect_deletes: key_columns {missing} are not source columns" if missing else
+                    f"detect_deletes: the source has a column {TOMBSTONE_COLUMN!r}, the name of the tombstone flag")
         prepared = self.prepare_target(engine, source_cols)
         load_cols = prepared.plan.load
         id_col = next((c for c in load_cols if c.name == spec.id_column), None)
@@ -223,6 +248,68 @@ class ExtractJob:
                 wh.commit()
             self.log.info("Latest-row view %s is up to date", view)
         return result
+
+    def _late_commit_risk(self, src: psycopg.Connection, interval: IntervalSelect) -> list[dict[str, Any]]:
+        """Write transactions on the source, open when this run's snapshot is taken, that started before the
+        next interval's window (``upper - lag``): rows they commit later with a timestamp before that are seen
+        by neither run. Logged as a warning and recorded in the ledger (needs pg_read_all_stats to see other
+        roles' sessions)."""
+        horizon = interval.upper - self.spec.lag
+        rows = src.execute(
+            "select pid, xact_start, usename, application_name from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_xid is not null"
+            " and xact_start < %s order by xact_start limit 10",
+            [horizon],
+        ).fetchall()
+        risks = [{"pid": pid, "xact_start": start.isoformat(), "user": user, "application_name": app}
+                 for pid, start, user, app in rows]
+        for risk in risks:
+            self.log.warning(
+                "Late commits: source transaction pid %s (%s, %s) open since %s, before %s (interval end - lag): "
+                "rows it commits with a %s before that are seen by no run; raise lag above the source's longest "
+                "write transaction", risk["pid"], risk["user"], risk["application_name"], risk["xact_start"],
+                horizon.isoformat(), self.spec.timestamp_column)
+        return risks
+
+    def _id_watermark(self, conn: psycopg.Connection, interval: IntervalSelect, id_col: Column) -> _Watermark | None:
+        """The incremental_id watermark from the ledger: the largest id published into the target (latest
+        published load of each partition) minus ``id_safety_window``, and the other partitions that hold ids
+        above it. None (compare every id) when the id is not an integer or the ledger cannot vouch for every
+        partition (a load without ``max_id``: older versions, other modes, another id column)."""
+        if id_col.type not in WATERMARK_ID_TYPES:
+            self.log.info("incremental_id: %s is %s, not an integer: comparing every id", id_col.name, id_col.type)
+            return None
+        if conn.execute("select to_regclass('dataeng.load_ledger')").fetchone()[0] is None:
+            return None
+        rows = conn.execute(
+            """select partition_start, partition_end, vouched, max_id from (
+                 select distinct on (partition_start) partition_start, partition_end,
+                        coalesce(mode = 'incremental_id' and details ? 'max_id' and details->>'id_column' = %s, false)
+                          as vouched,
+                        (details->>'max_id')::numeric as max_id
+                 from dataeng.load_ledger
+                 where target_schema = %s and target_table = %s and status = 'published'
+                   and partition_start is not null
+                 order by partition_start, id desc) latest""",
+            [self.spec.id_column, self.target.schema, self.target.table],
+        ).fetchall()
+        if not rows:
+            return None
+        if not all(vouched for _, _, vouched, _ in rows):
+            self.log.info("incremental_id: the ledger has loads of %s without an id watermark: comparing every id",
+                          self.target)
+            return None
+        maxes = [int(m) for *_, m in rows if m is not None]
+        if not maxes:
+            return None
+        top = max(maxes)
+        low = top - self.spec.id_safety_window
+        recent = [(lo, hi) for lo, hi, _, m in rows
+                  if m is not None and m > low and (lo, hi) != (interval.lower, interval.upper)]
+        self.log.info("incremental_id: ids above %d (largest published %d - window %d) are compared with %d "
+                      "partition(s); ids at or below it are reloaded only when this interval already holds them",
+                      low, top, self.spec.id_safety_window, len(recent))
+        return _Watermark(low, top, recent)
 
     def _timestamp_zone(self, columns: list[Column]) -> str | None:
         """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
@@ -268,25 +355,57 @@ class ExtractJob:
         started = time.monotonic()
         progress = spec.progress_interval.total_seconds()
         known_stats: CopyStats | None = None
+        watermark: dict[str, Any] | None = None
+        null_ids = max_id = None
+        deletes: dict[str, Any] | None = None
         src = self.source_hook.get_conn()
         try:
             with self._cancellable(src), self._cancellable(conn):
-                self._source_session(src)
                 known = None
                 if spec.mode == "incremental_id":
                     assert id_col is not None
-                    known_stats = stream_known_ids(
-                        conn, src, target=self.target.ident(), id_column=id_col,
-                        partition_column=spec.partition_column, lower=interval.lower, upper=interval.upper,
-                        progress_interval=progress, logger=self.log,
-                    )
+                    mark = self._id_watermark(conn, interval, id_col)
+                    pc = spec.partition_column
+                    ids = {"target": self.target.ident(), "id_column": id_col, "progress_interval": progress,
+                           "logger": self.log}
+                    col = sql.Identifier(id_col.name)
+                    if mark is None:
+                        known_where = outside_range(pc, interval.lower, interval.upper)
+                    else:
+                        interval = replace(interval, id_low=mark.low)
+                        known_where = sql.SQL("{} > {} and ({})").format(col, sql.Literal(mark.low),
+                                                                         in_ranges(pc, mark.recent))
+                        own_stats = stream_ids(
+                            conn, src, table=own_ids_table(), label="own ids at or below the watermark",
+                            where=sql.SQL("{} <= {} and ({})").format(
+                                col, sql.Literal(mark.low), in_ranges(pc, [(interval.lower, interval.upper)])),
+                            **ids)
+                        watermark = {"low": mark.low, "published_max": mark.published_max,
+                                     "window": spec.id_safety_window, "partitions_compared": len(mark.recent),
+                                     "own_ids_reloaded": own_stats.rows}
+                    known_stats = stream_ids(conn, src, table=known_ids_table(), where=known_where,
+                                             label="known ids (warehouse -> source)", **ids)
                     known = known_ids_table()
+                if spec.detect_deletes:
+                    deletes_started = time.monotonic()
+                    key_cols = [next(c for c in interval.columns if c.name == k) for k in spec.key_columns or []]
+                    live_stats = stream_live_keys(
+                        conn, src, key_columns=key_cols, progress_interval=progress, logger=self.log,
+                        query=live_keys_query(
+                            self.target.ident(), key_columns=spec.key_columns or [],
+                            order_column=spec.timestamp_column, partition_column=spec.partition_column,
+                            lower=interval.lower, upper=interval.upper))
                 src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 src.read_only = True
+                # first statement of the snapshot: a writer open now is uncommitted in the snapshot
+                late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
                 with src.cursor() as cur:
                     cur.execute(interval.count(self.base, known))
                     row = cur.fetchone()
                     expected = int(row[0]) if row else 0
+                    if spec.mode == "incremental_id":
+                        cur.execute(interval.null_ids(self.base))
+                        null_ids = cur.fetchone()[0]
                 # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
                 conn.execute(sql.SQL("truncate {}").format(staging.ident()))
                 stats = stream_copy(
@@ -294,7 +413,22 @@ class ExtractJob:
                     copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
                     progress_interval=progress, logger=self.log, label=f"extract into {staging}",
                 )
+                if spec.detect_deletes:
+                    tomb_stats = stream_copy(
+                        src, conn, copy_out_sql(tombstones_select(
+                            self.base, key_columns=key_cols, deleted_at=interval.instant(interval.upper),
+                            partition_value=interval.partition_value()), "text"),
+                        copy_in_sql(staging.ident(), tombstone_columns(
+                            spec.key_columns or [], spec.timestamp_column, spec.partition_column), "text"),
+                        fmt="text", progress_interval=progress, logger=self.log, label="tombstones")
+                    deletes = {"keys_compared": live_stats.rows, "tombstones": tomb_stats.rows,
+                               "seconds": round(time.monotonic() - deletes_started - stats.seconds, 3)}
+                    self.log.info("Delete detection: %d live keys compared with the source, %d tombstones, %.1fs",
+                                  deletes["keys_compared"], deletes["tombstones"], deletes["seconds"])
                 src.commit()
+                if spec.mode == "incremental_id":
+                    max_id = conn.execute(sql.SQL("select max({}) from {}").format(
+                        sql.Identifier(spec.id_column), staging.ident())).fetchone()[0]
         finally:
             try:
                 src.close()
@@ -321,13 +455,27 @@ class ExtractJob:
         if spec.mode == "incremental_timestamp":
             details["timestamp_column"] = spec.timestamp_column
             details["lag_s"] = spec.lag.total_seconds()
+            if late:
+                details["late_commit_risk"] = late
         if known_stats is not None:
             details["known_ids"] = known_stats.rows
+            details["id_column"] = spec.id_column
+            details["max_id"] = int(max_id) if isinstance(max_id, int) else (None if max_id is None else str(max_id))
+            details["id_watermark"] = watermark
+            details["null_ids"] = null_ids
+            if null_ids:
+                self.log.warning("%d source rows have a NULL %s: they are not loaded (counted in the ledger's "
+                                 "details.null_ids)", null_ids, spec.id_column)
+        if deletes is not None:
+            details["deletes"] = deletes
         if not prepared.plan.report.empty:
             details["schema_drift"] = {"policy": spec.schema_drift, **prepared.plan.report.as_dict()}
         if prepared.enum_changes:
             details["enum_types_changed"] = prepared.enum_changes
-        return LoadStats(rows=stats.rows, bytes=stats.bytes, details=details)
+        extra_rows = extra_bytes = 0
+        if deletes is not None:
+            extra_rows, extra_bytes = tomb_stats.rows, tomb_stats.bytes
+        return LoadStats(rows=stats.rows + extra_rows, bytes=stats.bytes + extra_bytes, details=details)
 
 
 def _cancel(conn: psycopg.Connection, logger: logging.Logger | logging.LoggerAdapter) -> None:

@@ -6,24 +6,17 @@ The factory's ``extract`` params model, the defaults of ``IdempotentExtractOpera
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from airflow_provider_dataeng.publish.spec import CheckSpec
 from airflow_provider_dataeng.specs import ConnId, Duration, StrList, TableName, TaskSpec
 
 DEFAULT_PARTITION_COLUMN = "_interval_start"
 # Late commits: a row whose transaction started up to this long before an interval's end and committed after
 # that interval's run is picked up by the next run (see docs/extract.md, "Late commits").
 DEFAULT_LAG = "15m"
-
-
-def _valid_checks(value: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    from airflow_provider_dataeng.publish.checks import build_checks
-
-    value = list(value or [])
-    build_checks(value)  # ValueError naming checks[i] and the key
-    return value
 
 
 def _valid_timezone(value: str | None) -> str | None:
@@ -45,7 +38,6 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_name)]
-Checks = Annotated[list[dict[str, Any]], AfterValidator(_valid_checks)]
 TimeZoneName = Annotated[str, AfterValidator(_valid_timezone)]
 
 
@@ -61,7 +53,8 @@ class ExtractSpec(TaskSpec):
     mode: Literal["full_snapshot", "incremental_timestamp", "incremental_id"] = Field(
         default="full_snapshot",
         description="full_snapshot: every row; incremental_timestamp: rows modified in the interval (minus lag); "
-                    "incremental_id: rows whose id is in no other partition of the target",
+                    "incremental_id: rows whose id is in no other partition of the target (above the ledger's id "
+                    "watermark minus id_safety_window)",
     )
     partition_column: Name = Field(
         default=DEFAULT_PARTITION_COLUMN,
@@ -84,7 +77,19 @@ class ExtractSpec(TaskSpec):
         default=None, description="Key of the <table>__latest view (incremental_timestamp)",
     )
     id_column: Name = Field(default="id", description="The id column (incremental_id)")
-    checks: Checks = Field(default_factory=list, description="Quality checks on the staging table")
+    id_safety_window: int = Field(
+        default=10_000, ge=0,
+        description="incremental_id with an integer id: only ids above (the largest published id - "
+                    "id_safety_window) are compared with the warehouse; a new row whose id is below that is "
+                    "not loaded (ids committed out of order by more than this are missed)",
+    )
+    detect_deletes: bool = Field(
+        default=False,
+        description="incremental_timestamp: compare the source's key_columns with the keys the warehouse serves "
+                    "and write a tombstone row (_deleted = true) into the interval's partition for each key gone "
+                    "from the source; <table>__latest hides them (costs a key scan of both sides per run)",
+    )
+    checks: list[CheckSpec] | None = Field(default=None, description="Quality checks on the staging table")
     schema_drift: Literal["fail", "add_columns", "ignore_extra"] = Field(
         default="fail", description="What to do when the source's columns differ from the target's",
     )
@@ -103,5 +108,13 @@ class ExtractSpec(TaskSpec):
             raise ValueError("source_table / source_sql: give exactly one of them")
         if self.key_columns is not None and (not self.key_columns or not all(c for c in self.key_columns)):
             raise ValueError(f"key_columns={self.key_columns!r}: expected a list of column names")
+        if self.detect_deletes:
+            if self.mode != "incremental_timestamp":
+                raise ValueError(f"detect_deletes: only with mode incremental_timestamp (mode is {self.mode}); a "
+                                 "full_snapshot partition has no deleted rows, incremental_id has no __latest view")
+            if not self.key_columns:
+                raise ValueError("detect_deletes: needs key_columns (the key compared with the source)")
+            if self.timestamp_column in self.key_columns:
+                raise ValueError("detect_deletes: timestamp_column cannot be one of key_columns")
         return self
 

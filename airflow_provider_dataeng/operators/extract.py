@@ -53,6 +53,8 @@ class IdempotentExtractOperator(BaseOperator):
         lag: str | float = spec_default(ExtractSpec, "lag"),
         key_columns: Sequence[str] | str | None = spec_default(ExtractSpec, "key_columns"),
         id_column: str = spec_default(ExtractSpec, "id_column"),
+        id_safety_window: int = spec_default(ExtractSpec, "id_safety_window"),
+        detect_deletes: bool = spec_default(ExtractSpec, "detect_deletes"),
         checks: Sequence[dict] | None = spec_default(ExtractSpec, "checks"),
         schema_drift: str = spec_default(ExtractSpec, "schema_drift"),
         lock_timeout: str | float = spec_default(ExtractSpec, "lock_timeout"),
@@ -76,6 +78,8 @@ class IdempotentExtractOperator(BaseOperator):
         self.lag = lag
         self.key_columns = as_list(key_columns)
         self.id_column = id_column
+        self.id_safety_window = id_safety_window
+        self.detect_deletes = detect_deletes
         self.checks = checks
         self.schema_drift = schema_drift
         self.lock_timeout = lock_timeout
@@ -95,8 +99,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.log.info("Interval [%s, %s): %s", interval.lower.isoformat(), interval.upper.isoformat(),
                       interval.origin)
         dag_id = self.dag_id if self.has_dag() else None
-        self._job = ExtractJob(spec, logger=self.log,
-                               application_name=f"dataeng-extract {dag_id or '-'}.{self.task_id}"[:63])
+        self._job = ExtractJob(spec, logger=self.log)
         dag_run = context.get("dag_run")
         result = self._job.run(
             interval.lower, interval.upper, pipeline=dag_id, task_id=self.task_id,
