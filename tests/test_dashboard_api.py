@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -300,7 +301,12 @@ def test_unauthenticated_requests_are_refused(dashboard_api: dict[str, Any]) -> 
         assert forged.status_code in (401, 403), path
     page = server.get("dashboard/")
     assert "Sign in" in page.text and "ledger" not in page.text.lower()
-    assert server.get("dashboard/", token=dashboard_api["admin"]).status_code == 200
+    html = server.get("dashboard/", token=dashboard_api["admin"])
+    assert html.status_code == 200
+    # Everything ships in the package: no script, style or image from elsewhere, every URL relative.
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html.text)
+    assert urls and all(not u.startswith(("http:", "https:", "//", "/")) for u in urls), urls
+    assert "<script>" in html.text and "<style>" in html.text
     # Cookie sessions (the UI's) work as well as bearer tokens.
     r = httpx.get(f"{server.base_url}/dataeng/api/targets", cookies={"_token": dashboard_api["admin"]}, timeout=120)
     assert r.status_code == 200
