@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, IntervalLoad
 from airflow_provider_dataeng.gaps.expected import Interval
+from airflow_provider_dataeng.values import first_line
 
 STATUSES = ("published", "rejected", "failed", "missing")
 CODES = {"published": "P", "rejected": "R", "failed": "F", "missing": "M"}
@@ -82,8 +83,8 @@ def _covering(iv: Interval, exact: IntervalLoad | None, ordered: Sequence[Interv
 
 def _verdict(iv: Interval, load: IntervalLoad | None, catalog: CatalogState | None) -> tuple[str, str]:
     if load is not None and load.status in ("failed", "rejected"):
-        first = (load.error or "").strip().splitlines()
-        return load.status, f"latest load {load.status}" + (f": {first[0][:160]}" if first else "")
+        first = first_line(load.error, 160)
+        return load.status, f"latest load {load.status}" + (f": {first}" if first else "")
     if catalog is not None and not catalog.exists:
         return "missing", "target table does not exist"
     if catalog is not None and catalog.partitioned:
