@@ -18,7 +18,6 @@ import pytest
 
 from tests.fixtures.extract import fingerprint, rows_of
 
-pytest.importorskip("devstack.airflow_stack", reason="the real-Airflow stack (devstack) is not there yet")
 pytestmark = pytest.mark.airflow
 
 UTC = timezone.utc
