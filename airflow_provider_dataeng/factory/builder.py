@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_dataeng.factory.compat import backoff_value
 from airflow_provider_dataeng.factory.errors import ConfigError
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
@@ -21,18 +22,20 @@ from airflow_provider_dataeng.factory.task_types import (
     import_path,
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
+from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
+from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
 _COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight")
 _DURATION_KEYS = ("retry_delay", "max_retry_delay", "execution_timeout")
 
 
-def _backoff(value: bool | float | None) -> float | None:
+def _backoff(value: bool | float | None) -> float | bool | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        return 2.0 if value else 0.0
-    return float(value)
+        return backoff_value(2.0 if value else 0.0)
+    return backoff_value(float(value))
 
 
 def to_datetime(value: date | datetime | None, tz: str | None) -> datetime | None:
@@ -83,8 +86,13 @@ def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
             kwargs["on_failure_callback"] = _notifiers(n.on_failure)
         if n.on_success:
             kwargs["on_success_callback"] = _notifiers(n.on_success)
-        if n.sla_breach:
+        if n.sla_breach and deadline_alerts_supported():
             kwargs["deadline"] = [make_deadline(s) for s in n.sla_breach]
+        elif n.sla_breach:
+            log.error("%s: notifications.sla_breach needs Airflow 3.1+ (Deadline Alerts); the DAG is built "
+                      "without them", loaded.file)
+            kwargs["doc_md"] += ("\n\n**SLA not monitored**: `notifications.sla_breach` needs Airflow 3.1+ "
+                                 "(Deadline Alerts); this deployment runs an older Airflow.")
     return {k: v for k, v in kwargs.items() if v is not None or k == "schedule"}
 
 
@@ -127,7 +135,7 @@ def _check_templates(collector: IssueCollector, name: str, cls: type, params: di
     """A ``{{ ... }}`` value in a field the operator does not template would be passed on literally."""
     templated = set(getattr(cls, "template_fields", ()) or ())
     for key, value in params.items():
-        if isinstance(value, str) and "{{" in value and key not in templated:
+        if is_templated(value) and key not in templated:
             collector.add(("tasks", name, key), f"{cls.__name__} does not template '{key}', so "
                           "'{{ ... }}' would reach it unrendered",
                           expected="a literal value" + (f" (templated: {', '.join(sorted(templated))})"

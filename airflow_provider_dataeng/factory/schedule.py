@@ -37,8 +37,8 @@ def _check_schedule_text(value: str) -> str:
 class AssetCondition(StrictModel):
     """Run when any (or all) of the Assets are updated."""
 
-    any: list[AssetRef] | None = Field(default=None, min_length=1)
-    all: list[AssetRef] | None = Field(default=None, min_length=1)
+    any: list[AssetRef] | None = Field(default=None, min_length=1, description="Run when any of these is updated")
+    all: list[AssetRef] | None = Field(default=None, min_length=1, description="Run when all of these were updated")
 
     def model_post_init(self, _context: Any) -> None:
         if (self.any is None) == (self.all is None):
