@@ -94,7 +94,7 @@ class AirflowStack:
         self.env: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout: float = 180) -> AirflowStack:
+    def start(self, timeout: float = 360) -> AirflowStack:
         """Metadata DB, ``airflow db migrate``, the four components; returns when all report healthy."""
         t0 = time.monotonic()
         _RUNNING.append(self)
@@ -111,11 +111,11 @@ class AirflowStack:
                 self._spawn(component)
             self._wait_healthy(t0 + timeout)
             self.startup_seconds["healthy"] = time.monotonic() - t0
-            self.token = self._fetch_token()
+            self.token = self._fetch_token(t0 + timeout)
             if self._warm_up is not None:
                 self._warm_up.join(timeout=max(1.0, t0 + timeout - time.monotonic()))
             self.startup_seconds["execution_api"] = time.monotonic() - t0
-            self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=30,
+            self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=120,
                                         headers={"Authorization": f"Bearer {self.token}"})
             self.startup_seconds["total"] = time.monotonic() - t0
             self._log(f"==> Airflow up in {self.startup_seconds['total']:.0f} s: {self.base_url} "
@@ -435,9 +435,17 @@ class AirflowStack:
         with contextlib.suppress(httpx.HTTPError):
             httpx.get(f"{self.base_url}/execution/health/ping", timeout=120)
 
-    def _fetch_token(self) -> str:
-        response = httpx.post(f"{self.base_url}/auth/token", json={"username": ADMIN_USER, "password": self.password},
-                              timeout=30)
+    def _fetch_token(self, deadline: float) -> str:
+        """A JWT for the admin user (the API may be busy with the execution API's set-up: wait for it)."""
+        while True:
+            try:
+                response = httpx.post(f"{self.base_url}/auth/token",
+                                      json={"username": ADMIN_USER, "password": self.password},
+                                      timeout=max(5.0, deadline - time.monotonic()))
+                break
+            except httpx.TimeoutException:
+                if time.monotonic() > deadline:
+                    raise
         if response.is_error:
             raise AirflowStackError(f"POST /auth/token -> {response.status_code}: {response.text[:500]}")
         return response.json()["access_token"]
