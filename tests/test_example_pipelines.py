@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+import pytest
 
 from devstack.airflow_stack import AirflowStack
 from devstack.example_pipelines import discover, run_example_day
@@ -24,6 +25,7 @@ def _build_shop(source_cluster: PgCluster) -> None:
     shop.build([*demo_days(1), now.date()], until=now)
 
 
+@pytest.mark.slow
 def test_the_extracts_asset_events_trigger_dbt_marts_which_builds_the_marts(
     airflow_stack: AirflowStack, source_cluster: PgCluster, pg_cluster: PgCluster
 ):
