@@ -163,6 +163,8 @@ class ExtractJob:
                 if not report.empty:
                     self.log.warning("Schema drift on %s:\n%s", target, report.describe())
             current = table_columns(wh, target.schema, target.table) or []
+            if spec.mode == "incremental_id" and any(c.name == spec.id_column for c in current):
+                self._ensure_id_index(wh)
         by_name = {c.name: c for c in current}
         if pc not in by_name:
             raise AirflowFailException(f"partition_column={pc!r}: not a column of {target}")
@@ -174,6 +176,27 @@ class ExtractJob:
         if stamp and by_name[pc].type != "timestamp with time zone":
             binary = False
         return _Target(drift, by_name, "binary" if binary else "text", stamp, by_name[pc].type == "date", enum_changes)
+
+    def _ensure_id_index(self, wh: psycopg.Connection) -> None:
+        """incremental_id targets carry an index on ``id_column`` (every partition; staging gets it too), so the
+        ids above the watermark are read by an index range scan, not a scan of whole partitions. Created with
+        the table; added once to a target that lacks it (that one build reads the whole table)."""
+        spec, target = self.spec, self.target
+        found = wh.execute(
+            """select 1 from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n
+                 on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
+               where n.nspname = %s and c.relname = %s and a.attname = %s limit 1""",
+            [target.schema, target.table, spec.id_column]).fetchone()
+        if found:
+            return
+        index = sql.Identifier(f"{target.table[:40]}__{spec.id_column[:15]}_idx")
+        self.log.info("Creating index %s on %s (%s) for the incremental_id watermark", index.as_string(wh), target,
+                      spec.id_column)
+        with wh.transaction(), wh.cursor() as cur:
+            cur.execute(sql.SQL("set local lock_timeout = {}").format(
+                sql.Literal(f"{int(spec.lock_timeout.total_seconds() * 1000)}ms")))
+            cur.execute(sql.SQL("create index if not exists {} on {} ({})").format(
+                index, target.ident(), sql.Identifier(spec.id_column)))
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self, lower: datetime, upper: datetime, *, pipeline: str | None = None, task_id: str | None = None,

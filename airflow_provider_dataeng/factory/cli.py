@@ -20,15 +20,15 @@ HELP_SCHEMA = "Print the JSON Schema of pipeline configs (or defaults.yaml), as 
 
 def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int]:
     """All issues of the given files/directories, and how many pipelines were checked."""
-    from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
-    from airflow_provider_dataeng.factory.folder import load_directory, winners
+    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory, winners
     from airflow_provider_dataeng.factory.loader import (
         DEFAULTS_NAMES,
         IssueCollector,
         load_defaults,
         load_pipeline,
     )
+    from airflow_provider_dataeng.factory.reading import Limits
 
     issues: list[ConfigIssue] = []
     loaded: dict[Path, Any] = {}
@@ -61,11 +61,9 @@ def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int
                       "unique across config files", found=repr(lp.dag_id))
         issues.extend(collector.issues)
     if build:
-        for lp in loaded.values():
-            try:
-                build_dag(lp)
-            except ConfigError as exc:
-                issues.extend(exc.issues)
+        _, errors = build_loaded(loaded, Limits.from_settings(), {})
+        for exc in errors.values():
+            issues.extend(exc.issues)
     return issues, checked
 
 
@@ -113,10 +111,11 @@ def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
 def render(path_text: str, *, out: TextIO | None = None) -> int:
     """Print the DAG built from one config: schedule, defaults, and each task with type, resources, upstream."""
     out = out or sys.stdout
-    from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError
+    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory
     from airflow_provider_dataeng.factory.graph import airflow_task_id, topological
     from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
+    from airflow_provider_dataeng.factory.reading import Limits
     from airflow_provider_dataeng.factory.schedule import describe_schedule
 
     path = Path(path_text)
@@ -125,7 +124,13 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
         return 1
     try:
         lp = load_pipeline(path, load_defaults(path.parent))
-        dag = build_dag(lp)
+        # with the pipelines it is scheduled after (schedule: {after: [...]}), as the DAG file does
+        loaded, _ = load_directory(path.parent, lp.dag_id)
+        loaded[path] = lp
+        built, errors = build_loaded(loaded, Limits.from_settings(), {})
+        if path in errors:
+            raise errors[path]
+        dag = built[path]
     except ConfigError as exc:
         print(exc.format(), file=out)
         return 1

@@ -25,7 +25,7 @@ class PipelineSettings(StrictModel):
     schedule: Schedule = Field(
         default=None,
         description="cron ('0 3 * * *'), preset ('@daily'), duration ('1h'), a list of Asset URIs, "
-        "{any: [...]}/{all: [...]}, or null",
+        "{any: [...]}/{all: [...]}, {after: [pipelines]} / {tables: [...], conn_id: ...} (by name), or null",
     )
     start_date: datetime | date | None = Field(default=None, description="First data interval start (YYYY-MM-DD or ISO 8601)")
     end_date: datetime | date | None = Field(default=None, description="No runs after this date")
