@@ -412,8 +412,10 @@ class ExtractJob:
                 if spec.detect_deletes:
                     deletes_started = time.monotonic()
                     key_cols = [next(c for c in interval.columns if c.name == k) for k in spec.key_columns or []]
+                    order_col = next(c for c in interval.columns if c.name == spec.timestamp_column)
                     live_stats = stream_live_keys(
-                        conn, src, key_columns=key_cols, progress_interval=progress, logger=self.log,
+                        conn, src, key_columns=key_cols, order_type=order_col.type, progress_interval=progress,
+                        logger=self.log,
                         query=live_keys_query(
                             self.target.ident(), key_columns=spec.key_columns or [],
                             order_column=spec.timestamp_column, partition_column=spec.partition_column,
