@@ -3,7 +3,6 @@ statement helpers every publish module runs SQL with (``execute``, ``rows``, ``s
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,10 +164,6 @@ class PartitionInfo:
     is_default: bool
 
 
-_BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
-_LITERAL_RE = re.compile(r"^'((?:[^']|'')*)'$", re.S)
-
-
 def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | None:
     """``(strategy, column, column type)`` of a single-column partitioned table, or None."""
     found = rows(conn, """
@@ -184,33 +179,48 @@ def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | 
     return (strat, col, typ)
 
 
-def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str) -> list[PartitionInfo]:
-    """Children of a range-partitioned table with their bounds, read from the catalog.
+def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lower: Any = None,
+               upper: Any = None) -> list[PartitionInfo]:
+    """Children of a range-partitioned table with their bounds; with ``lower``/``upper`` only those that
+    overlap ``[lower, upper)`` (and the default partition).
 
-    Bounds are deparsed without looking the child up by oid (``pg_get_expr(.., 0)``: they are constants), so a
-    sibling that a concurrent publish swaps out and drops while this runs still reads as its bounds.
+    One statement whatever the number of partitions: bounds are parsed, cast to ``column_type`` and
+    filtered on the server. They are deparsed without looking the child up by oid (``pg_get_expr(.., 0)``:
+    they are constants), so a sibling that a concurrent publish swaps out and drops meanwhile still reads
+    as its bounds.
     """
     out = []
-    for oid, nsp, name, bound in rows(conn, """
-            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
-            from pg_inherits i join pg_class c on c.oid = i.inhrelid
-            join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid]):
-        if bound == "DEFAULT":
+    query = sql.SQL(PARTITIONS_SQL).format(typ=sql.SQL(column_type))
+    for oid, nsp, name, bound, is_default, parsed, lo, hi in rows(
+            conn, query, {"parent": parent_oid, "lower": lower, "upper": upper}):
+        if is_default:
             out.append(PartitionInfo(int(oid), TableRef(nsp, name), None, None, True))
-            continue
-        m = _BOUND_RE.match(bound or "")
-        if not m:
+        elif not parsed:
             raise ValueError(f"partition {nsp}.{name}: unexpected bound {bound!r}")
-        lo, hi = (_bound_value(conn, text, column_type) for text in m.groups())
-        out.append(PartitionInfo(int(oid), TableRef(nsp, name), lo, hi, False))
+        else:
+            out.append(PartitionInfo(int(oid), TableRef(nsp, name), lo, hi, False))
     return out
 
 
-def _bound_value(conn: psycopg.Connection, text: str, column_type: str) -> Any:
-    text = text.strip()
-    if text in ("MINVALUE", "MAXVALUE"):
-        return None
-    m = _LITERAL_RE.match(text)
-    if not m:
-        raise ValueError(f"unexpected partition bound value {text!r}")
-    return scalar(conn, sql.SQL("select %s::{}").format(sql.SQL(column_type)), [m.group(1).replace("''", "'")])
+# A bound is MINVALUE, MAXVALUE or a quoted literal ('' inside doubled); {typ} is the partition column type.
+PARTITIONS_SQL = r"""
+with children as (
+  select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0) as bound
+  from pg_inherits i join pg_class c on c.oid = i.inhrelid
+  join pg_namespace n on n.oid = c.relnamespace
+  where i.inhparent = %(parent)s
+), parsed as (
+  select *, regexp_match(bound, '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') as m from children
+), typed as (
+  select *,
+         case when m[1] ~ '^''.*''$' then replace(substr(m[1], 2, length(m[1]) - 2), '''''', '''')::{typ} end as lo,
+         case when m[2] ~ '^''.*''$' then replace(substr(m[2], 2, length(m[2]) - 2), '''''', '''')::{typ} end as hi
+  from parsed
+)
+select oid, nspname, relname, bound, bound = 'DEFAULT',
+       m is not null and (m[1] = 'MINVALUE' or lo is not null) and (m[2] = 'MAXVALUE' or hi is not null), lo, hi
+from typed
+where bound = 'DEFAULT' or %(upper)s::{typ} is null
+   or ((lo is null or lo < %(upper)s::{typ}) and (hi is null or %(lower)s::{typ} < hi))
+order by lo nulls first
+"""
