@@ -3,7 +3,9 @@ statement helpers every publish module runs SQL with (``execute``, ``rows``, ``s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -184,43 +186,50 @@ def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lowe
     """Children of a range-partitioned table with their bounds; with ``lower``/``upper`` only those that
     overlap ``[lower, upper)`` (and the default partition).
 
-    One statement whatever the number of partitions: bounds are parsed, cast to ``column_type`` and
-    filtered on the server. They are deparsed without looking the child up by oid (``pg_get_expr(.., 0)``:
-    they are constants), so a sibling that a concurrent publish swaps out and drops meanwhile still reads
-    as its bounds.
+    Two statements whatever the number of partitions (the children, then every bound literal cast to
+    ``column_type`` at once). Bounds are deparsed without looking the child up by oid
+    (``pg_get_expr(.., 0)``: they are constants), so a sibling that a concurrent publish swaps out and
+    drops meanwhile still reads as its bounds.
     """
-    out = []
-    query = sql.SQL(PARTITIONS_SQL).format(typ=sql.SQL(column_type))
-    for oid, nsp, name, bound, is_default, parsed, lo, hi in rows(
-            conn, query, {"parent": parent_oid, "lower": lower, "upper": upper}):
-        if is_default:
-            out.append(PartitionInfo(int(oid), TableRef(nsp, name), None, None, True))
-        elif not parsed:
+    children = rows(conn, """
+        select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
+        from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid])
+    parsed = []
+    for oid, nsp, name, bound in children:
+        m = None if bound == "DEFAULT" else _BOUND_RE.match(bound or "")
+        if bound != "DEFAULT" and (not m or not all(_LITERAL_RE.match(t) or t in _INFINITE for t in m.groups())):
             raise ValueError(f"partition {nsp}.{name}: unexpected bound {bound!r}")
-        else:
-            out.append(PartitionInfo(int(oid), TableRef(nsp, name), lo, hi, False))
+        parsed.append((int(oid), TableRef(nsp, name), m.groups() if m else None))
+    literals = {t for _, _, texts in parsed if texts for t in texts if t not in _INFINITE}
+    values = {t: v for t in literals if (v := _parse_literal(t, column_type)) is not None}
+    if unparsed := sorted(literals - set(values)):  # not ISO text (DateStyle, infinity, BC): the server casts
+        values.update(rows(conn, sql.SQL("select t, replace(substr(t, 2, length(t) - 2), '''''', '''')::{} "
+                                         "from unnest(%s::text[]) t").format(sql.SQL(column_type)), [unparsed]))
+    out = []
+    for oid, ref, texts in parsed:
+        if texts is None:
+            out.append(PartitionInfo(oid, ref, None, None, True))
+            continue
+        lo, hi = (values.get(t) for t in texts)  # MINVALUE / MAXVALUE: None
+        if upper is None or ((lo is None or lo < upper) and (hi is None or lower < hi)):
+            out.append(PartitionInfo(oid, ref, lo, hi, False))
     return out
 
 
-# A bound is MINVALUE, MAXVALUE or a quoted literal ('' inside doubled); {typ} is the partition column type.
-PARTITIONS_SQL = r"""
-with children as (
-  select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0) as bound
-  from pg_inherits i join pg_class c on c.oid = i.inhrelid
-  join pg_namespace n on n.oid = c.relnamespace
-  where i.inhparent = %(parent)s
-), parsed as (
-  select *, regexp_match(bound, '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') as m from children
-), typed as (
-  select *,
-         case when m[1] ~ '^''.*''$' then replace(substr(m[1], 2, length(m[1]) - 2), '''''', '''')::{typ} end as lo,
-         case when m[2] ~ '^''.*''$' then replace(substr(m[2], 2, length(m[2]) - 2), '''''', '''')::{typ} end as hi
-  from parsed
-)
-select oid, nspname, relname, bound, bound = 'DEFAULT',
-       m is not null and (m[1] = 'MINVALUE' or lo is not null) and (m[2] = 'MAXVALUE' or hi is not null), lo, hi
-from typed
-where bound = 'DEFAULT' or %(upper)s::{typ} is null
-   or ((lo is null or lo < %(upper)s::{typ}) and (hi is null or %(lower)s::{typ} < hi))
-order by lo nulls first
-"""
+def _parse_literal(text: str, column_type: str) -> Any:
+    """A quoted ISO date/timestamp literal as the value psycopg would return for ``column_type``, or None."""
+    body = text[1:-1]
+    try:
+        if column_type == "date":
+            return date.fromisoformat(body)
+        value = datetime.fromisoformat(body)
+    except ValueError:
+        return None
+    aware = column_type == "timestamp with time zone"
+    return value if (value.tzinfo is not None) == aware else None
+
+
+_BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
+_LITERAL_RE = re.compile(r"^'(?:[^']|'')*'$", re.S)
+_INFINITE = ("MINVALUE", "MAXVALUE")
