@@ -68,9 +68,26 @@ def _create_history(cluster, table: str, partitions: int) -> None:
     cluster.psql(f"vacuum analyze bench.{table}", "bench")
 
 
+class StepClock:
+    """``on_step`` callback: milliseconds between the engine's steps, per table size."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.phases: dict[str, list[float]] = {}
+
+    def start(self) -> None:
+        self.last = time.monotonic()
+
+    def __call__(self, step: str, conn) -> None:
+        now = time.monotonic()
+        self.phases.setdefault(step, []).append((now - self.last) * 1000)
+        self.last = now
+
+
 def _publish(engine: PublishEngine, table: str, day: int) -> float:
     lower = START + timedelta(days=day)
     started = time.monotonic()
+    engine.on_step.start()
     engine.publish_partition(f"bench.{table}", partition_column="_interval_start", lower=lower,
                              upper=lower + timedelta(days=1), select_sql=SELECT,
                              checks=[{"check": "row_count", "min": ROWS}])
@@ -84,21 +101,27 @@ def bench_publish() -> dict:
         cluster.create_database("bench")
         cluster.psql("create schema bench", "bench")
         register_cluster_connection("scale_bench", cluster, "bench")
-        engine = PublishEngine(connect("scale_bench"), pipeline="benchmark", task_id="scale")
+        engines = {size: PublishEngine(connect("scale_bench"), pipeline="benchmark", task_id="scale",
+                                       on_step=StepClock()) for size in SIZES}
         for size in SIZES:
             started = time.monotonic()
             _create_history(cluster, f"h{size}", size)
             log(f"bench.h{size}: {size} daily partitions of 10 rows in {time.monotonic() - started:.1f}s")
         for size in SIZES:  # warm-up: first publish of each (ledger, caches)
-            _publish(engine, f"h{size}", size + 100)
+            _publish(engines[size], f"h{size}", size + 100)
+            engines[size].on_step.phases.clear()
         times: dict[int, list[float]] = {size: [] for size in SIZES}
         for r in range(ROUNDS):
             for size in SIZES:  # interleaved, so both see the same background load
-                new = _publish(engine, f"h{size}", size + r)  # a new interval after the history
-                again = _publish(engine, f"h{size}", size // 2)  # re-publish one in the middle
+                new = _publish(engines[size], f"h{size}", size + r)  # a new interval after the history
+                again = _publish(engines[size], f"h{size}", size // 2)  # re-publish one in the middle
                 times[size] += [new, again]
                 log(f"round {r + 1}/{ROUNDS}: bench.h{size}: new interval {new * 1000:.0f} ms, "
                     f"re-publish {again * 1000:.0f} ms")
+        for size in SIZES:
+            phases = engines[size].on_step.phases
+            log(f"bench.h{size}: median ms up to each step: " + ", ".join(
+                f"{step} {statistics.median(ms):.0f}" for step, ms in phases.items()))
     small, big = (statistics.median(times[size]) for size in SIZES)
     log(f"median partition publish of {ROWS:,} rows: {small * 1000:.0f} ms with {SIZES[0]} partitions, "
         f"{big * 1000:.0f} ms with {SIZES[1]:,}")
