@@ -68,6 +68,30 @@ _DURATION_JSON = {
 Duration = Annotated[timedelta, PlainValidator(parse_duration), WithJsonSchema(_DURATION_JSON)]
 """A duration turned into a ``timedelta`` (retry delays, timeouts, schedules)."""
 
+def _parse_period_duration(value: Any) -> timedelta:
+    """A duration, or dbt's ``{"count": 12, "period": "hour"}``."""
+    if isinstance(value, dict):
+        result = durations.parse_duration(value, field="duration")
+        assert result is not None
+        return result
+    return parse_duration(value)
+
+
+PeriodDuration = Annotated[
+    timedelta,
+    PlainValidator(_parse_period_duration),
+    WithJsonSchema({
+        "anyOf": [
+            *_DURATION_JSON["anyOf"],
+            {"type": "object", "additionalProperties": False, "required": ["count", "period"],
+             "properties": {"count": {"type": "number", "minimum": 0},
+                            "period": {"enum": sorted(durations.DBT_PERIODS)}}},
+        ],
+        "description": DURATION_HELP + ", or dbt's {count: 12, period: hour}",
+    }),
+]
+"""A :data:`Duration` that also takes dbt source freshness's ``{count, period}`` form."""
+
 DurationText = Annotated[str | int | float, PlainValidator(_check_duration_text), WithJsonSchema(_DURATION_JSON)]
 """A duration passed to an operator as written (operators parse ``"2s"`` themselves)."""
 
@@ -90,10 +114,10 @@ StrList = Annotated[list[str] | str, AfterValidator(as_list)]
 class AssetSpec(StrictModel):
     """An Airflow Asset given by URI (and optionally name, group and extra)."""
 
-    uri: str = Field(min_length=1)
-    name: str | None = None
-    group: str | None = None
-    extra: dict[str, Any] | None = None
+    uri: str = Field(min_length=1, description="The Asset URI, e.g. postgres://host:5432/db/schema/table")
+    name: str | None = Field(default=None, description="The Asset name (default: the URI)")
+    group: str | None = Field(default=None, description="The Asset group (default: asset)")
+    extra: dict[str, Any] | None = Field(default=None, description="Extra metadata stored with the Asset")
 
 
 AssetRef = str | AssetSpec
