@@ -68,11 +68,12 @@ class TargetView:
 
     def freshness(self, settings: DashboardSettings, now: datetime,
                   newest_end: datetime | None = None, newest_at: datetime | None = None) -> dict[str, Any]:
+        # The newest published interval on the calendar; the ledger's newest published load only when the
+        # window has none (so "latest" and "behind" always agree).
         published = [c for c in self.cells if c.status == "published"]
-        if newest_end is None and published:
+        if published:
             newest_end = published[-1].interval.end
-        if newest_at is None and published and published[-1].load is not None:
-            newest_at = published[-1].load.at
+            newest_at = published[-1].load.at if published[-1].load is not None else None
         return freshness(codes(self.cells), self.span(), settings, now, newest_end, newest_at)
 
     def summary(self, settings: DashboardSettings, now: datetime) -> dict[str, Any]:
