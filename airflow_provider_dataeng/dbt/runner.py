@@ -34,6 +34,15 @@ from airflow_provider_dataeng.dbt.profile import (
 )
 from airflow_provider_dataeng.dbt.results import FAILED_STATUSES, DbtRunError, DbtRunResult, summarize_results
 from airflow_provider_dataeng.dbt.spec import COMMANDS
+from airflow_provider_dataeng.dbt.workspace import (
+    BUILD_INFO_FILE,
+    adopt_parse,
+    anchor_local_packages,
+    copy_project,
+    read_build_info,
+    seed_target,
+    stale_files,
+)
 from airflow_provider_dataeng.values import as_list
 
 if TYPE_CHECKING:
@@ -101,6 +110,7 @@ class DbtRunner:
     def profiles(self) -> Iterator[tuple[Path, dict[str, str], str | None]]:
         """Yield ``(profiles_dir, env, password)``: a temp dir with the generated profiles.yml (removed after)."""
         profile, password = self.profile()
+        self.current_profile = profile
         env = profile.env()
         if password:
             env[PASSWORD_ENV] = password
@@ -130,6 +140,7 @@ class DbtRunner:
         full_refresh: bool = False,
         indirect_selection: str | None = None,
         retry_state: Path | None = None,
+        project_dir: Path | None = None,
     ) -> list[str]:
         """dbt CLI arguments (without the ``dbt`` executable)."""
         if retry_state is not None:
@@ -139,7 +150,7 @@ class DbtRunner:
                 raise ValueError(f"command={command!r}: expected one of {', '.join(COMMANDS)}")
             args = command.split()
         args += [
-            "--project-dir", str(self.project_dir),
+            "--project-dir", str(project_dir or self.project_dir),
             "--profiles-dir", str(profiles_dir),
             "--target-path", str(run_dir / "target"),
             "--log-path", str(run_dir / "logs"),
@@ -179,31 +190,51 @@ class DbtRunner:
         full_refresh: bool = False,
         indirect_selection: str | None = None,
         retry_from: Path | None = None,
+        artifacts_dir: Path | None = None,
+        install_deps: bool = False,
     ) -> DbtRunResult:
         """Run one dbt command with artifacts in ``run_dir`` (``target/``, ``logs/``).
 
         ``retry_from``: a previous try directory; when given, runs ``dbt retry`` on its run_results.json.
-        Raises :class:`DbtRunError` when dbt reports failures.
+        ``artifacts_dir``: the build-time target dir (``manifest.json``, ``partial_parse.msgpack``) this
+        run starts from (default ``<project_dir>/target``). ``install_deps``: ``dbt deps`` in a copy of the
+        project first. Raises :class:`DbtRunError` when dbt reports failures.
         """
         run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        if retry_from is not None:
-            seed_partial_parse(retry_from / "target", run_dir / "target")
+        project = self.project_dir
+        if install_deps:
+            project = copy_project(self.project_dir, run_dir / "project")
+            anchor_local_packages(project, self.project_dir)
         with self.profiles() as (profiles_dir, env, password):
+            self._seed(run_dir / "target", retry_from, artifacts_dir or self.project_dir / "target")
+            if install_deps:
+                deps = ["deps", "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
+                        "--log-path", str(run_dir / "logs"), "--no-use-colors", "--no-send-anonymous-usage-stats",
+                        "--no-version-check"]
+                if self.profiles_dir is None:
+                    deps += ["--profile", PROFILE_NAME, "--target", TARGET_NAME]
+                self.log.info("dbt deps in the working copy %s", project)
+                ok, error = self._invoke(deps, env, password, project)
+                if not ok:
+                    raise DbtRunError(f"dbt deps failed: {error or 'see ' + str(run_dir / 'logs' / 'dbt.log')}",
+                                      DbtRunResult("deps", False, time.monotonic() - started, str(run_dir),
+                                                   str(run_dir / "target"), str(run_dir / "logs" / "dbt.log"),
+                                                   error=error))
             args = self.build_args(
                 command, profiles_dir=profiles_dir, run_dir=run_dir, select=select, exclude=exclude,
                 selector=selector, vars=vars, full_refresh=full_refresh,
                 indirect_selection=indirect_selection,
-                retry_state=(retry_from / "target") if retry_from is not None else None,
+                retry_state=(retry_from / "target") if retry_from is not None else None, project_dir=project,
             )
             self.log.info(
                 "dbt %s on %s (schema %s), artifacts in %s", " ".join(args[:1] + _display_args(args[1:])),
                 self.warehouse_hook().describe(), self.target_schema or "profile default", run_dir,
             )
-            if self.use_subprocess:
-                ok, error = self._run_subprocess(args, env, password)
-            else:
-                ok, error = self._run_in_process(args, env, password)
+            ok, error = self._invoke(args, env, password, project)
+            if error and "dbt deps" in error and not install_deps:
+                error += (" (install the packages at build time with parse_project, which runs dbt deps, and ship "
+                          "dbt_packages/ with the project; or set install_deps=True)")
         nodes = summarize_results(run_dir / "target")
         result = DbtRunResult(
             command="retry" if retry_from is not None else command,
@@ -221,6 +252,38 @@ class DbtRunner:
         if not result.success:
             raise DbtRunError(result.failure_message(), result)
         return result
+
+    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> None:
+        """Start from the previous try's parse (a retry) or the build-time one; log a stale project."""
+        if retry_from is not None and seed_partial_parse(retry_from / "target", target):
+            self.log.info("Starting from the previous try's parse in %s", retry_from / "target")
+            return
+        info = read_build_info(artifacts_dir)
+        if info is None:
+            if (artifacts_dir / "manifest.json").is_file():
+                self.log.info("No %s in %s (artifacts not built by parse_project): cannot tell whether the "
+                              "project changed since the build", BUILD_INFO_FILE, artifacts_dir)
+        elif stale := stale_files(self.project_dir, info):
+            self.log.warning(
+                "The dbt project %s changed since its artifacts in %s were built: %d file(s) differ (%s). dbt "
+                "re-parses them, but this DAG was rendered from the old manifest.json: rebuild the artifacts "
+                "(make manifest, or python -m airflow_provider_dataeng.dbt.parse_project) and ship them.",
+                self.project_dir, artifacts_dir, len(stale), ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""),
+            )
+        if not seed_target(artifacts_dir, target):
+            self.log.info("No build-time partial_parse.msgpack in %s: dbt parses the whole project", artifacts_dir)
+            return
+        why_not = adopt_parse(target, info, self.current_profile) if info is not None else "no build info"
+        if why_not is None:
+            self.log.info("Starting from the build-time parse in %s (partial_parse.msgpack)", artifacts_dir)
+        else:
+            self.log.warning("dbt parses the whole project: the build-time parse in %s cannot be reused, %s",
+                             artifacts_dir, why_not)
+
+    def _invoke(self, args: list[str], env: dict[str, str], password: str | None, cwd: Path) -> tuple[bool, str | None]:
+        if self.use_subprocess:
+            return self._run_subprocess(args, env, password, cwd)
+        return self._run_in_process(args, env, password)
 
     def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
         try:
@@ -243,12 +306,13 @@ class DbtRunner:
             return False, f"{type(res.exception).__name__}: {res.exception}"
         return bool(res.success), None
 
-    def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
+    def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None,
+                        cwd: Path) -> tuple[bool, str | None]:
         child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         cmd = [*self.executable(), *args, "--log-level", "info"]
         with subprocess.Popen(
             cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            cwd=str(self.project_dir), start_new_session=True,
+            cwd=str(cwd), start_new_session=True,
         ) as proc:
             self._proc = proc
             assert proc.stdout is not None

@@ -15,8 +15,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from airflow_provider_dataeng.specs import ConnId, StrList, TaskSpec
 
-COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse")
-Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse"]
+COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate")
+Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate"]
 IndirectSelection = Literal["eager", "cautious", "buildable", "empty"]
 RenderMode = Literal["model", "group", "single"]
 GroupBy = Literal["folder", "tag", "selector"]
@@ -44,6 +44,11 @@ class DbtSpec(TaskSpec):
                                   "model (unless outlets are given)")
     use_subprocess: bool = Field(default=False, description="Run the dbt CLI in a child process instead of "
                                                             "in-process dbtRunner")
+    dbt_executable_path: str | None = Field(
+        default=None, description="Run this dbt executable in a child process (e.g. a dbt installed in another "
+                                  "virtualenv: the Airflow environment then needs no dbt)")
+    install_deps: bool = Field(default=False, description="Run dbt deps in a per-try copy of the project first "
+                                                          "(default: use the packages installed at build time)")
     threads: int = Field(default=1, ge=1, description="dbt threads")
     indirect_selection: IndirectSelection | None = Field(default=None, description="dbt --indirect-selection")
     state_dir: str | None = Field(

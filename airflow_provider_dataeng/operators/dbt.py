@@ -46,6 +46,8 @@ class DbtOperator(BaseOperator):
         profiles_dir: str | None = spec_default(DbtSpec, "profiles_dir"),
         manifest_path: str | None = spec_default(DbtSpec, "manifest_path"),
         use_subprocess: bool = spec_default(DbtSpec, "use_subprocess"),
+        dbt_executable_path: str | None = spec_default(DbtSpec, "dbt_executable_path"),
+        install_deps: bool = spec_default(DbtSpec, "install_deps"),
         threads: int = spec_default(DbtSpec, "threads"),
         indirect_selection: str | None = spec_default(DbtSpec, "indirect_selection"),
         state_dir: str | None = spec_default(DbtSpec, "state_dir"),
@@ -65,6 +67,8 @@ class DbtOperator(BaseOperator):
         self.profiles_dir = str(profiles_dir) if profiles_dir else None
         self.manifest_path = str(manifest_path) if manifest_path else None
         self.use_subprocess = use_subprocess
+        self.dbt_executable_path = dbt_executable_path
+        self.install_deps = install_deps
         self.threads = threads
         self.indirect_selection = indirect_selection
         self.state_dir = str(state_dir) if state_dir else None
@@ -86,7 +90,8 @@ class DbtOperator(BaseOperator):
 
         return DbtRunner(
             spec.conn_id, spec.project_dir, target_schema=spec.target_schema, profiles_dir=spec.profiles_dir,
-            threads=spec.threads, use_subprocess=spec.use_subprocess, log=self.log,
+            threads=spec.threads, use_subprocess=spec.use_subprocess,
+            dbt_executable_path=spec.dbt_executable_path, log=self.log,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -113,7 +118,8 @@ class DbtOperator(BaseOperator):
             result = self._runner.run(
                 spec.command, run_dir=try_dir, select=spec.select, exclude=spec.exclude, selector=spec.selector,
                 vars=spec.vars, full_refresh=spec.full_refresh, indirect_selection=spec.indirect_selection,
-                retry_from=retry_from,
+                retry_from=retry_from, artifacts_dir=Path(spec.manifest_path).parent if spec.manifest_path else None,
+                install_deps=spec.install_deps,
             )
         except DbtRunError as exc:
             ti.xcom_push(key="dbt_results", value=exc.result.as_xcom())
