@@ -215,6 +215,8 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
         )
 
     if spec.render == "single":
+        if spec.test_behavior == "none" and spec.command in ("build", "test"):
+            base = base.model_copy(update={"exclude": [*(base.exclude or []), "resource_type:test"]})
         return Rendering(None, (RenderedTask(task_id, "dbt", base, assets(sorted(selected))),))
 
     if spec.render == "model":
@@ -228,13 +230,37 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
             members = [(name, sel.yaml_selector(name)) for name in manifest.selectors]
         unit_of = {uid: _task_id(_group_key(manifest.nodes[uid], spec.group_by, members)) for uid in selected}
     plan = _Plan(manifest, selected, unit_of)
-    with_tests = spec.command == "build"
-    tasks = []
+    return Rendering(task_id, tuple(_unit_tasks(plan, base, spec, assets)))
+
+
+def _unit_tasks(plan: _Plan, base: DbtSpec, spec: DbtRenderSpec, assets: Any) -> list[RenderedTask]:
+    """One task per unit, plus test tasks as ``spec.test_behavior`` asks."""
+    manifest = plan.manifest
+    behavior = spec.test_behavior
+    inline = behavior == "build" and spec.command == "build"
+    taken = set(plan.units)
+
+    def fresh(name: str) -> str:
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    def dbt(command: str, selects: list[str]) -> DbtSpec:
+        return base.model_copy(update={"command": command, "select": selects, "exclude": None, "selector": None,
+                                       "indirect_selection": "empty"})
+
+    tests = {unit: [t.selector for t in plan.tests[unit]] for unit in plan.units}
+    waits_on = {u: fresh(f"{u}__test") if behavior == "after_each" and tests[u] else u for u in plan.units}
+    tasks: list[RenderedTask] = []
     for unit, uids in plan.units.items():
-        node_selects = [manifest.nodes[u].selector for u in uids]
-        test_selects = [t.selector for t in plan.tests[unit]] if with_tests else []
-        task_spec = base.model_copy(update={
-            "select": node_selects + test_selects, "exclude": None, "selector": None, "indirect_selection": "empty",
-        })
-        tasks.append(RenderedTask(unit, "dbt", task_spec, assets(uids), tuple(sorted(plan.upstream[unit]))))
-    return Rendering(task_id, tuple(tasks))
+        selects = [manifest.nodes[u].selector for u in uids] + (tests[unit] if inline else [])
+        upstream = tuple(sorted(waits_on[u] for u in plan.upstream[unit]))
+        tasks.append(RenderedTask(unit, "dbt", dbt(spec.command, selects), assets(uids), upstream))
+        if waits_on[unit] != unit:
+            tasks.append(RenderedTask(waits_on[unit], "dbt", dbt("test", tests[unit]), (), (unit,)))
+    all_tests = [t for unit in plan.units for t in tests[unit]]
+    if behavior == "after_all" and all_tests:
+        last = Rendering(None, tuple(tasks)).exits
+        tasks.append(RenderedTask(fresh("tests"), "dbt", dbt("test", all_tests), (), tuple(last)))
+    return tasks

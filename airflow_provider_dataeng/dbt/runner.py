@@ -43,13 +43,14 @@ from airflow_provider_dataeng.dbt.workspace import (
     seed_target,
     stale_files,
 )
-from airflow_provider_dataeng.values import as_list
+from airflow_provider_dataeng.values import as_list, first_line
 
 if TYPE_CHECKING:
     from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
 _ENV_LOCK = threading.Lock()  # in-process runs change os.environ: one at a time per process
 TERMINATE_GRACE_S = 10.0
+FAILING_ROWS_SHOWN = 20
 NOT_INSTALLED = (
     "dbt-core is not importable in this environment: install airflow-provider-dataeng[dbt], or set "
     "dbt_executable_path to a dbt executable installed elsewhere (e.g. another virtualenv)"
@@ -250,8 +251,43 @@ class DbtRunner:
         if result.nodes:
             self.log.info("dbt results:\n%s", result.table())
         if not result.success:
+            self.show_failing_tests(result)
             raise DbtRunError(result.failure_message(), result)
         return result
+
+    def show_failing_tests(self, result: DbtRunResult) -> None:
+        """Log each failed test's compiled SQL and the first rows it returns (the failing rows)."""
+        for node in result.failed:
+            if node.resource_type != "test" or not node.compiled_path:
+                continue
+            try:
+                text = Path(node.compiled_path).read_text().strip()
+            except OSError:
+                continue
+            self.log.error("Failing test %s (%s failing row(s)), its SQL:\n%s", node.unique_id,
+                           "?" if node.failures is None else node.failures, text)
+            try:
+                columns, rows = self._query_rows(text, FAILING_ROWS_SHOWN)
+            except Exception as exc:  # the log is best effort: the task fails on the test anyway
+                self.log.warning("Could not read the failing rows of %s: %s", node.unique_id, first_line(exc))
+                continue
+            self.log.error("First %d failing row(s) of %s:\n%s", len(rows), node.unique_id, format_rows(columns, rows))
+
+    def _query_rows(self, select_sql: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a test's SELECT read-only (statement_timeout 60 s), at most ``limit`` rows."""
+        from psycopg import sql
+
+        query = sql.SQL("select * from ({}) as dataeng_failing_rows limit {}").format(
+            sql.SQL(select_sql.rstrip().rstrip(";")), sql.Literal(limit))  # dbt's compiled SQL, run as dbt does
+        with self.warehouse_hook().connection_scope() as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute("set local statement_timeout = '60s'")
+                cur.execute(query)
+                columns = [d.name for d in cur.description or []]
+                rows = cur.fetchall()
+            conn.rollback()
+        return columns, rows
 
     def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> None:
         """Start from the previous try's parse (a retry) or the build-time one; log a stale project."""
@@ -354,6 +390,18 @@ class DbtRunner:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         return True
+
+
+def format_rows(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:
+    """A fixed-width text table (cells cut at ``width`` characters)."""
+    def cell(value: Any) -> str:
+        text = "NULL" if value is None else str(value)
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    table = [[cell(c) for c in columns]] + [[cell(v) for v in row] for row in rows]
+    sizes = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip() for r in table]
+    return "\n".join([lines[0], "  ".join("-" * n for n in sizes), *lines[1:]])
 
 
 def dbt_executable() -> list[str]:

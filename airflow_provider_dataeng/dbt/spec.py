@@ -63,12 +63,19 @@ class DbtRenderSpec(DbtSpec):
     manifest_path: str | None = Field(default=None, description="Default: <project_dir>/target/manifest.json")
     render: RenderMode = Field(default="model", description="One task per model, per group, or one task")
     group_by: GroupBy = Field(default="folder", description="How render=group groups nodes")
+    test_behavior: TestBehavior = Field(
+        default="build", description="When tests run: build = in each model's task right after the model (one dbt "
+        "build; a failing test stops only the models downstream of it); after_each = a test task after each model "
+        "task (downstream models wait for it); after_all = one test task after all models; none = no tests. "
+        "render=single takes build or none")
 
     @model_validator(mode="after")
     def _command_fits_render(self) -> DbtRenderSpec:
         if self.render != "single" and self.command not in ("build", "run"):
             raise ValueError(f"command={self.command!r}: render={self.render!r} supports build or run "
                              "(render='single' runs any command)")
+        if self.render == "single" and self.test_behavior not in ("build", "none"):
+            raise ValueError(f"test_behavior={self.test_behavior!r}: render='single' supports build or none")
         return self
 
     def operator_fields(self) -> dict[str, Any]:
