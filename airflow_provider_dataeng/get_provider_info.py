@@ -70,4 +70,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "notifications": [f"{_PKG}.notifications.webhook.SlaWebhookNotifier"],
         "cli": [f"{_PKG}.factory.cli.get_provider_cli_commands"],
+        "plugins": [{"name": "dataeng_dashboard", "plugin-class": f"{_PKG}.dashboard.plugin.DataengDashboardPlugin"}],
     }

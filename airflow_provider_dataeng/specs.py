@@ -129,3 +129,27 @@ def spec_values(source: Any, spec: type[TaskSpec]) -> dict[str, Any]:
 def build_spec(source: Any, spec: type[SpecT], **overrides: Any) -> SpecT:
     """Validate ``source``'s attributes (an operator, after templating) into ``spec``."""
     return spec.model_validate({**spec_values(source, spec), **overrides})
+
+
+def task_spec(task: Any, spec: type[SpecT]) -> SpecT:
+    """:func:`build_spec` for an operator: a validation error becomes a ``ValueError`` naming the task."""
+    from pydantic import ValidationError
+
+    try:
+        return build_spec(task, spec)
+    except ValidationError as exc:
+        raise ValueError(f"{getattr(task, 'task_id', type(task).__name__)}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line per problem: ``field='value': what was expected``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        if where and not isinstance(value, dict) and error["type"] != "missing":
+            parts.append(f"{where}={value!r}: {message}")
+        else:
+            parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

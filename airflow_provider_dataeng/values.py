@@ -40,3 +40,17 @@ def is_templated(*values: Any) -> bool:
             if is_templated(*value):
                 return True
     return False
+
+
+def import_path(path: str) -> Any:
+    """Import ``package.module.Name`` (raises ImportError/AttributeError with the path in the message)."""
+    import importlib
+
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not a dotted import path")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None

@@ -65,7 +65,8 @@ def fill_orders(cluster: PgCluster, table: str, rows: int) -> None:
 
 
 def run_ours(source_table: str, target_table: str) -> tuple[float, int]:
-    from airflow_provider_dataeng.extract.job import ExtractJob, ExtractSpec
+    from airflow_provider_dataeng.extract.job import ExtractJob
+    from airflow_provider_dataeng.extract.spec import ExtractSpec
 
     job = ExtractJob(ExtractSpec(source_conn_id="bench_source", target_conn_id="bench_warehouse",
                                  source_table=source_table, target_table=target_table, progress_interval="5s"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from airflow.providers.common.compat.sdk import get_parsing_context
 
-from airflow_provider_dataeng.factory.builder import build_dags
+from airflow_provider_dataeng.factory.folder import build_dags
 
 CONFIG_DIR = Path(os.environ.get("DATAENG_CONFIG_DIR") or Path(__file__).resolve().parent / "configs")
 

@@ -11,9 +11,11 @@ missing=()
   || missing+=(postgresql-15-auto-failover)
 command -v pg_autoctl >/dev/null 2>&1 || missing+=(pg-auto-failover-cli)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
+# Headless Chromium for the dashboard's browser tests (Playwright drives it via executable_path).
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "==> PostgreSQL 15 and pg_auto_failover are installed"
+  echo "==> PostgreSQL 15, pg_auto_failover and chromium are installed"
   exit 0
 fi
 

@@ -196,7 +196,7 @@ def test_manifest_loader_keeps_only_what_rendering_needs(manifest_path: Path) ->
     assert parse_manifest(json.dumps({"nodes": {}})).nodes == {}
     assert parse_relation_name('"db"."we""ird"."t"') == ("db", 'we"ird', "t")
     # the project's convention for warehouse tables (the extracts' outlets use it too)
-    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse/warehouse/raw/orders"
+    assert relation_asset_uri('"warehouse"."raw"."orders"', "warehouse") == "postgres://warehouse:5432/warehouse/raw/orders"
     from airflow_provider_dataeng.publish.assets import table_asset
 
     assert table_asset("warehouse", "raw.orders", database="warehouse") == relation_asset('"warehouse"."raw"."orders"',
@@ -216,7 +216,7 @@ def test_dbt_operator_validates_at_parse_time_and_never_connects(manifest_path: 
     op = DbtOperator(task_id="x", conn_id="no_such_conn", project_dir=PROJECT_DIR, select="tag:marts",
                      manifest_path=manifest_path)
     assert {a.uri for a in op.outlets} == {_uri(m, namespace="no_such_conn") for m in MARTS}
-    assert {a.name for a in op.outlets} == {f"no_such_conn.analytics.{m}" for m in MARTS}
+    assert {a.name for a in op.outlets} == {a.uri for a in op.outlets}  # table_asset: the name is the URI
 
 
 def test_generated_profile_references_the_password_and_never_contains_it() -> None:

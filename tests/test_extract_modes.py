@@ -99,7 +99,7 @@ def test_incremental_timestamp_with_lag_and_latest_view(env):
     latest = rows_of(env.wh, env.wh_db, "select id, status, _interval_start from raw.orders_inc__latest order by id")
     assert [(i, s) for i, s, _ in latest] == [(1, "cancelled"), (2, "placed"), (3, "shipped"), (4, "placed")]
     assert latest[1][2] == D2  # row 2 is in both partitions (lag): the later partition wins the tie
-    with pytest.raises(ValueError, match="lag='soon'"):
+    with pytest.raises(ValueError, match="lag\n.*expected a duration"):
         IdempotentExtractOperator(task_id="x", lag="soon", **env.params, **{k: v for k, v in params.items() if k != "lag"})
 
 
@@ -178,7 +178,7 @@ def test_source_sql_templated_and_checks_reject(env):
         env.extract(D1, source_sql="select * from orders", target_table="raw.orders_q",
                     checks=[{"check": "row_count", "min": 10}])
     assert env.ledger()[-1][1] == "rejected"
-    with pytest.raises(ValueError, match="mode='incremental'"):
+    with pytest.raises(ValueError, match="mode\n.*'full_snapshot', 'incremental_timestamp' or 'incremental_id'"):
         IdempotentExtractOperator(task_id="x", mode="incremental", source_table="t", target_table="t", **env.params)
     with pytest.raises(AirflowException, match="is empty.*data intervals"):
         run_extract(D1, D1, source_table="orders", target_table="raw.orders_q", **env.params)

@@ -104,7 +104,7 @@ def test_deadline_callback_runs_our_notifier_through_airflows_callback_trigger()
     with webhook_receiver() as rx:
         with DAG("deadline_run", schedule="@daily", start_date=NOW) as dag:
             alert = add_freshness_deadline(
-                dag, table="raw.orders", error_after="2h", reference="logical_date",
+                dag, table="raw.orders", error_after="2h", reference="dagrun_logical_date",
                 notifier_kwargs={"webhook_url": rx.url + "/deadline"},
             )
         kwargs = {

@@ -9,14 +9,14 @@ import pytest
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 from airflow_provider_dataeng.operators.publish import RollbackPublishOperator, StagingSwapOperator
 from airflow_provider_dataeng.operators.quality import DataQualityOperator
-from airflow_provider_dataeng.publish import PublishEngine
+from airflow_provider_dataeng.publish import PublishEngine, table_asset
 from devstack.airflow_env import run_dag
 from tests.fixtures.publish import ledger, one
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, db):
+def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, db, pg_db):
     from airflow.providers.common.compat.sdk import DAG
 
     PublishEngine(FailoverPostgresHook(postgres_conn_id=warehouse_conn_id)).publish_table(
@@ -51,14 +51,22 @@ def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, d
     assert rows[1]["pipeline"] == "publish_ops" and rows[1]["run_id"]
     assert rows[2]["partition_start"] == START and rows[2]["partition_end"] == START + timedelta(days=1)
     uri = swap.outlets[0].uri
-    assert uri == f"postgres://{warehouse_conn_id}:5432/{warehouse_conn_id}/mart/daily"
+    assert uri == f"postgres://{warehouse_conn_id}:5432/{pg_db}/mart/daily"  # the connection's database
+    assert swap.outlets[0] == table_asset(warehouse_conn_id, "mart.daily")
+    extras = {e.asset.uri: e.extra for e in asset_events()}
+    partition = extras[events.outlets[0].uri]
+    assert (partition["partition_start"], partition["partition_end"]) == (START.isoformat(),
+                                                                          (START + timedelta(days=1)).isoformat())
+    assert (partition["rows"], partition["ledger_id"], partition["run_id"]) == (1, rows[2]["id"], rows[2]["run_id"])
 
 
 def test_operator_construction_validates_and_never_connects():
     op = StagingSwapOperator(task_id="t", conn_id="no_such_connection", target_table="raw.x", select_sql="select 1",
-                             lock_timeout="500ms", database="warehouse")
-    assert op.lock_timeout == 0.5
-    assert op.outlets[0].uri == "postgres://no_such_connection:5432/warehouse/raw/x"
+                             lock_timeout="500ms")
+    assert op.lock_timeout == "500ms" and op.swap_attempts == 5  # the spec's default
+    assert op.outlets == [table_asset("no_such_connection", "raw.x")]
+    assert op.outlets[0].uri == op.outlets[0].name == "postgres://no_such_connection:5432/no_such_connection/raw/x"
+    assert StagingSwapOperator(task_id="tt", conn_id="c", target_table="{{ params.t }}", select_sql="s").outlets == []
     assert set(StagingSwapOperator.template_fields) >= {"select_sql", "target_table", "checks"}
     with pytest.raises(ValueError, match="checks\\[0\\] \\(row_count\\): unknown key 'minimum'"):
         StagingSwapOperator(task_id="t2", conn_id="c", target_table="raw.x", select_sql="select 1",
@@ -69,5 +77,15 @@ def test_operator_construction_validates_and_never_connects():
         StagingSwapOperator(task_id="t4", conn_id="c", target_table="raw.x")
     with pytest.raises(ValueError, match="drift"):
         DataQualityOperator(task_id="t5", conn_id="c", table="raw.x", checks=[{"check": "drift", "max_change_pct": 5}])
-    assert RollbackPublishOperator(task_id="t6", conn_id="c", target_table="raw.x",
-                                   asset_uri="postgres://wh:5432/warehouse/raw/x").outlets[0].uri.endswith("/raw/x")
+    assert RollbackPublishOperator(task_id="t6", conn_id="c", target_table="raw.x").outlets == [
+        table_asset("c", "raw.x")]
+
+
+def asset_events() -> list:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+    from sqlalchemy.orm import joinedload
+
+    with create_session() as session:
+        return list(session.scalars(select(AssetEvent).options(joinedload(AssetEvent.asset))).unique())

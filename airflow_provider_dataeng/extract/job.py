@@ -3,29 +3,33 @@ a staging table and publish it as the interval's partition (through the publish 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from psycopg import sql
 
-from airflow_provider_dataeng.durations import require_duration
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
 from airflow_provider_dataeng.extract.dedup import ensure_latest_view
+from airflow_provider_dataeng.extract.interval import as_utc
 from airflow_provider_dataeng.extract.modes import (
-    MODES,
+    WATERMARK_ID_TYPES,
     IntervalSelect,
     base_query,
+    in_ranges,
     known_ids_table,
-    stream_known_ids,
+    outside_range,
+    own_ids_table,
+    stream_ids,
 )
 from airflow_provider_dataeng.extract.schema_drift import (
-    DRIFT_POLICIES,
     Column,
     DriftPlan,
     DriftReport,
@@ -37,64 +41,17 @@ from airflow_provider_dataeng.extract.schema_drift import (
     plan,
     table_columns,
 )
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+from airflow_provider_dataeng.extract.spec import DEFAULT_PARTITION_COLUMN, ExtractSpec
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITION_COLUMN = "_interval_start"
 # Advisory lock class (two-int form) serializing incremental_id runs of one target table.
 _ID_LOCK_CLASS = 0x44454944
 
 
 class RowCountMismatch(AirflowException):
     """The rows copied differ from the count taken in the same source snapshot: nothing is published."""
-
-
-@dataclass
-class ExtractSpec:
-    """Validated extract configuration (the operator's parameters)."""
-
-    source_conn_id: str
-    target_conn_id: str
-    target_table: str
-    source_table: str | None = None
-    source_sql: str | None = None
-    mode: str = "full_snapshot"
-    partition_column: str = DEFAULT_PARTITION_COLUMN
-    timestamp_column: str = "updated_at"
-    lag: timedelta = timedelta(0)
-    key_columns: list[str] | None = None
-    id_column: str = "id"
-    checks: list[dict] = field(default_factory=list)
-    schema_drift: str = "fail"
-    lock_timeout: timedelta = timedelta(seconds=2)
-    progress_interval: timedelta = timedelta(seconds=5)
-
-    def __post_init__(self) -> None:
-        for name in ("source_conn_id", "target_conn_id", "target_table", "partition_column", "timestamp_column",
-                     "id_column"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name}={value!r}: expected a non-empty string")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
-        if self.schema_drift not in DRIFT_POLICIES:
-            raise ValueError(f"schema_drift={self.schema_drift!r}: expected one of {', '.join(DRIFT_POLICIES)}")
-        if (self.source_table is None) == (self.source_sql is None):
-            raise ValueError("source_table / source_sql: give exactly one of them")
-        if self.key_columns is not None:
-            if isinstance(self.key_columns, str):
-                self.key_columns = [self.key_columns]
-            if not self.key_columns or not all(isinstance(c, str) and c for c in self.key_columns):
-                raise ValueError(f"key_columns={self.key_columns!r}: expected a list of column names")
-        self.lag = require_duration(self.lag, "lag")
-        self.lock_timeout = require_duration(self.lock_timeout, "lock_timeout")
-        self.progress_interval = require_duration(self.progress_interval, "progress_interval")
-        if self.checks is None:
-            self.checks = []
-        if not isinstance(self.checks, list):
-            raise ValueError(f"checks={self.checks!r}: expected a list of check dicts")
 
 
 @dataclass
@@ -107,21 +64,54 @@ class _Target:
     enum_changes: list[str]
 
 
+@dataclass(frozen=True)
+class _Watermark:
+    low: int
+    published_max: int
+    recent: list[tuple[datetime, datetime]]
+
+
 class ExtractJob:
     """Runs one interval of an extract end to end."""
 
-    def __init__(self, spec: ExtractSpec, *, logger: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+    def __init__(self, spec: ExtractSpec, *, logger: logging.Logger | logging.LoggerAdapter | None = None,
+                 application_name: str | None = None) -> None:
         self.spec = spec
         self.log = logger or log
         self.target = TableRef.parse(spec.target_table)
         self.source_ref = TableRef.parse(spec.source_table) if spec.source_table is not None else None
         self.base = base_query(self.source_ref.ident() if self.source_ref else None, spec.source_sql)
-        self.source_hook = FailoverPostgresHook(postgres_conn_id=spec.source_conn_id)
-        self.warehouse_hook = FailoverPostgresHook(postgres_conn_id=spec.target_conn_id)
+        self.source_hook = connect(spec.source_conn_id, role="source", application_name=application_name)
+        self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
+        self._live: set[psycopg.Connection] = set()
+        self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
+
+    # -- cancellation --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _cancellable(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        """While inside, ``cancel()`` cancels ``conn``'s running statement; an interrupt (execution_timeout,
+        a kill) that escapes while a statement runs cancels it too, so nothing keeps running server-side."""
+        self._live.add(conn)
+        try:
+            yield conn
+        except BaseException:
+            _cancel(conn, self.log)
+            raise
+        finally:
+            self._live.discard(conn)
+
+    def cancel(self) -> None:
+        """Cancel the statements running on this job's source and warehouse connections (libpq cancel
+        requests; safe from a signal handler or another thread). The interrupted load fails, the publish
+        engine drops its staging table, and the published data is untouched."""
+        for conn in list(self._live):
+            _cancel(conn, self.log)
+        if self._engine is not None:
+            self._engine.cancel()
 
     # -- preparation ---------------------------------------------------------------------------------
     def describe_source(self) -> list[Column]:
-        with self.source_hook.connection_scope() as src:
+        with self.source_hook.connection_scope() as src, self._cancellable(src):
             try:
                 return describe_query(src, self.base)
             finally:
@@ -173,7 +163,6 @@ class ExtractJob:
     def run(self, lower: datetime, upper: datetime, *, pipeline: str | None = None, task_id: str | None = None,
             run_id: str | None = None) -> Any:
         """Extract ``[lower, upper)`` into its partition; returns the engine's PublishResult."""
-        from airflow_provider_dataeng.publish.checks import build_checks
         from airflow_provider_dataeng.publish.engine import PublishEngine
 
         if lower.tzinfo is None or upper.tzinfo is None:
@@ -186,14 +175,23 @@ class ExtractJob:
                 "CronTriggerTimetable('@daily', timezone='UTC', interval=timedelta(days=1)), or set [scheduler] "
                 "create_cron_data_intervals / create_delta_data_intervals = True"
             )
-        lower, upper = _utc(lower), _utc(upper)
+        lower, upper = as_utc(lower), as_utc(upper)
         spec = self.spec
-        checks = build_checks(spec.checks)
-        engine = PublishEngine(
-            self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), pipeline=pipeline,
-            task_id=task_id, run_id=run_id,
+        checks = [check.build() for check in spec.checks or []]
+        engine = self._engine = PublishEngine(
+            self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
+            pipeline=pipeline, task_id=task_id, run_id=run_id,
         )
         source_cols = self.describe_source()
+        # refusals that need only the source's columns come before any DDL on the target
+        if spec.mode != "full_snapshot" and spec.partition_column in {c.name for c in source_cols}:
+            raise AirflowFailException(
+                f"partition_column={spec.partition_column!r} is a source column: with mode {spec.mode} a row "
+                f"changed or added with a {spec.partition_column!r} outside the run's interval would never be "
+                f"loaded; use a partition column the source does not have (default "
+                f"{DEFAULT_PARTITION_COLUMN!r}: the load interval), or mode full_snapshot"
+            )
+        timestamp_zone = self._timestamp_zone(source_cols)
         prepared = self.prepare_target(engine, source_cols)
         load_cols = prepared.plan.load
         id_col = next((c for c in load_cols if c.name == spec.id_column), None)
@@ -201,7 +199,7 @@ class ExtractJob:
             mode=spec.mode, columns=load_cols, lower=lower, upper=upper, partition_column=spec.partition_column,
             stamp=prepared.stamp, partition_is_date=prepared.partition_is_date,
             timestamp_column=spec.timestamp_column, lag=spec.lag, id_column=spec.id_column,
-            id_as_text=id_col is not None and id_col.kind != "builtin",
+            id_as_text=id_col is not None and id_col.kind != "builtin", timestamp_zone=timestamp_zone,
         )
         self.log.info(
             "Extract %s -> %s, mode %s, interval [%s, %s), %s COPY of %d columns",
@@ -215,7 +213,8 @@ class ExtractJob:
         with self._serialize_incremental_id():
             result = engine.publish_partition(
                 self.target, partition_column=spec.partition_column, lower=lower, upper=upper, loader=loader,
-                checks=checks, mode=spec.mode,
+                checks=checks, mode=spec.mode, keep_previous=spec.keep_previous,
+                keep_failed_staging=spec.keep_failed_staging,
             )
         if spec.mode == "incremental_timestamp" and spec.key_columns:
             with self.warehouse_hook.connection_scope() as wh:
@@ -227,6 +226,84 @@ class ExtractJob:
             self.log.info("Latest-row view %s is up to date", view)
         return result
 
+    def _late_commit_risk(self, src: psycopg.Connection, interval: IntervalSelect) -> list[dict[str, Any]]:
+        """Write transactions on the source, open when this run's snapshot is taken, that started before the
+        next interval's window (``upper - lag``): rows they commit later with a timestamp before that are seen
+        by neither run. Logged as a warning and recorded in the ledger (needs pg_read_all_stats to see other
+        roles' sessions)."""
+        horizon = interval.upper - self.spec.lag
+        rows = src.execute(
+            "select pid, xact_start, usename, application_name from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_xid is not null"
+            " and xact_start < %s order by xact_start limit 10",
+            [horizon],
+        ).fetchall()
+        risks = [{"pid": pid, "xact_start": start.isoformat(), "user": user, "application_name": app}
+                 for pid, start, user, app in rows]
+        for risk in risks:
+            self.log.warning(
+                "Late commits: source transaction pid %s (%s, %s) open since %s, before %s (interval end - lag): "
+                "rows it commits with a %s before that are seen by no run; raise lag above the source's longest "
+                "write transaction", risk["pid"], risk["user"], risk["application_name"], risk["xact_start"],
+                horizon.isoformat(), self.spec.timestamp_column)
+        return risks
+
+    def _id_watermark(self, conn: psycopg.Connection, interval: IntervalSelect, id_col: Column) -> _Watermark | None:
+        """The incremental_id watermark from the ledger: the largest id published into the target (latest
+        published load of each partition) minus ``id_safety_window``, and the other partitions that hold ids
+        above it. None (compare every id) when the id is not an integer or the ledger cannot vouch for every
+        partition (a load without ``max_id``: older versions, other modes, another id column)."""
+        if id_col.type not in WATERMARK_ID_TYPES:
+            self.log.info("incremental_id: %s is %s, not an integer: comparing every id", id_col.name, id_col.type)
+            return None
+        if conn.execute("select to_regclass('dataeng.load_ledger')").fetchone()[0] is None:
+            return None
+        rows = conn.execute(
+            """select partition_start, partition_end, vouched, max_id from (
+                 select distinct on (partition_start) partition_start, partition_end,
+                        coalesce(mode = 'incremental_id' and details ? 'max_id' and details->>'id_column' = %s, false)
+                          as vouched,
+                        (details->>'max_id')::numeric as max_id
+                 from dataeng.load_ledger
+                 where target_schema = %s and target_table = %s and status = 'published'
+                   and partition_start is not null
+                 order by partition_start, id desc) latest""",
+            [self.spec.id_column, self.target.schema, self.target.table],
+        ).fetchall()
+        if not rows:
+            return None
+        if not all(vouched for _, _, vouched, _ in rows):
+            self.log.info("incremental_id: the ledger has loads of %s without an id watermark: comparing every id",
+                          self.target)
+            return None
+        maxes = [int(m) for *_, m in rows if m is not None]
+        if not maxes:
+            return None
+        top = max(maxes)
+        low = top - self.spec.id_safety_window
+        recent = [(lo, hi) for lo, hi, _, m in rows
+                  if m is not None and m > low and (lo, hi) != (interval.lower, interval.upper)]
+        self.log.info("incremental_id: ids above %d (largest published %d - window %d) are compared with %d "
+                      "partition(s); ids at or below it are reloaded only when this interval already holds them",
+                      low, top, self.spec.id_safety_window, len(recent))
+        return _Watermark(low, top, recent)
+
+    def _timestamp_zone(self, columns: list[Column]) -> str | None:
+        """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
+        spec = self.spec
+        if spec.mode != "incremental_timestamp":
+            return None
+        col = next((c for c in columns if c.name == spec.timestamp_column), None)
+        if col is None or col.type != "timestamp without time zone":
+            return None
+        if spec.source_timezone is None:
+            raise AirflowFailException(
+                f"timestamp_column={spec.timestamp_column!r} is a timestamp without time zone: set "
+                "source_timezone to the zone its values are written in (e.g. 'UTC' or 'Europe/Berlin'); "
+                "comparing it with the interval's bounds needs it"
+            )
+        return spec.source_timezone
+
     def _serialize_incremental_id(self) -> Any:
         """incremental_id runs of one target take turns (each reads the ids the others publish)."""
         import contextlib
@@ -236,7 +313,7 @@ class ExtractJob:
 
         @contextlib.contextmanager
         def lock() -> Any:
-            with self.warehouse_hook.connection_scope() as wh:
+            with self.warehouse_hook.connection_scope() as wh, self._cancellable(wh):
                 wh.autocommit = True
                 wh.execute("select pg_advisory_lock(%s, hashtext(%s))", [_ID_LOCK_CLASS, self.target.qualified])
                 try:
@@ -255,31 +332,58 @@ class ExtractJob:
         started = time.monotonic()
         progress = spec.progress_interval.total_seconds()
         known_stats: CopyStats | None = None
+        watermark: dict[str, Any] | None = None
+        null_ids = max_id = None
         src = self.source_hook.get_conn()
         try:
-            known = None
-            if spec.mode == "incremental_id":
-                assert id_col is not None
-                known_stats = stream_known_ids(
-                    conn, src, target=self.target.ident(), id_column=id_col,
-                    partition_column=spec.partition_column, lower=interval.lower, upper=interval.upper,
-                    progress_interval=progress, logger=self.log,
+            with self._cancellable(src), self._cancellable(conn):
+                known = None
+                if spec.mode == "incremental_id":
+                    assert id_col is not None
+                    mark = self._id_watermark(conn, interval, id_col)
+                    pc = spec.partition_column
+                    ids = {"target": self.target.ident(), "id_column": id_col, "progress_interval": progress,
+                           "logger": self.log}
+                    col = sql.Identifier(id_col.name)
+                    if mark is None:
+                        known_where = outside_range(pc, interval.lower, interval.upper)
+                    else:
+                        interval = replace(interval, id_low=mark.low)
+                        known_where = sql.SQL("{} > {} and ({})").format(col, sql.Literal(mark.low),
+                                                                         in_ranges(pc, mark.recent))
+                        own_stats = stream_ids(
+                            conn, src, table=own_ids_table(), label="own ids at or below the watermark",
+                            where=sql.SQL("{} <= {} and ({})").format(
+                                col, sql.Literal(mark.low), in_ranges(pc, [(interval.lower, interval.upper)])),
+                            **ids)
+                        watermark = {"low": mark.low, "published_max": mark.published_max,
+                                     "window": spec.id_safety_window, "partitions_compared": len(mark.recent),
+                                     "own_ids_reloaded": own_stats.rows}
+                    known_stats = stream_ids(conn, src, table=known_ids_table(), where=known_where,
+                                             label="known ids (warehouse -> source)", **ids)
+                    known = known_ids_table()
+                src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                src.read_only = True
+                # first statement of the snapshot: a writer open now is uncommitted in the snapshot
+                late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
+                with src.cursor() as cur:
+                    cur.execute(interval.count(self.base, known))
+                    row = cur.fetchone()
+                    expected = int(row[0]) if row else 0
+                    if spec.mode == "incremental_id":
+                        cur.execute(interval.null_ids(self.base))
+                        null_ids = cur.fetchone()[0]
+                # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
+                conn.execute(sql.SQL("truncate {}").format(staging.ident()))
+                stats = stream_copy(
+                    src, conn, copy_out_sql(interval.select(self.base, known), prepared.fmt),
+                    copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
+                    progress_interval=progress, logger=self.log, label=f"extract into {staging}",
                 )
-                known = known_ids_table()
-            src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            src.read_only = True
-            with src.cursor() as cur:
-                cur.execute(interval.count(self.base, known))
-                row = cur.fetchone()
-                expected = int(row[0]) if row else 0
-            # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
-            conn.execute(sql.SQL("truncate {}").format(staging.ident()))
-            stats = stream_copy(
-                src, conn, copy_out_sql(interval.select(self.base, known), prepared.fmt),
-                copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
-                progress_interval=progress, logger=self.log, label=f"extract into {staging}",
-            )
-            src.commit()
+                src.commit()
+                if spec.mode == "incremental_id":
+                    max_id = conn.execute(sql.SQL("select max({}) from {}").format(
+                        sql.Identifier(spec.id_column), staging.ident())).fetchone()[0]
         finally:
             try:
                 src.close()
@@ -306,8 +410,17 @@ class ExtractJob:
         if spec.mode == "incremental_timestamp":
             details["timestamp_column"] = spec.timestamp_column
             details["lag_s"] = spec.lag.total_seconds()
+            if late:
+                details["late_commit_risk"] = late
         if known_stats is not None:
             details["known_ids"] = known_stats.rows
+            details["id_column"] = spec.id_column
+            details["max_id"] = int(max_id) if isinstance(max_id, int) else (None if max_id is None else str(max_id))
+            details["id_watermark"] = watermark
+            details["null_ids"] = null_ids
+            if null_ids:
+                self.log.warning("%d source rows have a NULL %s: they are not loaded (counted in the ledger's "
+                                 "details.null_ids)", null_ids, spec.id_column)
         if not prepared.plan.report.empty:
             details["schema_drift"] = {"policy": spec.schema_drift, **prepared.plan.report.as_dict()}
         if prepared.enum_changes:
@@ -315,20 +428,12 @@ class ExtractJob:
         return LoadStats(rows=stats.rows, bytes=stats.bytes, details=details)
 
 
-def _utc(value: datetime) -> datetime:
-    """A plain ``datetime`` in UTC (pendulum or other tz-aware datetimes in, exact same instant out)."""
-    return datetime(*value.utctimetuple()[:6], value.microsecond, tzinfo=timezone.utc)
-
-
-def interval_bounds(context: dict[str, Any]) -> tuple[datetime, datetime]:
-    """The run's ``[data_interval_start, data_interval_end)`` from an Airflow context."""
-    lower, upper = context.get("data_interval_start"), context.get("data_interval_end")
-    if lower is None or upper is None:
-        raise AirflowFailException("the task context has no data interval: run the extract from a scheduled DAG run")
-    return lower, upper
-
-
-def as_list(value: Sequence[str] | str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
+def _cancel(conn: psycopg.Connection, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    """Send a cancel request for ``conn``'s running statement (nothing when it is idle or closed)."""
+    try:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+            return
+        logger.warning("Cancelling the running statement of backend %s (%s)", conn.info.backend_pid, conn.info.host)
+        conn.cancel_safe(timeout=5)
+    except Exception as exc:  # a cancel is best effort: the caller is already failing
+        logger.warning("Could not cancel backend %s: %s", getattr(conn.info, "backend_pid", "?"), exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,6 +27,9 @@ from airflow_provider_dataeng.extract.schema_drift import Column
 
 MODES = ("full_snapshot", "incremental_timestamp", "incremental_id")
 KNOWN_IDS_TABLE = "dataeng_known_ids"
+OWN_IDS_TABLE = "dataeng_own_ids"
+# id types a watermark applies to (ordered integers); other id types compare every id
+WATERMARK_ID_TYPES = ("smallint", "integer", "bigint")
 
 
 def base_query(source_table: sql.Composable | None, source_sql: str | None) -> sql.Composable:
@@ -56,6 +60,12 @@ class IntervalSelect:
     lag: timedelta = timedelta(0)
     id_column: str | None = None
     id_as_text: bool = False  # the known-ids table holds the ids as text (non built-in id type)
+    # timestamp_column is naive (timestamp without time zone) and written in this zone: the interval's bounds
+    # are compared as wall-clock times of that zone (index-friendly; no cast of the column)
+    timestamp_zone: str | None = None
+    # incremental_id watermark: ids above it are compared with the warehouse's (known ids above it); ids at or
+    # below it are loaded only when they are the interval's own (a rerun); None = compare every id
+    id_low: Any = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -81,78 +91,128 @@ class IntervalSelect:
             return sql.Literal(value.date())
         return sql.SQL("{}::timestamptz").format(sql.Literal(value))
 
-    def where(self, known_ids: sql.Composable | None = None) -> sql.Composable:
+    def _instant(self, value: datetime) -> sql.Composable:
+        """An instant compared with timestamp_column: timestamptz, or the zone's wall-clock time when naive."""
+        if self.timestamp_zone is None:
+            return sql.SQL("{}::timestamptz").format(sql.Literal(value))
+        return sql.SQL("({}::timestamptz at time zone {})").format(sql.Literal(value), sql.Literal(self.timestamp_zone))
+
+    def _sid(self) -> sql.Composable:
+        sid: sql.Composable = sql.Identifier("s", self.id_column or "")
+        return sql.SQL("{}::text").format(sid) if self.id_as_text else sid
+
+    def _branches(self, known_ids: sql.Composable | None) -> list[list[sql.Composable]]:
+        """The conditions of each disjoint branch of the interval's rows (one branch, or two for incremental_id
+        with a watermark: new ids above it, and the interval's own ids at or below it)."""
         conds: list[sql.Composable] = []
         if not self.stamp:
             col = sql.Identifier("s", self.partition_column)
             conds.append(sql.SQL("{} >= {} and {} < {}").format(col, self._bound(self.lower), col, self._bound(self.upper)))
         if self.mode == "incremental_timestamp":
             col = sql.Identifier("s", self.timestamp_column or "")
-            conds.append(
-                sql.SQL("{} >= {}::timestamptz and {} < {}::timestamptz").format(
-                    col, sql.Literal(self.lower - self.lag), col, sql.Literal(self.upper)
-                )
-            )
-        if self.mode == "incremental_id":
-            if known_ids is None:
-                raise ValueError("incremental_id needs the known-ids table")
-            sid: sql.Composable = sql.Identifier("s", self.id_column or "")
-            if self.id_as_text:
-                sid = sql.SQL("{}::text").format(sid)
-            conds.append(sql.SQL("not exists (select 1 from {} k where k.id = {})").format(known_ids, sid))
-        if not conds:
-            return sql.SQL("")
-        return sql.SQL(" where ") + sql.SQL(" and ").join(conds)
+            conds.append(sql.SQL("{} >= {} and {} < {}").format(
+                col, self._instant(self.lower - self.lag), col, self._instant(self.upper)))
+        if self.mode != "incremental_id":
+            return [conds]
+        if known_ids is None:
+            raise ValueError("incremental_id needs the known-ids table")
+        sid, raw = self._sid(), sql.Identifier("s", self.id_column or "")
+        new = sql.SQL("not exists (select 1 from {} k where k.id = {})").format(known_ids, sid)
+        if self.id_low is None:  # every id not in another partition (NULL ids are never loaded)
+            return [[*conds, sql.SQL("{} is not null").format(raw), new]]
+        low = sql.Literal(self.id_low)
+        return [
+            [*conds, sql.SQL("{} > {}").format(raw, low), new],
+            [*conds, sql.SQL("{} <= {}").format(raw, low),
+             sql.SQL("exists (select 1 from {} o where o.id = {})").format(own_ids_table(), sid)],
+        ]
+
+    @staticmethod
+    def _where(conds: list[sql.Composable]) -> sql.Composable:
+        return sql.SQL(" where ") + sql.SQL(" and ").join(conds) if conds else sql.SQL("")
+
+    def where(self, known_ids: sql.Composable | None = None) -> sql.Composable:
+        """The WHERE clause of a single-branch selection."""
+        (conds,) = self._branches(known_ids)
+        return self._where(conds)
 
     def select(self, base: sql.Composable, known_ids: sql.Composable | None = None) -> sql.Composed:
         """The SELECT whose rows are this interval's partition (the partition column last when stamped)."""
         cols: list[sql.Composable] = [sql.Identifier("s", c.name) for c in self.columns]
         if self.stamp:
             cols.append(sql.SQL("{}::timestamptz as {}").format(sql.Literal(self.lower), sql.Identifier(self.partition_column)))
-        return sql.SQL("select {} from ({}) as s{}").format(sql.SQL(", ").join(cols), base, self.where(known_ids))
+        return sql.SQL(" union all ").join(
+            sql.SQL("select {} from ({}) as s{}").format(sql.SQL(", ").join(cols), base, self._where(conds))
+            for conds in self._branches(known_ids)
+        )
 
     def count(self, base: sql.Composable, known_ids: sql.Composable | None = None) -> sql.Composed:
-        return sql.SQL("select count(*) from ({}) as s{}").format(base, self.where(known_ids))
+        return sql.SQL("select {}").format(sql.SQL(" + ").join(
+            sql.SQL("(select count(*) from ({}) as s{})").format(base, self._where(conds))
+            for conds in self._branches(known_ids)
+        ))
+
+    def null_ids(self, base: sql.Composable) -> sql.Composed:
+        """How many source rows have a NULL id (never loaded; counted in the log and the ledger)."""
+        return sql.SQL("select count(*) from ({}) as s where {} is null").format(
+            base, sql.Identifier("s", self.id_column or ""))
 
 
 def known_ids_table() -> sql.Composed:
     return sql.Composed([sql.SQL("pg_temp."), sql.Identifier(KNOWN_IDS_TABLE)])
 
 
-def stream_known_ids(
+def own_ids_table() -> sql.Composed:
+    return sql.Composed([sql.SQL("pg_temp."), sql.Identifier(OWN_IDS_TABLE)])
+
+
+def stream_ids(
     warehouse: psycopg.Connection,
     source: psycopg.Connection,
     *,
+    table: sql.Composable,
     target: sql.Composable,
     id_column: Column,
-    partition_column: str,
-    lower: datetime,
-    upper: datetime,
+    where: sql.Composable,
+    label: str,
     progress_interval: float = 5.0,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> CopyStats:
-    """Fill the source session's temp table with the target's ids outside ``[lower, upper)``.
+    """Fill the source session's temp ``table`` with the target's ids matching ``where``.
 
     Warehouse -> source COPY stream; commits on ``source`` (the temp table lives for the session, the
     snapshot transaction that reads it starts afterwards). ``source`` must be able to create temp tables
     (a primary, not a hot standby).
     """
-    table = known_ids_table()
     id_type = sql.SQL(id_column.type if id_column.kind == "builtin" else "text")
     with source.cursor() as cur:
         cur.execute(sql.SQL("drop table if exists {}").format(table))
         cur.execute(sql.SQL("create temp table {} (id {})").format(table, id_type))
     col = sql.Identifier(id_column.name)
-    pc = sql.Identifier(partition_column)
-    query = sql.SQL("select {} from {} where {} is not null and ({} < {}::timestamptz or {} >= {}::timestamptz)").format(
-        col, target, col, pc, sql.Literal(lower), pc, sql.Literal(upper)
-    )
+    query = sql.SQL("select {} from {} where {} is not null and ({})").format(col, target, col, where)
     fmt = "binary" if id_column.kind == "builtin" else "text"
     stats = stream_copy(
         warehouse, source, copy_out_sql(query, fmt), copy_in_sql(table, ["id"], fmt), fmt=fmt,
-        progress_interval=progress_interval, logger=logger, label="known ids (warehouse -> source)",
+        progress_interval=progress_interval, logger=logger, label=label,
     )
     with source.cursor() as cur:
         cur.execute(sql.SQL("analyze {}").format(table))
     source.commit()
     return stats
+
+
+def in_ranges(column: str, ranges: list[tuple[datetime, datetime]]) -> sql.Composable:
+    """``column`` inside one of the ``[lower, upper)`` ranges (partition pruning keeps the scan to them)."""
+    if not ranges:
+        return sql.SQL("false")
+    col = sql.Identifier(column)
+    return sql.SQL(" or ").join(
+        sql.SQL("({} >= {}::timestamptz and {} < {}::timestamptz)").format(col, sql.Literal(lo), col, sql.Literal(hi))
+        for lo, hi in ranges
+    )
+
+
+def outside_range(column: str, lower: datetime, upper: datetime) -> sql.Composable:
+    col = sql.Identifier(column)
+    return sql.SQL("{} < {}::timestamptz or {} >= {}::timestamptz").format(
+        col, sql.Literal(lower), col, sql.Literal(upper))

@@ -1,26 +1,17 @@
-"""Build Airflow DAGs from validated pipeline configs; build every DAG of a config directory, isolating errors."""
+"""Build the Airflow DAG of one validated pipeline config (a config directory: :mod:`.folder`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue, did_you_mean
+from airflow_provider_dataeng.factory.errors import ConfigError
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
-from airflow_provider_dataeng.factory.loader import (
-    CONFIG_SUFFIXES,
-    IssueCollector,
-    LoadedPipeline,
-    config_files,
-    load_defaults,
-    load_pipeline,
-    prescan_dag_id,
-)
+from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
 from airflow_provider_dataeng.factory.schedule import make_asset, to_airflow_schedule
 from airflow_provider_dataeng.factory.task_types import (
@@ -44,7 +35,7 @@ def _backoff(value: bool | float | None) -> float | None:
     return float(value)
 
 
-def _to_datetime(value: date | datetime | None, tz: str | None) -> datetime | None:
+def to_datetime(value: date | datetime | None, tz: str | None) -> datetime | None:
     if value is None:
         return None
     import pendulum
@@ -76,8 +67,8 @@ def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
         "dag_id": loaded.dag_id,
         "description": p.description,
         "schedule": to_airflow_schedule(p.schedule, p.timezone),
-        "start_date": _to_datetime(p.start_date, p.timezone),
-        "end_date": _to_datetime(p.end_date, p.timezone),
+        "start_date": to_datetime(p.start_date, p.timezone),
+        "end_date": to_datetime(p.end_date, p.timezone),
         "catchup": bool(p.catchup),
         "tags": list(p.tags or []),
         "default_args": default_args,
@@ -253,125 +244,3 @@ def build_rendered(rendering: Any, common: dict[str, Any] | None = None,
         if t.upstream:
             ops[t.task_id].set_upstream([ops[u] for u in t.upstream])
     return [ops[i] for i in rendering.entries], [ops[i] for i in rendering.exits]
-
-
-# --- a whole config directory --------------------------------------------------------------------------------
-@dataclass
-class BuildResult:
-    """DAGs by id (placeholders for broken files included) and the errors by config file."""
-
-    dags: dict[str, Any] = field(default_factory=dict)
-    errors: dict[Path, ConfigError] = field(default_factory=dict)
-
-
-def _winners(ids: dict[Path, str]) -> dict[Path, Path]:
-    """For files sharing a dag id: loser -> winner (the file named after the id, else the first by name)."""
-    by_id: dict[str, list[Path]] = {}
-    for path, dag_id in ids.items():
-        by_id.setdefault(dag_id, []).append(path)
-    out: dict[Path, Path] = {}
-    for dag_id, paths in by_id.items():
-        if len(paths) > 1:
-            paths = sorted(paths, key=lambda f: (f.stem != dag_id, f.name))
-            for loser in paths[1:]:
-                out[loser] = paths[0]
-    return out
-
-
-def narrow_files(files: list[Path], dag_id: str) -> list[Path]:
-    """The config files that can define ``dag_id`` (cheap pre-scan of ``dag_id:`` lines; no YAML parsing)."""
-    from airflow_provider_dataeng.factory.placeholder import placeholder_dag_id
-
-    return [f for f in files if dag_id in (prescan_dag_id(f), placeholder_dag_id(f))]
-
-
-def files_for_dag(directory: Path, dag_id: str) -> tuple[list[Path], bool]:
-    """``(files, sole)``: the config files that can define ``dag_id`` ([] if none); ``sole`` when it is the
-    file named after the id, which keeps the id whatever other files say (no need to scan them)."""
-    for suffix in CONFIG_SUFFIXES:
-        named = directory / f"{dag_id}{suffix}"
-        if named.is_file() and prescan_dag_id(named) == dag_id:
-            return [named], True
-    return narrow_files(config_files(directory), dag_id), False
-
-
-def load_directory(directory: Path, only_dag_id: str | None = None) -> tuple[
-        dict[Path, LoadedPipeline], dict[Path, ConfigError]]:
-    """Validate the pipelines of a directory (all, or those that can define ``only_dag_id``)."""
-    files, sole = files_for_dag(directory, only_dag_id) if only_dag_id else ([], False)
-    if not files:
-        files, sole = config_files(directory), False
-    loaded: dict[Path, LoadedPipeline] = {}
-    errors: dict[Path, ConfigError] = {}
-    defaults = None
-    defaults_error: ConfigError | None = None
-    try:
-        defaults = load_defaults(directory)
-    except ConfigError as exc:
-        defaults_error = exc
-    for f in files:
-        if defaults_error is not None:
-            errors[f] = ConfigError([ConfigIssue(
-                file=str(f), path=(), line=1, message="inherits an invalid defaults.yaml (errors below)")]
-                + defaults_error.issues)
-            continue
-        try:
-            loaded[f] = load_pipeline(f, defaults)
-        except ConfigError as exc:
-            errors[f] = exc
-    if sole:
-        return loaded, errors
-    # Duplicate dag ids: among everything in the directory (prescan for files not loaded here).
-    ids = {f: (loaded[f].dag_id if f in loaded else prescan_dag_id(f)) for f in config_files(directory)}
-    for loser, winner in _winners(ids).items():
-        if loser in loaded:
-            lp = loaded.pop(loser)
-            collector = IssueCollector(lp.source)
-            collector.add(("dag_id",), f"dag_id '{ids[loser]}' is already defined by {winner.name}; dag ids "
-                          "must be unique across config files", found=repr(ids[loser]))
-            errors[loser] = ConfigError(collector.issues)
-    return loaded, errors
-
-
-def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildResult:
-    """Build every pipeline of ``directory``; a broken file becomes a placeholder DAG and an ERROR log.
-
-    With ``only_dag_id`` (Airflow's parsing context in a task pod) only the file(s) that can define that
-    DAG are read and built; when no file can, everything is built.
-    """
-    from airflow_provider_dataeng.factory.placeholder import build_placeholder, placeholder_dag_id
-
-    directory = Path(directory)
-    result = BuildResult()
-    if only_dag_id and not files_for_dag(directory, only_dag_id)[0]:
-        only_dag_id = None  # no file defines it: build everything (the DAG processor's view)
-    loaded, errors = load_directory(directory, only_dag_id)
-    for path, lp in loaded.items():
-        try:
-            result.dags[lp.dag_id] = build_dag(lp)
-        except ConfigError as exc:
-            errors[path] = exc
-        except Exception as exc:  # a bug must not take the other pipelines down
-            log.exception("Building %s failed", path)
-            errors[path] = ConfigError([ConfigIssue(file=str(path), path=(), line=1,
-                                                    message=f"cannot build the DAG: {type(exc).__name__}: {exc}")])
-    dup_losers = _winners({f: prescan_dag_id(f) for f in errors})
-    for path, exc in sorted(errors.items()):
-        result.errors[path] = exc
-        log.error("Invalid pipeline config %s (placeholder DAG shows it in the UI):\n%s", path, exc.format())
-        dag_id = prescan_dag_id(path)
-        if dag_id in result.dags or path in dup_losers or any(
-                i.path == ("dag_id",) and "already defined" in i.message for i in exc.issues):
-            dag_id = placeholder_dag_id(path)
-        if only_dag_id and dag_id != only_dag_id:
-            continue
-        try:
-            result.dags[dag_id] = build_placeholder(dag_id, path, exc)
-        except Exception:  # an unusable dag id in a broken file: fall back to the file name
-            result.dags[placeholder_dag_id(path)] = build_placeholder(placeholder_dag_id(path), path, exc)
-    return result
-
-
-def suggest_dag_id(directory: Path, dag_id: str) -> str | None:
-    """Closest dag id in a directory (CLI help)."""
-    return did_you_mean(dag_id, [prescan_dag_id(f) for f in config_files(directory)])

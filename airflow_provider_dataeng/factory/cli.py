@@ -17,8 +17,9 @@ HELP_RENDER = "Print the task graph of one pipeline config, with types, resource
 
 def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int]:
     """All issues of the given files/directories, and how many pipelines were checked."""
-    from airflow_provider_dataeng.factory.builder import _winners, build_dag, load_directory
+    from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
+    from airflow_provider_dataeng.factory.folder import load_directory, winners
     from airflow_provider_dataeng.factory.loader import (
         DEFAULTS_NAMES,
         IssueCollector,
@@ -50,7 +51,7 @@ def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int
         except ConfigError as exc:
             issues.extend(exc.issues)
     # dag ids must be unique across everything validated together
-    for loser, winner in _winners({p: lp.dag_id for p, lp in loaded.items()}).items():
+    for loser, winner in winners({p: lp.dag_id for p, lp in loaded.items()}).items():
         lp = loaded.pop(loser)
         collector = IssueCollector(lp.source)
         collector.add(("dag_id",), f"dag_id '{lp.dag_id}' is already defined by {winner}; dag ids must be "
@@ -111,7 +112,7 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError
-    from airflow_provider_dataeng.factory.graph import airflow_task_id
+    from airflow_provider_dataeng.factory.graph import airflow_task_id, topological
     from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
     from airflow_provider_dataeng.factory.schedule import describe_schedule
 
@@ -139,7 +140,8 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
           f"  max_retry_delay: {p.max_retry_delay or '-'}", file=out)
     by_task_id = {airflow_task_id(p, n, t.group): lp.task_types[n] for n, t in lp.tasks.items()}
     print(f"tasks ({len(dag.tasks)}):", file=out)
-    for task in _topological(dag):
+    edges = {t.task_id: set(t.downstream_task_ids) for t in sorted(dag.tasks, key=lambda t: t.task_id)}
+    for task in (dag.get_task(task_id) for task_id in topological(edges)):
         type_name = by_task_id.get(task.task_id) or _dbt_type(task.task_id, lp)
         print(_task_line(task, type_name, list(task.upstream_task_ids)), file=out)
     return 0
@@ -147,21 +149,6 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
 
 def _dbt_type(task_id: str, lp: Any) -> str:
     return "dbt" if any(t == "dbt" for t in lp.task_types.values()) else "?"
-
-
-def _topological(dag: Any) -> list[Any]:
-    done: set[str] = set()
-    out: list[Any] = []
-    pending = sorted(dag.tasks, key=lambda t: t.task_id)
-    while pending:
-        ready = [t for t in pending if t.upstream_task_ids <= done]
-        if not ready:  # cannot happen for a DAG; keep the output total anyway
-            ready = pending
-        for t in ready:
-            out.append(t)
-            done.add(t.task_id)
-        pending = [t for t in pending if t.task_id not in done]
-    return out
 
 
 def build_parser(prog: str = "dataeng") -> argparse.ArgumentParser:

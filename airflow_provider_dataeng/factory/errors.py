@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 PathT = tuple[str | int, ...]
 
@@ -58,6 +59,8 @@ class ConfigError(Exception):
     """All the problems found in one or more config files (raised together, reported together)."""
 
     issues: list[ConfigIssue] = field(default_factory=list)
+    salvage: Any = field(default=None, compare=False, repr=False)
+    """What could be read of the failed pipeline (merged with its defaults), for its placeholder DAG."""
 
     def __post_init__(self) -> None:
         super().__init__(self.format())

@@ -108,7 +108,7 @@ def check_graph(collector: IssueCollector, pipeline: Pipeline, raw_tasks: dict[s
     if cycle:
         collector.add(("tasks", cycle[0], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
         return []
-    return _topological(edges)
+    return topological(edges)
 
 
 def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -134,7 +134,8 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def _topological(edges: dict[str, set[str]]) -> list[str]:
+def topological(edges: dict[str, set[str]]) -> list[str]:
+    """Node names in a topological order (Kahn), given ``upstream -> downstreams`` edges of a DAG."""
     indegree = dict.fromkeys(edges, 0)
     for downs in edges.values():
         for d in downs:

@@ -1,13 +1,13 @@
-"""Read pipeline YAML (line numbers on demand), merge ``defaults.yaml``, validate into models.
+"""Read pipeline YAML (bounded: :mod:`.reading`), merge ``defaults.yaml``, validate into models.
 
-Fast path: libyaml (``CSafeLoader``) parses to plain Python. Line numbers are only needed for errors, so the
-node tree (``yaml.compose``) is built lazily, when an error has to be located.
+Every problem becomes a :class:`ConfigError` naming the file, the line and the field; a failed pipeline's
+error carries what could be read of it (``salvage``) so its placeholder DAG keeps the schedule and alerts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,12 @@ from pydantic import BaseModel, ValidationError
 from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue, PathT, did_you_mean, found_repr
 from airflow_provider_dataeng.factory.graph import check_graph
 from airflow_provider_dataeng.factory.pipeline import Defaults, Pipeline
+from airflow_provider_dataeng.factory.reading import Budget, Limits, load_file, read_text_prefix
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.secrets import find_secrets
 from airflow_provider_dataeng.factory.task_types import TASK_TYPES, task_model, type_of
 from airflow_provider_dataeng.factory.validation import issues_from_validation_error
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULTS_NAMES = ("defaults.yaml", "defaults.yml")
 CONFIG_SUFFIXES = (".yaml", ".yml")
 _DAG_ID_LINE = re.compile(r"""^dag_id:[ \t]*["']?([A-Za-z0-9_.\-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
@@ -36,53 +36,25 @@ QOS_WHY = (
 )
 
 
-class _StrictLoader(_Loader):  # type: ignore[misc, valid-type]
-    """libyaml loader that rejects duplicate mapping keys (YAML would silently keep the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    f"duplicate key {key!r}", seen[key].start_mark,
-                    f"duplicate key {key!r} (first defined on line {seen[key].start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
-
-
 @dataclass
 class SourceFile:
-    """One YAML file: its text, its data, and (lazily) its node tree for line numbers."""
+    """One YAML file: its text, its data, and its node tree (for line numbers)."""
 
     path: Path
     text: str
     data: Any
-    _root: yaml.Node | None = field(default=None, repr=False)
+    root: yaml.Node | None = field(default=None, repr=False)
 
     @property
     def display(self) -> str:
         return str(self.path)
 
-    def _nodes(self) -> yaml.Node | None:
-        if self._root is None:
-            try:
-                self._root = yaml.compose(self.text, Loader=_Loader)
-            except yaml.YAMLError:
-                return None
-        return self._root
-
-    def find(self, path: Sequence[str | int], key_line: bool = False) -> tuple[int | None, bool]:
+    def find(self, path: Sequence[str | int]) -> tuple[int | None, bool]:
         """``(line, exact)`` of the entry at ``path`` (1-based), or of its nearest existing ancestor.
 
         A mapping entry is located at its key's line (a block value starts on the next line).
         """
-        node = self._nodes()
+        node = self.root
         if node is None:
             return None, False
         line = node.start_mark.line + 1
@@ -102,20 +74,10 @@ class SourceFile:
         return line, True
 
 
-def read_yaml(path: Path) -> SourceFile:
-    """Read and parse one YAML file; syntax errors and duplicate keys raise :class:`ConfigError`."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ConfigError([ConfigIssue(
-            file=str(path), path=(), line=(mark.line + 1) if mark else 1,
-            message=f"invalid YAML: {exc.problem or exc}",
-        )]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(file=str(path), path=(), line=1, message=f"invalid YAML: {exc}")]) from None
-    return SourceFile(path=path, text=text, data=data)
+def read_yaml(path: Path, limits: Limits | None = None, budget: Budget | None = None) -> SourceFile:
+    """Read and parse one YAML file under the reading limits; every problem raises :class:`ConfigError`."""
+    text, data, root = load_file(path, limits, budget)
+    return SourceFile(path=path, text=text, data=data, root=root)
 
 
 def deep_merge(base: Any, override: Any) -> Any:
@@ -129,11 +91,14 @@ def deep_merge(base: Any, override: Any) -> Any:
 
 
 def config_files(directory: Path) -> list[Path]:
-    """Pipeline files of a config directory (``*.yaml``/``*.yml`` except ``defaults.yaml``), sorted."""
+    """Pipeline files of a config directory (``*.yaml``/``*.yml`` except ``defaults.yaml``), sorted.
+
+    Anything so named that is not a directory counts (a FIFO, a broken link...): reading it says what is
+    wrong, where skipping it would silently drop the pipeline."""
     return sorted(
         p for p in directory.iterdir()
         if p.suffix in CONFIG_SUFFIXES and p.name not in DEFAULTS_NAMES and not p.name.startswith((".", "_"))
-        and p.is_file()
+        and not p.is_dir()
     )
 
 
@@ -145,11 +110,10 @@ def defaults_file(directory: Path) -> Path | None:
 
 
 def prescan_dag_id(path: Path) -> str:
-    """The dag id of a config without parsing it: a top-level ``dag_id:`` line, else the file name."""
-    try:
-        match = _DAG_ID_LINE.search(path.read_text(encoding="utf-8"))
-    except OSError:
-        match = None
+    """The dag id of a config without parsing it: a top-level ``dag_id:`` line, else the file name.
+
+    Never raises: an unreadable or undecodable file is known by its file name."""
+    match = _DAG_ID_LINE.search(read_text_prefix(path, 64 * 1024))
     return match.group(1) if match else path.stem
 
 
@@ -161,14 +125,14 @@ class IssueCollector:
         self.defaults = defaults
         self.issues: list[ConfigIssue] = []
 
-    def add(self, path: PathT, message: str, *, key_line: bool = False, expected: str | None = None,
+    def add(self, path: PathT, message: str, *, expected: str | None = None,
             found: str | None = None, suggestion: str | None = None) -> None:
         if any(i.path == tuple(path) and i.message == message for i in self.issues):
             return
-        line, exact = self.source.find(path, key_line=key_line)
+        line, exact = self.source.find(path)
         file = self.source.display
-        if not exact and self.defaults is not None:
-            d_line, d_exact = self.defaults.find(path, key_line=key_line)
+        if not exact and path and self.defaults is not None:
+            d_line, d_exact = self.defaults.find(path)
             if d_exact:
                 line, file = d_line, self.defaults.display
         self.issues.append(ConfigIssue(file=file, path=tuple(path), line=line, message=message,
@@ -180,13 +144,13 @@ class IssueCollector:
         for issue in issues_from_validation_error(exc, model, data):
             if prefix + issue.path in reported:
                 continue
-            self.add(prefix + issue.path, issue.message, key_line=issue.key_line, expected=issue.expected,
+            self.add(prefix + issue.path, issue.message, expected=issue.expected,
                      found=issue.found, suggestion=issue.suggestion)
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, salvage: Any = None) -> None:
         if self.issues:
             raise ConfigError(sorted(self.issues, key=lambda i: (i.file != self.source.display, i.file,
-                                                                  i.line or 0)))
+                                                                  i.line or 0)), salvage=salvage)
 
 
 @dataclass
@@ -207,12 +171,12 @@ class LoadedPipeline:
         return self.source.path
 
 
-def load_defaults(directory: Path) -> SourceFile | None:
+def load_defaults(directory: Path, limits: Limits | None = None) -> SourceFile | None:
     """Read and validate ``defaults.yaml`` of a directory (None if there is none)."""
     path = defaults_file(directory)
     if path is None:
         return None
-    source = read_yaml(path)
+    source = read_yaml(path, limits, Budget(path, (limits or Limits.from_settings()).budget_s))
     if source.data is None:
         source.data = {}
     collector = IssueCollector(source)
@@ -220,7 +184,7 @@ def load_defaults(directory: Path) -> SourceFile | None:
         collector.add((), "defaults.yaml must be a mapping", expected="a mapping", found=found_repr(source.data))
         collector.raise_if_any()
     for path_, key in find_secrets(source.data):
-        collector.add(path_, _secret_message(key), key_line=True)
+        collector.add(path_, _secret_message(key))
     try:
         Defaults.model_validate(source.data)
     except ValidationError as exc:
@@ -234,22 +198,33 @@ def _secret_message(key: str) -> str:
             "Airflow connections (or a secrets backend)")
 
 
-def load_pipeline(path: Path, defaults: SourceFile | None = None) -> LoadedPipeline:
-    """Read and validate one pipeline file; raise :class:`ConfigError` with every problem found."""
-    source = read_yaml(path)
+def load_pipeline(path: Path, defaults: SourceFile | None = None, limits: Limits | None = None,
+                  budget: Budget | None = None) -> LoadedPipeline:
+    """Read and validate one pipeline file; raise :class:`ConfigError` with every problem found.
+
+    The error's ``salvage`` is the merged config as far as it could be read (the defaults alone when the
+    file itself is unreadable)."""
+    limits = limits or Limits.from_settings()
+    budget = budget or Budget(path, limits.budget_s)
+    try:
+        source = read_yaml(path, limits, budget)
+    except ConfigError as exc:
+        exc.salvage = defaults.data if defaults is not None else None
+        raise
     collector = IssueCollector(source, defaults)
     raw = source.data
     if not isinstance(raw, dict):
         collector.add((), "a pipeline file must be a mapping with at least 'tasks'", expected="a mapping",
                       found=found_repr(raw))
-        collector.raise_if_any()
+        collector.raise_if_any(salvage=defaults.data if defaults is not None else None)
     for path_, key in find_secrets(raw):
-        collector.add(path_, _secret_message(key), key_line=True)
+        collector.add(path_, _secret_message(key))
 
     if "dag_id" not in raw and not _DAG_ID.match(path.stem):
         collector.add((), f"the file name {path.stem!r} is not a usable dag id; rename the file or set dag_id",
                       expected="letters, digits, '_', '.', '-'")
     merged = deep_merge(defaults.data, raw) if defaults is not None else raw
+    budget.check("reading the file")
     pipeline: Pipeline | None = None
     try:
         pipeline = Pipeline.model_validate(merged)
@@ -293,7 +268,8 @@ def load_pipeline(path: Path, defaults: SourceFile | None = None) -> LoadedPipel
     shape = pipeline or _graph_shape(merged)
     if shape is not None:
         order = check_graph(collector, shape, raw_tasks)
-    collector.raise_if_any()
+    collector.raise_if_any(salvage=merged)
+    budget.check("validating the config")
     assert pipeline is not None
     return LoadedPipeline(source=source, dag_id=pipeline.dag_id or path.stem, pipeline=pipeline, tasks=tasks,
                           task_types=types, resources=resources, order=order, defaults_source=defaults)
@@ -311,7 +287,7 @@ def _report_type(collector: IssueCollector, name: str, raw_task: dict[str, Any])
     known = sorted(TASK_TYPES)
     value = raw_task.get("type")
     if value is None:
-        collector.add(("tasks", name), "a task needs a 'type' (or 'operator: <import path>')", key_line=True,
+        collector.add(("tasks", name), "a task needs a 'type' (or 'operator: <import path>')",
                       expected="type: one of " + ", ".join(known))
     else:
         collector.add(("tasks", name, "type"), "unknown task type", expected="one of " + ", ".join(known),
@@ -328,12 +304,4 @@ def _check_qos(collector: IssueCollector, res: Resources, where: PathT) -> None:
     if problems:
         diff = ", ".join(f"{k}: request {r}, limit {lim}" for k, r, lim in problems)
         collector.add(where + ("limits",), f"limits differ from requests ({diff}); {QOS_WHY}",
-                      key_line=True, expected="limits equal to requests", found=diff)
-
-
-def iter_sources(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories into their pipeline files (CLI helper); files are kept as given."""
-    out: list[Path] = []
-    for p in paths:
-        out.extend(config_files(p) if p.is_dir() else [p])
-    return out
+                      expected="limits equal to requests", found=diff)

@@ -1,33 +1,21 @@
-"""Notifications: notifier class path + kwargs, on failure/success/retry and on SLA (deadline) breach."""
+"""Notifications in configs: notifiers on failure/success/retry and on SLA (deadline) breach."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
-from airflow_provider_dataeng.specs import DottedPath, Duration, StrictModel
+from airflow_provider_dataeng.notifications.deadline import deadline_alert
+from airflow_provider_dataeng.notifications.spec import NotifierSpec, SlaBreachSpec, make_notifier
+from airflow_provider_dataeng.specs import StrictModel
+
+__all__ = ["NotifierSpec", "Notifications", "SlaBreachSpec", "TaskNotifications", "make_deadline", "make_notifier"]
 
 
 def _as_list(value: Any) -> Any:
     """A single notifier mapping is a one-element list."""
     return value if isinstance(value, list) else [value]
-
-
-class NotifierSpec(StrictModel):
-    """An Airflow notifier (a ``BaseNotifier`` subclass) and its keyword arguments."""
-
-    notifier: DottedPath = Field(
-        description="Notifier class path, e.g. airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier"
-    )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments (connection ids, not secrets)")
-
-
-class SlaBreachSpec(NotifierSpec):
-    """Notify when a DAG run is not finished ``after`` its reference time (an Airflow Deadline Alert)."""
-
-    after: Duration = Field(description="How long after the reference time the run must be done")
-    reference: Literal["dagrun_queued_at", "dagrun_logical_date"] = "dagrun_queued_at"
 
 
 NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_as_list)]
@@ -48,24 +36,6 @@ class Notifications(TaskNotifications):
     sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_as_list)] | None = None
 
 
-def make_notifier(spec: NotifierSpec) -> Any:
-    """Import the notifier class (only now) and instantiate it with its kwargs."""
-    from airflow_provider_dataeng.factory.task_types import import_path
-
-    cls = import_path(spec.notifier)
-    return cls(**spec.kwargs)
-
-
 def make_deadline(spec: SlaBreachSpec) -> Any:
-    """An Airflow ``DeadlineAlert`` whose callback is the notifier (run by the triggerer)."""
-    from airflow.sdk.definitions.callback import AsyncCallback
-    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
-
-    reference = (
-        DeadlineReference.DAGRUN_QUEUED_AT
-        if spec.reference == "dagrun_queued_at"
-        else DeadlineReference.DAGRUN_LOGICAL_DATE
-    )
-    return DeadlineAlert(
-        reference=reference, interval=spec.after, callback=AsyncCallback(spec.notifier, kwargs=spec.kwargs)
-    )
+    """The Deadline Alert of an ``sla_breach`` entry (the notifier runs in the triggerer)."""
+    return deadline_alert(reference=spec.reference, interval=spec.after, notifier=spec.notifier, kwargs=spec.kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -11,6 +10,7 @@ from pydantic import create_model
 
 from airflow_provider_dataeng.factory import tasks as t
 from airflow_provider_dataeng.specs import StrictModel
+from airflow_provider_dataeng.values import import_path  # noqa: F401 - re-exported for the builder
 
 _PKG = "airflow_provider_dataeng"
 
@@ -42,14 +42,14 @@ TASK_TYPES: dict[str, TaskType] = {
         TaskType("quality", f"{_PKG}.operators.quality.DataQualityOperator", t.QualityParams,
                  description="Data quality checks on an existing table"),
         TaskType("dbt", None, t.DbtRenderSpec, description="dbt models rendered from manifest.json"),
-        TaskType("freshness", f"{_PKG}.sensors.freshness.FreshnessSensor", t.FreshnessParams, sensor=True,
+        TaskType("freshness", f"{_PKG}.sensors.freshness.FreshnessSensor", t.FreshnessSpec, sensor=True,
                  description="Wait until a table is fresh (SLA)"),
-        TaskType("gap_check", f"{_PKG}.operators.gap_check.PartitionGapCheckOperator", t.GapCheckParams,
+        TaskType("gap_check", f"{_PKG}.operators.gap_check.PartitionGapCheckOperator", t.GapCheckSpec,
                  description="Find missing partitions"),
         TaskType("failover_health", f"{_PKG}.operators.failover_health.FailoverHealthOperator",
-                 t.FailoverHealthReportParams, description="Report pg_auto_failover formation health"),
+                 t.FailoverHealthReportSpec, description="Report pg_auto_failover formation health"),
         TaskType("failover_health_sensor", f"{_PKG}.sensors.failover_health.PostgresFailoverHealthSensor",
-                 t.FailoverHealthParams, sensor=True,
+                 t.FailoverHealthSensorSpec, sensor=True,
                  description="Wait until the pg_auto_failover formation is healthy"),
         TaskType("operator", None, t.OperatorParams, description="Any operator by import path"),
     )
@@ -82,15 +82,3 @@ def type_of(raw: dict[str, Any]) -> str | None:
         return "operator"
     value = raw.get("type")
     return value if isinstance(value, str) else None
-
-
-def import_path(path: str) -> Any:
-    """Import ``package.module.Name`` (raises ImportError/AttributeError with the path in the message)."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"{path!r} is not a dotted import path")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ImportError(f"module {module_name!r} has no attribute {attr!r}") from None

@@ -1,82 +1,47 @@
 """Task config models: fields common to every task, and one params model per task type.
 
-Params models mirror the operator signatures in the team contract: a config key is the operator's
-parameter name. Unknown keys are errors (with a did-you-mean).
+A task type's params model is its engine's spec (``freshness.spec.FreshnessSpec``, ...): a config key is
+the spec field, which is also the operator's parameter name. Unknown keys are errors (with a did-you-mean).
+The ``*Params`` models below are task types whose owners have not moved them into a spec yet.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
-from airflow_provider_dataeng.factory.notifications import NotifierSpec, TaskNotifications
+from airflow_provider_dataeng.extract.spec import ExtractSpec
+from airflow_provider_dataeng.factory.notifications import TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
+from airflow_provider_dataeng.failover.spec import (
+    FailoverHealthReportSpec,
+    FailoverHealthSensorSpec,
+)
+from airflow_provider_dataeng.freshness.spec import FreshnessSpec
+from airflow_provider_dataeng.gaps.spec import GapCheckSpec
+from airflow_provider_dataeng.publish.spec import PublishSpec as PublishParams  # noqa: F401  (task_types)
+from airflow_provider_dataeng.publish.spec import QualitySpec as QualityParams  # noqa: F401  (task_types)
+from airflow_provider_dataeng.publish.spec import RollbackSpec as RollbackParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.specs import (
     AssetRef,
-    ConnId,
     DottedPath,
     Duration,
-    DurationText,
     Identifier,
     StrictModel,
     StrList,
-    TableName,
 )
+
+__all__ = [  # the specs are the params models of their task types
+    "FailoverHealthReportSpec", "FailoverHealthSensorSpec", "FreshnessSpec", "GapCheckSpec",
+]
 
 TRIGGER_RULES = (
     "all_success", "all_failed", "all_done", "all_done_min_one_success", "all_skipped", "one_success",
     "one_done", "one_failed", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
     "all_done_setup_success",
 )
-
-
-# --- data quality checks (publish/checks.py config format) -------------------------------------------------
-class _Check(StrictModel):
-    name: str | None = Field(default=None, min_length=1, description="Name in the check table (default: the kind)")
-
-
-class RowCountCheck(_Check):
-    check: Literal["row_count"]
-    min: int | None = None
-    max: int | None = None
-
-
-class NullFractionCheck(_Check):
-    check: Literal["null_fraction"]
-    column: str
-    max: float = Field(ge=0, le=1)
-
-
-class UniqueCheck(_Check):
-    check: Literal["unique"]
-    columns: StrList = Field(min_length=1)
-    max_duplicates: int | None = Field(default=None, ge=0)
-
-
-class AcceptedValuesCheck(_Check):
-    check: Literal["accepted_values"]
-    column: str
-    values: list[Any] = Field(min_length=1)
-    max_violations: int | None = Field(default=None, ge=0)
-
-
-class SqlCheck(_Check):
-    check: Literal["sql"]
-    name: str = Field(min_length=1)
-    sql: str = Field(description="A query returning one boolean; {table} is the table under test")
-
-
-class DriftCheck(_Check):
-    check: Literal["drift"]
-    max_change_pct: float = Field(gt=0)
-
-
-CheckSpec = Annotated[
-    RowCountCheck | NullFractionCheck | UniqueCheck | AcceptedValuesCheck | SqlCheck | DriftCheck,
-    Field(discriminator="check"),
-]
 
 
 # --- fields every task has ----------------------------------------------------------------------------------
@@ -114,118 +79,7 @@ class SensorFields(StrictModel):
 
 
 # --- params per task type ------------------------------------------------------------------------------------
-class ExtractParams(StrictModel):
-    """``IdempotentExtractOperator``: source -> a partition (or table) of the warehouse."""
-
-    source_conn_id: ConnId
-    target_conn_id: ConnId
-    target_table: TableName
-    source_table: str | None = None
-    source_sql: str | None = None
-    mode: Literal["full_snapshot", "incremental_timestamp", "incremental_id"] = "full_snapshot"
-    partition_column: str = "_interval_start"
-    timestamp_column: str = "updated_at"
-    lag: DurationText = "0s"
-    key_columns: StrList | None = None
-    id_column: str = "id"
-    checks: list[CheckSpec] | None = None
-    schema_drift: Literal["fail", "add_columns", "ignore_extra"] = "fail"
-    lock_timeout: DurationText = "2s"
-    progress_interval: DurationText = "5s"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ExtractParams:
-        if (self.source_table is None) == (self.source_sql is None):
-            raise ValueError("give exactly one of source_table or source_sql")
-        return self
-
-
-class PublishParams(StrictModel):
-    """``StagingSwapOperator``: build a staging table from SQL, check it, swap it in atomically."""
-
-    conn_id: ConnId
-    target_table: TableName
-    select_sql: str = Field(description="SELECT that fills the staging table (templated)")
-    checks: list[CheckSpec] | None = None
-    partition_column: str | None = None
-    partition_start: str | None = None
-    partition_end: str | None = None
-    lock_timeout: DurationText = "2s"
-    swap_attempts: int = Field(default=5, ge=1)
-    keep_previous: bool = True
-    keep_failed_staging: bool = False
-    database: str | None = Field(default=None, description="Database name in the Asset URI")
-    asset_uri: str | None = Field(default=None, description="Override the outlet Asset URI")
-
-
-class RollbackParams(StrictModel):
-    """``RollbackPublishOperator``: swap the previous table/partition back."""
-
-    conn_id: ConnId
-    target_table: TableName
-    partition_start: str | None = None
-    lock_timeout: DurationText = "2s"
-    swap_attempts: int = Field(default=5, ge=1)
-    database: str | None = None
-    asset_uri: str | None = None
-
-
-class QualityParams(StrictModel):
-    """``DataQualityOperator``: run checks on an existing table."""
-
-    conn_id: ConnId
-    table: TableName
-    checks: list[CheckSpec] = Field(min_length=1)
-
-
-class FreshnessParams(StrictModel):
-    """``FreshnessSensor``: wait until a table's newest row is fresh enough."""
-
-    conn_id: ConnId
-    table: TableName
-    timestamp_column: str | None = None
-    loaded_at_query: str | None = None
-    filter: str | None = None
-    warn_after: DurationText | None = None
-    error_after: DurationText | None = None
-    deferrable: bool | None = None
-    notifier: NotifierSpec | None = None
-
-
-class GapCheckParams(StrictModel):
-    """``PartitionGapCheckOperator``: find missing partitions between start and end."""
-
-    conn_id: ConnId
-    target_table: TableName
-    schedule: str | None = Field(default=None, description="Default: the DAG's timetable")
-    start: str | None = None
-    end: str | None = None
-    on_holes: Literal["fail", "warn"] = "fail"
-    pipeline: str | None = None
-
-
-class FailoverHealthParams(StrictModel):
-    """``FailoverHealthOperator`` / ``PostgresFailoverHealthSensor`` (pg_auto_failover formation health)."""
-
-    monitor_conn_id: ConnId | None = None
-    conn_id: ConnId | None = None
-    formation: str = "default"
-    group_id: int = Field(default=0, ge=0)
-    min_secondaries: int = Field(default=1, ge=0)
-    accept_wait_primary: bool = False
-    max_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
-    expected_sync_state: str | None = None
-    deferrable: bool | None = None
-
-    @model_validator(mode="after")
-    def _one_conn(self) -> FailoverHealthParams:
-        if self.monitor_conn_id is None and self.conn_id is None:
-            raise ValueError("give monitor_conn_id (the pg_auto_failover monitor) or conn_id")
-        return self
-
-
-class FailoverHealthReportParams(FailoverHealthParams):
-    fail_on_unhealthy: bool = False
+ExtractParams = ExtractSpec  # the extract task type's params model is its spec (extract/spec.py)
 
 
 class OperatorParams(StrictModel):

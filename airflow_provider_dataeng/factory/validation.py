@@ -22,7 +22,6 @@ _EXPECTED = {
 class RawIssue:
     path: PathT
     message: str
-    key_line: bool = False
     expected: str | None = None
     found: str | None = None
     suggestion: str | None = None
@@ -117,11 +116,11 @@ def issues_from_validation_error(exc: ValidationError, model: type[BaseModel], d
         for err in errs:
             if err["type"] == "extra_forbidden":
                 allowed = sorted({k for m in _models_at(model, path[:-1], data) for k in m.model_fields})
-                out.append(RawIssue(path, f"unknown key '{path[-1]}'", key_line=True,
+                out.append(RawIssue(path, f"unknown key '{path[-1]}'",
                                     expected="one of " + ", ".join(allowed) if allowed else None,
                                     suggestion=did_you_mean(str(path[-1]), allowed)))
             elif err["type"] == "missing":
-                out.append(RawIssue(path, f"missing required key '{path[-1]}'", key_line=True))
+                out.append(RawIssue(path, f"missing required key '{path[-1]}'"))
         rest = [e for e in errs if e["type"] not in ("extra_forbidden", "missing")]
         if not rest:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.failover.verdict import HealthCriteria, HealthVerdict
 
 
@@ -31,14 +32,12 @@ class FailoverHealthCheck:
         """Check now. Raises MonitorUnreachableError when the monitor cannot be reached."""
         if self.monitor_conn_id:
             from airflow_provider_dataeng.failover.formation_health import check_formation_health
-            from airflow_provider_dataeng.hooks.pg_auto_failover import PgAutoFailoverHook
 
-            return check_formation_health(PgAutoFailoverHook(monitor_conn_id=self.monitor_conn_id), self.criteria)
+            return check_formation_health(connect(self.monitor_conn_id, role="monitor"), self.criteria)
         from airflow_provider_dataeng.failover.replication_health import check_replication_health
-        from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
         assert self.conn_id is not None
-        return check_replication_health(FailoverPostgresHook(postgres_conn_id=self.conn_id), self.criteria)
+        return check_replication_health(connect(self.conn_id, role="warehouse"), self.criteria)
 
     def as_dict(self) -> dict[str, Any]:
         return {"monitor_conn_id": self.monitor_conn_id, "conn_id": self.conn_id, "criteria": self.criteria.as_dict()}
@@ -64,29 +63,6 @@ def validate_targets(monitor_conn_id: Any, conn_id: Any) -> None:
         )
 
 
-def build_health_check(
-    *,
-    monitor_conn_id: str | None,
-    conn_id: str | None,
-    formation: str,
-    group_id: int,
-    min_secondaries: int,
-    accept_wait_primary: bool,
-    max_lag_bytes: int,
-    expected_sync_state: str | None,
-) -> FailoverHealthCheck:
-    """The check the sensor, operator and trigger share (validates every argument)."""
-    return FailoverHealthCheck(
-        criteria=HealthCriteria(
-            formation=formation, group_id=group_id, min_secondaries=min_secondaries,
-            accept_wait_primary=accept_wait_primary, max_lag_bytes=max_lag_bytes,
-            expected_sync_state=expected_sync_state,
-        ),
-        monitor_conn_id=monitor_conn_id,
-        conn_id=conn_id,
-    )
-
-
 def report_verdict(task: Any, context: Any, verdict: HealthVerdict) -> None:
     """Log the verdict with its node table and push it to XCom under key ``failover_health``."""
     log = task.log.info if verdict.healthy else task.log.warning
@@ -97,3 +73,4 @@ def report_verdict(task: Any, context: Any, verdict: HealthVerdict) -> None:
 
 
 XCOM_KEY = "failover_health"
+

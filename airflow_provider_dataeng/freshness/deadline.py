@@ -1,9 +1,9 @@
 """Add a freshness SLA to a DAG as an Airflow Deadline Alert (Airflow 3.1+); a logged no-op elsewhere.
 
-The SLA "a run publishes ``table`` within ``error_after``" becomes
-``DeadlineAlert(reference=DAGRUN_QUEUED_AT (or DAGRUN_LOGICAL_DATE), interval=error_after,
-callback=AsyncCallback(<notifier class>, kwargs))``: when a run is still not finished at the deadline, the
-scheduler queues the callback, which runs in the triggerer (``async_notify``).
+The SLA "a run publishes ``table`` within ``error_after``" becomes a Deadline Alert built by
+:func:`airflow_provider_dataeng.notifications.deadline.deadline_alert` (the same builder configs use):
+when a run is still not finished at the deadline, the scheduler queues the callback, which runs in the
+triggerer (``async_notify``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_dataeng.durations import DurationLike, format_duration, parse_duration
+from airflow_provider_dataeng.notifications.deadline import deadline_alert, deadline_alerts_supported
+from airflow_provider_dataeng.notifications.spec import DEADLINE_REFERENCES
+
+__all__ = ["DEFAULT_NOTIFIER", "add_freshness_deadline", "deadline_alerts_supported"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NOTIFIER = "airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier"
-REFERENCES = ("queued_at", "logical_date")
-
-
-def deadline_alerts_supported() -> bool:
-    """True when the installed Airflow has ``airflow.sdk.DeadlineAlert`` (3.1+)."""
-    try:
-        from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def add_freshness_deadline(
@@ -36,7 +30,7 @@ def add_freshness_deadline(
     error_after: DurationLike,
     notifier: type | str = DEFAULT_NOTIFIER,
     notifier_kwargs: dict[str, Any] | None = None,
-    reference: str = "queued_at",
+    reference: str = "dagrun_queued_at",
     name: str | None = None,
 ) -> Any | None:
     """Append a Deadline Alert for ``table``'s freshness SLA to ``dag``; return it (``None`` when unsupported).
@@ -47,34 +41,27 @@ def add_freshness_deadline(
     :param notifier: a ``BaseNotifier`` subclass (or its import path) implementing ``async_notify``;
         default :class:`~airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier`.
     :param notifier_kwargs: constructor kwargs of the notifier (JSON-able; e.g. ``{"webhook_url": ...}``).
-    :param reference: ``"queued_at"`` (when the run was queued) or ``"logical_date"``.
+    :param reference: ``"dagrun_queued_at"`` (when the run was queued) or ``"dagrun_logical_date"``.
     :param name: the alert's name (default ``freshness:<table>``).
     """
     interval = parse_duration(error_after, field="error_after")
     if interval is None or interval <= timedelta(0):
         raise ValueError(f"error_after={error_after!r}: expected a positive duration like '6h'")
-    if reference not in REFERENCES:
-        raise ValueError(f"reference={reference!r}: expected one of {', '.join(REFERENCES)}")
+    if reference not in DEADLINE_REFERENCES:
+        raise ValueError(f"reference={reference!r}: expected one of {', '.join(DEADLINE_REFERENCES)}")
     if not deadline_alerts_supported():
         log.info(
             "Deadline Alerts need Airflow 3.1+; freshness SLA for %s on DAG %s not added as a deadline",
             table, getattr(dag, "dag_id", dag),
         )
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
     path = notifier if isinstance(notifier, str) else f"{notifier.__module__}.{notifier.__qualname__}"
-    sla = f"finished within {format_duration(interval)} of {reference}"
+    sla = f"finished within {format_duration(interval)} of {reference.removeprefix('dagrun_')}"
     # Our notifier takes the table and SLA for its message; other notifiers get exactly notifier_kwargs.
     kwargs: dict[str, Any] = {"table": table, "sla": sla} if path == DEFAULT_NOTIFIER else {}
     kwargs.update(notifier_kwargs or {})
-    alert = DeadlineAlert(
-        reference=(
-            DeadlineReference.DAGRUN_QUEUED_AT if reference == "queued_at" else DeadlineReference.DAGRUN_LOGICAL_DATE
-        ),
-        interval=interval,
-        callback=AsyncCallback(notifier, kwargs=kwargs),
-        name=name or f"freshness:{table}",
+    alert = deadline_alert(
+        reference=reference, interval=interval, notifier=notifier, kwargs=kwargs, name=name or f"freshness:{table}"
     )
     dag.deadline = [*(dag.deadline or []), alert]
     log.info("Added Deadline Alert %s to DAG %s (%s, notifier %s)", alert.name, dag.dag_id, sla, path)

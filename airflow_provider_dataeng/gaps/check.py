@@ -14,11 +14,7 @@ from airflow_provider_dataeng.gaps.catalog import (
 )
 from airflow_provider_dataeng.gaps.expected import Interval, describe_timetable, expected_intervals, to_utc
 from airflow_provider_dataeng.gaps.report import GapReport, Hole
-
-
-def _first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0][:160] if lines else ""
+from airflow_provider_dataeng.values import first_line
 
 
 def classify(interval: Interval, state: TableState, rows: list[LedgerRow]) -> Hole | None:
@@ -30,7 +26,7 @@ def classify(interval: Interval, state: TableState, rows: list[LedgerRow]) -> Ho
     if latest is not None and latest.status in ("failed", "rejected"):
         detail = f"latest load {latest.status}"
         if latest.error:
-            detail += f": {_first_line(latest.error)}"
+            detail += f": {first_line(latest.error, 160)}"
         if partition is not None:
             detail += f" (earlier partition {partition.name} still attached)"
         return Hole(interval, latest.status, detail, latest.id, latest.run_id)

@@ -16,7 +16,8 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
 
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook, is_connection_error
+from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook, format_host, is_connection_error
+from airflow_provider_dataeng.values import first_line
 
 MONITOR_DBNAME = "pg_auto_failover"
 MONITOR_LOGIN = "autoctl_node"
@@ -51,11 +52,6 @@ select eventid, eventtime, formationid, nodeid, groupid, nodename, nodehost, nod
   from pgautofailover.last_events(%s, %s, %s)
  order by eventid  -- the function orders by eventtime (transaction start): ids give the commit order
 """
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 class MonitorUnreachableError(AirflowException):
@@ -196,7 +192,7 @@ class PgAutoFailoverHook(FailoverPostgresHook):
         return params
 
     def describe(self) -> str:
-        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        hosts = ",".join(format_host(h, p) for h, p in self.hosts)
         return f"pg_auto_failover monitor {hosts}/{self.dbname} as {self.login}"
 
     # -- querying -------------------------------------------------------------------------------------
@@ -207,7 +203,7 @@ class PgAutoFailoverHook(FailoverPostgresHook):
             if is_connection_error(exc):
                 raise MonitorUnreachableError(
                     f"Cannot reach the {self.describe()} (connection {self.get_conn_id()!r}) within "
-                    f"{self.connect_deadline:.0f}s: {_first_line(exc)}. Check that the monitor runs and that "
+                    f"{self.connect_deadline:.0f}s: {first_line(exc)}. Check that the monitor runs and that "
                     "the connection's host, port and login (autoctl_node) are right."
                 ) from exc
             raise
@@ -225,7 +221,7 @@ class PgAutoFailoverHook(FailoverPostgresHook):
         except Exception as exc:
             if is_connection_error(exc):
                 raise MonitorUnreachableError(
-                    f"Lost the connection to the {self.describe()}: {_first_line(exc)}"
+                    f"Lost the connection to the {self.describe()}: {first_line(exc)}"
                 ) from exc
             raise
         finally:

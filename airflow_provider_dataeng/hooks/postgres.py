@@ -2,7 +2,9 @@
 
 Connection form (documented in the README): the Airflow connection's ``host`` names one or more hosts,
 comma separated, each optionally with its own port: ``h1:5432,h2:5433`` (a host without a port uses the
-connection's port, else 5432). Extras understood here (everything else is passed to libpq):
+connection's port, else 5432); IPv6 addresses are written ``[::1]:5432`` (or bare ``::1`` without a port).
+Extras understood here (of the rest, only libpq connection options are passed to libpq; anything else, such
+as ``dbt_schema``, is left to whoever reads it):
 
 - ``target_session_attrs``: ``read-write`` (default), ``primary``, ``prefer-standby``, ``standby``,
   ``read-only`` or ``any``.
@@ -10,24 +12,47 @@ connection's port, else 5432). Extras understood here (everything else is passed
 - ``connect_deadline``: total seconds to keep retrying a connect (default 120).
 - ``connect_backoff_max``: the longest pause between two connect attempts (default 2 s), so a client
   notices a promoted primary within seconds of it accepting writes.
-- ``driver``: ``psycopg`` (3) or ``psycopg2``; default: whatever PostgresHook picks.
+- ``driver``: ``psycopg`` (3) or ``psycopg2``; default: whatever PostgresHook picks. Hooks built by
+  :func:`airflow_provider_dataeng.connections.connect` always use psycopg 3, whatever this says.
+- ``keepalives_idle`` / ``keepalives_interval`` / ``keepalives_count``: TCP keepalives, applied on both
+  ends (libpq's client options and the server's ``tcp_keepalives_*`` settings for the session), default
+  30 s / 10 s / 3: a dead worker's session, and its advisory locks, go away in about a minute.
+- ``options``: libpq ``options`` (``-c name=value ...``); the session settings of the hook (``TimeZone``
+  ``UTC`` by default) come after them, so they win.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
+import os
 import random
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from airflow.providers.postgres.hooks.postgres import USE_PSYCOPG3, PostgresHook
+
+from airflow_provider_dataeng.values import first_line
 
 T = TypeVar("T")
 
 TARGET_SESSION_ATTRS = ("read-write", "primary", "prefer-standby", "standby", "read-only", "any")
 DRIVERS = ("psycopg", "psycopg2")
 DEFAULT_PORT = 5432
+DEFAULT_SESSION_SETTINGS: Mapping[str, str] = {"TimeZone": "UTC"}
+# (libpq client option, server setting, default): the client notices a dead server, the server a dead client.
+KEEPALIVES = (
+    ("keepalives_idle", "tcp_keepalives_idle", 30),
+    ("keepalives_interval", "tcp_keepalives_interval", 10),
+    ("keepalives_count", "tcp_keepalives_count", 3),
+)
+APPLICATION_NAME_MAX_BYTES = 63  # NAMEDATALEN - 1: the server truncates longer names
+DEFAULT_APPLICATION_NAME = "airflow-provider-dataeng"
+BACKOFF_MAX_EXPONENT = 64  # 2**64 times any base is past every cap; larger exponents would overflow a float
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 # SQLSTATEs after which the same work can succeed on a fresh connection (failover, restart, crash).
 RECONNECT_SQLSTATES = frozenset(
@@ -52,7 +77,8 @@ FATAL_CONNECT_MARKERS = (
 
 
 def parse_hosts(host_field: str | None, default_port: int | None) -> list[tuple[str, int]]:
-    """Parse ``h1:5432,h2:5433`` (ports optional) into ``[(host, port), ...]``."""
+    """Parse ``h1:5432,h2:5433`` (ports optional; IPv6 as ``[::1]:5432`` or bare ``::1``) into
+    ``[(host, port), ...]``."""
     if not host_field or not host_field.strip():
         raise ValueError("connection host is empty: expected 'host[:port][,host[:port]...]'")
     hosts: list[tuple[str, int]] = []
@@ -60,13 +86,86 @@ def parse_hosts(host_field: str | None, default_port: int | None) -> list[tuple[
         item = item.strip()
         if not item:
             raise ValueError(f"connection host {host_field!r} has an empty entry")
-        name, sep, port = item.rpartition(":") if item.count(":") == 1 else ("", "", "")
-        if not sep:
+        if item.startswith("["):
+            name, bracket, rest = item[1:].partition("]")
+            if not bracket or not name:
+                raise ValueError(f"connection host {host_field!r}: {item!r} has no closing ']' (expected '[::1]:5432')")
+            if rest and not rest.startswith(":"):
+                raise ValueError(f"connection host {host_field!r}: expected ':port' after {item[:len(name) + 2]!r}")
+            port = rest[1:]
+        elif item.count(":") == 1:
+            name, _, port = item.partition(":")
+        else:  # a host name, an IPv4 address, or a bare IPv6 address (no port)
             name, port = item, ""
+        if not name:
+            raise ValueError(f"connection host {host_field!r}: {item!r} names no host")
         if port and not port.isdigit():
             raise ValueError(f"connection host {host_field!r}: port {port!r} is not a number")
+        if port and not 0 < int(port) < 65536:
+            raise ValueError(f"connection host {host_field!r}: port {port} is out of range (1-65535)")
         hosts.append((name, int(port) if port else (default_port or DEFAULT_PORT)))
     return hosts
+
+
+def format_host(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:5432``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: ``min(cap, base * 2**(attempt - 1))`` scaled by U(0.5, 1).
+
+    Never overflows, whatever ``attempt`` is (a trigger may retry for days)."""
+    exponent = min(max(int(attempt) - 1, 0), BACKOFF_MAX_EXPONENT)
+    return min(float(cap), math.ldexp(float(base), exponent)) * random.uniform(0.5, 1.0)
+
+
+@functools.cache
+def libpq_keywords() -> frozenset[str]:
+    """Every connection option the installed libpq knows (``PQconndefaults``)."""
+    from psycopg import pq
+
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+def clean_application_name(name: str) -> str:
+    """Printable ASCII (the server shows anything else as ``?``), at most 63 bytes."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(name)).strip()
+    return text[:APPLICATION_NAME_MAX_BYTES]
+
+
+def task_application_name() -> str | None:
+    """``<dag_id>/<task_id>[<map_index>]`` of the task running in this process, if any."""
+    dag_id = task_id = None
+    map_index: Any = None
+    try:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+        ti = context.get("ti") or context.get("task_instance")
+        dag_id, task_id = getattr(ti, "dag_id", None), getattr(ti, "task_id", None)
+        map_index = getattr(ti, "map_index", None)
+    except Exception:  # noqa: BLE001 - no task is running here (triggerer, CLI, tests)
+        pass
+    if not (dag_id and task_id):
+        dag_id, task_id = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_TASK_ID")
+    if not (dag_id and task_id):
+        return None
+    name = f"{dag_id}/{task_id}"
+    if isinstance(map_index, int) and map_index >= 0:
+        name += f"[{map_index}]"
+    return name
+
+
+def session_options(settings: Mapping[str, Any]) -> str:
+    """libpq ``options`` text setting each server setting (``-c name=value``; spaces escaped)."""
+    parts = []
+    for name, value in settings.items():
+        if not _SETTING_NAME.match(str(name)):
+            raise ValueError(f"session setting {name!r}: expected a PostgreSQL setting name like 'TimeZone'")
+        text = str(value).replace("\\", "\\\\").replace(" ", "\\ ")
+        parts.append(f"-c {name}={text}")
+    return " ".join(parts)
 
 
 def sqlstate_of(exc: BaseException) -> str | None:
@@ -112,12 +211,20 @@ class FailoverPostgresHook(PostgresHook):
     :param connect_deadline: total seconds to keep retrying a connect.
     :param connect_backoff_max: the longest pause between connect attempts (seconds, default 2).
     :param driver: ``psycopg`` or ``psycopg2``; default from the connection extra, else PostgresHook's pick.
+    :param application_name: the name in ``pg_stat_activity`` (cut to 63 bytes); default: the running task
+        (``<dag_id>/<task_id>``), else the connection's ``application_name`` extra, else the provider's name.
+    :param session_settings: server settings for the session (``{"TimeZone": "UTC"}`` is the default and
+        is always set unless overridden here).
     """
 
     conn_type = "dataeng_postgres"
     hook_name = "PostgreSQL (failover-aware, multi-host)"
     default_conn_name = "dataeng_default"
     ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "connect_backoff_max", "driver"}
+    # Set by this hook from its own arguments and extras; never copied from the extras as they are.
+    managed_options = frozenset({"host", "port", "dbname", "user", "password", "connect_timeout",
+                                 "target_session_attrs", "options", "application_name", "keepalives",
+                                 *(client for client, _, _ in KEEPALIVES)})
 
     def __init__(
         self,
@@ -126,6 +233,8 @@ class FailoverPostgresHook(PostgresHook):
         connect_deadline: float | None = None,
         connect_backoff_max: float | None = None,
         driver: str | None = None,
+        application_name: str | None = None,
+        session_settings: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +248,9 @@ class FailoverPostgresHook(PostgresHook):
         self._connect_deadline = connect_deadline
         self._connect_backoff_max = connect_backoff_max
         self._driver = driver
+        self._application_name = application_name
+        self.session_settings: dict[str, Any] = {**DEFAULT_SESSION_SETTINGS, **(session_settings or {})}
+        session_options(self.session_settings)  # a bad setting name fails here, not at connect time
 
     # -- connection parameters -------------------------------------------------------------------
     @property
@@ -185,10 +297,54 @@ class FailoverPostgresHook(PostgresHook):
     def dbname(self) -> str | None:
         return self.database or self.connection.schema
 
+    @property
+    def application_name(self) -> str:
+        """The session's ``application_name``: explicit, else the running task, else the extra, else ours."""
+        name = (self._application_name or task_application_name()
+                or self.connection.extra_dejson.get("application_name") or DEFAULT_APPLICATION_NAME)
+        return clean_application_name(name)
+
+    def keepalive_settings(self) -> dict[str, int]:
+        """``{libpq option: seconds or count}`` from the extras, else the defaults (30 s / 10 s / 3)."""
+        extras = self.connection.extra_dejson
+        values = {}
+        for client, _, default in KEEPALIVES:
+            raw = extras.get(client, default)
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"connection {self.get_conn_id()!r} extra {client}={raw!r}: expected a whole number"
+                ) from None
+            if value < 1:
+                raise ValueError(f"connection {self.get_conn_id()!r} extra {client}={raw!r}: expected >= 1")
+            values[client] = value
+        return values
+
+    def passed_extras(self) -> dict[str, Any]:
+        """The extras that are libpq options this hook does not set itself (``sslmode``, ...).
+
+        Anything else (``dbt_schema``, ``connect_deadline``, a typo) is never passed to libpq, where it
+        would fail every connect with "invalid connection option"."""
+        known = libpq_keywords()
+        return {
+            key: value for key, value in self.connection.extra_dejson.items()
+            if key in known and key not in self.managed_options and key not in self.ignored_extra_options
+            and value is not None
+        }
+
     def conn_params(self, *, include_password: bool = True) -> dict[str, Any]:
         """libpq keyword parameters (multi-host) for either driver or an async connection."""
         conn = self.connection
         hosts = self.hosts
+        keepalives = self.keepalive_settings()
+        server_settings = {server: keepalives[client] for client, server, _ in KEEPALIVES}
+        options = " ".join(
+            part for part in (
+                conn.extra_dejson.get("options"), self.options,
+                session_options({**server_settings, **self.session_settings}),
+            ) if part
+        )
         params: dict[str, Any] = {
             "host": ",".join(h for h, _ in hosts),
             "port": ",".join(str(p) for _, p in hosts),
@@ -196,19 +352,19 @@ class FailoverPostgresHook(PostgresHook):
             "user": conn.login,
             "connect_timeout": int(conn.extra_dejson.get("connect_timeout", 5)),
             "target_session_attrs": self.target_session_attrs,
+            "application_name": self.application_name,
+            "keepalives": 1,
+            **keepalives,
+            "options": options,
+            **self.passed_extras(),
         }
         if include_password and conn.password:
             params["password"] = conn.password
-        if self.options:
-            params["options"] = self.options
-        for key, value in conn.extra_dejson.items():
-            if key not in self.ignored_extra_options and key not in params:
-                params[key] = value
         return {k: v for k, v in params.items() if v is not None}
 
     def describe(self) -> str:
         """A log-safe description: hosts, database, user and session attrs, never the password."""
-        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        hosts = ",".join(format_host(h, p) for h, p in self.hosts)
         return f"{hosts}/{self.dbname} as {self.connection.login} ({self.target_session_attrs})"
 
     def get_uri(self) -> str:
@@ -219,7 +375,7 @@ class FailoverPostgresHook(PostgresHook):
         auth = quote(conn.login or "", safe="")
         if conn.password:
             auth += ":" + quote(conn.password, safe="")
-        netloc = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        netloc = ",".join(format_host(h, p) for h, p in self.hosts)
         return f"postgresql://{auth}@{netloc}/{quote(self.dbname or '', safe='')}?target_session_attrs={self.target_session_attrs}"
 
     # -- connecting ------------------------------------------------------------------------------
@@ -249,7 +405,7 @@ class FailoverPostgresHook(PostgresHook):
                 if not is_connection_error(exc) or is_fatal_connect_error(exc):
                     self.log.error("Connect to %s failed (%s); not retrying", self.describe(), type(exc).__name__)
                     raise
-                delay = min(self.connect_backoff_max, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(attempt, base=0.25, cap=self.connect_backoff_max)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.log.error(
@@ -259,7 +415,7 @@ class FailoverPostgresHook(PostgresHook):
                     raise
                 self.log.warning(
                     "Connect attempt %d to %s failed (%s: %s); retrying in %.2fs",
-                    attempt, self.describe(), type(exc).__name__, _first_line(exc), min(delay, left),
+                    attempt, self.describe(), type(exc).__name__, first_line(exc), min(delay, left),
                 )
                 time.sleep(min(delay, left))
                 continue
@@ -307,7 +463,7 @@ class FailoverPostgresHook(PostgresHook):
                     "%s failed on a connection-level error (%s, sqlstate %s, attempt %d/%d); retrying on a "
                     "fresh connection", description, type(exc).__name__, sqlstate_of(exc), attempt, max_attempts,
                 )
-                time.sleep(min(self.connect_backoff_max, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+                time.sleep(backoff_delay(attempt, base=0.5, cap=self.connect_backoff_max))
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
@@ -325,7 +481,3 @@ class FailoverPostgresHook(PostgresHook):
             },
         }
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""

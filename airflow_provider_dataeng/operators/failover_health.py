@@ -7,12 +7,10 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
-from airflow_provider_dataeng.failover.health_check import (
-    FailoverHealthCheck,
-    build_health_check,
-    report_verdict,
-)
-from airflow_provider_dataeng.failover.verdict import DEFAULT_MAX_LAG_BYTES
+from airflow_provider_dataeng.failover.health_check import FailoverHealthCheck, report_verdict
+from airflow_provider_dataeng.failover.spec import FailoverHealthReportSpec
+from airflow_provider_dataeng.specs import spec_default, task_spec
+from airflow_provider_dataeng.values import is_templated
 
 
 class FailoverHealthOperator(BaseOperator):
@@ -28,20 +26,18 @@ class FailoverHealthOperator(BaseOperator):
     def __init__(
         self,
         *,
-        monitor_conn_id: str | None = None,
-        conn_id: str | None = None,
-        formation: str = "default",
-        group_id: int = 0,
-        min_secondaries: int = 1,
-        accept_wait_primary: bool = False,
-        max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
-        expected_sync_state: str | None = None,
-        fail_on_unhealthy: bool = False,
+        monitor_conn_id: str | None = spec_default(FailoverHealthReportSpec, "monitor_conn_id"),
+        conn_id: str | None = spec_default(FailoverHealthReportSpec, "conn_id"),
+        formation: str = spec_default(FailoverHealthReportSpec, "formation"),
+        group_id: int = spec_default(FailoverHealthReportSpec, "group_id"),
+        min_secondaries: int = spec_default(FailoverHealthReportSpec, "min_secondaries"),
+        accept_wait_primary: bool = spec_default(FailoverHealthReportSpec, "accept_wait_primary"),
+        max_lag_bytes: int = spec_default(FailoverHealthReportSpec, "max_lag_bytes"),
+        expected_sync_state: str | None = spec_default(FailoverHealthReportSpec, "expected_sync_state"),
+        fail_on_unhealthy: bool = spec_default(FailoverHealthReportSpec, "fail_on_unhealthy"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(fail_on_unhealthy, bool):
-            raise ValueError(f"fail_on_unhealthy={fail_on_unhealthy!r}: expected true or false")
         self.monitor_conn_id = monitor_conn_id
         self.conn_id = conn_id
         self.formation = formation
@@ -51,19 +47,20 @@ class FailoverHealthOperator(BaseOperator):
         self.max_lag_bytes = max_lag_bytes
         self.expected_sync_state = expected_sync_state
         self.fail_on_unhealthy = fail_on_unhealthy
-        self.health_check()  # validate arguments at parse time (no connection is made)
+        if not is_templated(monitor_conn_id, conn_id, formation):
+            self.spec()  # validate arguments at parse time (no connection is made)
+
+    def spec(self) -> FailoverHealthReportSpec:
+        """The task's spec (after templating when called in ``execute``)."""
+        return task_spec(self, FailoverHealthReportSpec)
 
     def health_check(self) -> FailoverHealthCheck:
-        return build_health_check(
-            monitor_conn_id=self.monitor_conn_id, conn_id=self.conn_id, formation=self.formation,
-            group_id=self.group_id, min_secondaries=self.min_secondaries,
-            accept_wait_primary=self.accept_wait_primary, max_lag_bytes=self.max_lag_bytes,
-            expected_sync_state=self.expected_sync_state,
-        )
+        return self.spec().health_check()
 
     def execute(self, context: Any) -> dict[str, Any]:
-        verdict = self.health_check().evaluate()
+        spec = self.spec()  # templates are rendered now
+        verdict = spec.health_check().evaluate()
         report_verdict(self, context, verdict)
-        if self.fail_on_unhealthy and not verdict.healthy:
+        if spec.fail_on_unhealthy and not verdict.healthy:
             raise AirflowFailException(f"Failover health: {verdict.summary()}\n{verdict.table()}")
         return verdict.as_xcom()

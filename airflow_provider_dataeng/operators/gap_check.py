@@ -17,8 +17,10 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_provider_dataeng.freshness import split_table_name
 from airflow_provider_dataeng.gaps import find_gaps, resolve_timetable, to_utc
+from airflow_provider_dataeng.gaps.spec import GapCheckSpec
+from airflow_provider_dataeng.specs import spec_default, task_spec
+from airflow_provider_dataeng.values import is_templated
 
-ON_HOLES = ("fail", "warn")
 MAX_COMMANDS_IN_ERROR = 5
 
 
@@ -41,26 +43,16 @@ class PartitionGapCheckOperator(BaseOperator):
     def __init__(
         self,
         *,
-        conn_id: str,
-        target_table: str,
-        schedule: str | timedelta | Any | None = None,
-        start: datetime | str | None = None,
-        end: datetime | str | None = None,
-        on_holes: str = "fail",
-        pipeline: str | None = None,
+        conn_id: str = spec_default(GapCheckSpec, "conn_id"),
+        target_table: str = spec_default(GapCheckSpec, "target_table"),
+        schedule: str | timedelta | Any | None = spec_default(GapCheckSpec, "schedule"),
+        start: datetime | str | None = spec_default(GapCheckSpec, "start"),
+        end: datetime | str | None = spec_default(GapCheckSpec, "end"),
+        on_holes: str = spec_default(GapCheckSpec, "on_holes"),
+        pipeline: str | None = spec_default(GapCheckSpec, "pipeline"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(conn_id, str) or not conn_id:
-            raise ValueError(f"{self.task_id}: conn_id={conn_id!r}: expected an Airflow connection id")
-        if not isinstance(target_table, str) or not target_table.strip():
-            raise ValueError(f"{self.task_id}: target_table={target_table!r}: expected 'schema.table'")
-        if "{{" not in target_table:
-            split_table_name(target_table, field=f"{self.task_id}: target_table")
-        if on_holes not in ON_HOLES:
-            raise ValueError(f"{self.task_id}: on_holes={on_holes!r}: expected one of {', '.join(ON_HOLES)}")
-        if isinstance(schedule, str):
-            resolve_timetable(schedule)  # a bad cron fails at parse time, naming the field
         self.conn_id = conn_id
         self.target_table = target_table
         self.schedule = schedule
@@ -68,13 +60,19 @@ class PartitionGapCheckOperator(BaseOperator):
         self.end = end
         self.on_holes = on_holes
         self.pipeline = pipeline
+        if not is_templated(conn_id, target_table, start, end, pipeline):
+            self.spec()  # a bad argument (or cron) fails when the DAG is parsed, naming the task
 
-    def _window(self, context: Context) -> tuple[datetime, datetime]:
+    def spec(self) -> GapCheckSpec:
+        """The task's :class:`GapCheckSpec` (after templating when called in ``execute``)."""
+        return task_spec(self, GapCheckSpec)
+
+    def _window(self, spec: GapCheckSpec, context: Context) -> tuple[datetime, datetime]:
         dag = context.get("dag")
-        start = self.start or getattr(dag, "start_date", None)
+        start = spec.start or getattr(dag, "start_date", None)
         if not start:
             raise AirflowFailException(f"{self.task_id}: no start given and the DAG has no start_date")
-        end = self.end or context.get("data_interval_start") or context.get("logical_date")
+        end = spec.end or context.get("data_interval_start") or context.get("logical_date")
         if not end:
             raise AirflowFailException(f"{self.task_id}: no end given and this run has no data interval")
         try:
@@ -83,20 +81,24 @@ class PartitionGapCheckOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+        from airflow_provider_dataeng.connections import connect
 
         dag = context.get("dag")
-        schema, table = split_table_name(self.target_table, field=f"{self.task_id}: target_table")
+        try:
+            spec = self.spec()
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        schema, table = split_table_name(spec.target_table, field=f"{self.task_id}: target_table")
         try:
             timetable = resolve_timetable(
-                self.schedule, dag_timetable=getattr(dag, "timetable", None), tz=getattr(dag, "timezone", "UTC")
+                spec.schedule, dag_timetable=getattr(dag, "timetable", None), tz=getattr(dag, "timezone", "UTC")
             )
         except ValueError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
-        start, end = self._window(context)
-        hook = FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg")
+        start, end = self._window(spec, context)
+        hook = connect(spec.conn_id, role="warehouse")
         report = find_gaps(
-            hook, schema=schema, table=table, timetable=timetable, start=start, end=end, pipeline=self.pipeline
+            hook, schema=schema, table=table, timetable=timetable, start=start, end=end, pipeline=spec.pipeline
         )
         for note in report.notes:
             self.log.info("Note: %s", note)
@@ -104,11 +106,11 @@ class PartitionGapCheckOperator(BaseOperator):
         if not report.holes:
             self.log.info("No holes: %s", report.summary())
             return holes
-        dag_id = self.pipeline or getattr(dag, "dag_id", None) or "<dag_id>"
+        dag_id = spec.pipeline or getattr(dag, "dag_id", None) or "<dag_id>"
         commands = report.backfill_commands(dag_id)
         self.log.warning("%s\n%s", report.summary(), report.table())
         self.log.warning("Fill the holes (and only them) with:\n%s", "\n".join(commands))
-        if self.on_holes == "fail":
+        if spec.on_holes == "fail":
             ti = context.get("ti")
             if ti is not None:
                 ti.xcom_push(key="return_value", value=holes)

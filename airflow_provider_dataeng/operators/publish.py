@@ -5,53 +5,76 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, Context
+from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
-from airflow_provider_dataeng.durations import parse_seconds
 from airflow_provider_dataeng.publish.assets import table_asset
-from airflow_provider_dataeng.publish.checks import build_checks
-from airflow_provider_dataeng.publish.table_ref import TableRef
+from airflow_provider_dataeng.publish.spec import PublishSpec, RollbackSpec
+from airflow_provider_dataeng.specs import TaskSpec, build_spec, spec_default, spec_values
+from airflow_provider_dataeng.values import is_templated
 
 
-def _is_templated(value: Any) -> bool:
-    return "{{" in repr(value) or "{%" in repr(value)
-
-
-def _target_outlets(conn_id: str, target_table: str, database: str | None, asset_uri: str | None) -> list:
-    """The Asset outlet for the target table (none when the table name is a template and no asset_uri)."""
-    if asset_uri is None and _is_templated(target_table):
+def target_outlets(conn_id: str, target_table: str) -> list[Asset]:
+    """The Asset outlet of the target table; none while the table name is a template."""
+    if is_templated(conn_id, target_table):
         return []
-    return [table_asset(conn_id, target_table, database=database, asset_uri=asset_uri)]
+    return [table_asset(conn_id, target_table)]
 
 
-def _engine(conn_id: str, context: Context, **kwargs: Any) -> Any:
-    from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
-    from airflow_provider_dataeng.publish.engine import PublishEngine
+def validate_untemplated(operator: BaseOperator, spec: type[TaskSpec]) -> None:
+    """Validate the operator's arguments with its spec at DAG parse time, unless one is a template."""
+    if not is_templated(*spec_values(operator, spec).values()):
+        build_spec(operator, spec)
 
+
+def engine_context(operator: BaseOperator, context: Context) -> dict[str, Any]:
+    """``pipeline``, ``task_id`` and ``run_id`` for the ledger, and the connection's ``application_name``."""
     ti = context.get("ti")
-    return PublishEngine(
-        FailoverPostgresHook(postgres_conn_id=conn_id, driver="psycopg"),
-        pipeline=getattr(ti, "dag_id", None), task_id=getattr(ti, "task_id", None),
-        run_id=getattr(ti, "run_id", None), **kwargs,
-    )
+    dag_id = getattr(ti, "dag_id", None) or (operator.dag_id if operator.has_dag() else None)
+    return {"pipeline": dag_id, "task_id": operator.task_id, "run_id": getattr(ti, "run_id", None)
+            or context.get("run_id"), "application_name": f"{dag_id}.{operator.task_id}" if dag_id else operator.task_id}
 
 
-class StagingSwapOperator(BaseOperator):
+def report_event(operator: BaseOperator, context: Context, result: Any) -> None:
+    """Attach the publish's facts (partition bounds, rows, ledger id, run id) to the outlet Asset event."""
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    for outlet in operator.outlets or []:
+        if isinstance(outlet, Asset):
+            events[outlet].extra.update(result.event_extra())
+
+
+class EngineTask(BaseOperator):
+    """The publish engine behind an operator: built in execute, cancelled by ``on_kill``."""
+
+    _engine: Any = None
+
+    def _run(self, context: Context, spec: Any, action: Callable[[Any], Any]) -> Any:
+        from airflow_provider_dataeng.connections import connect
+        from airflow_provider_dataeng.publish.tasks import engine_for
+
+        ids = engine_context(self, context)
+        hook = connect(spec.conn_id, role="warehouse", application_name=ids.pop("application_name"))
+        self._engine = engine_for(spec, hook, **ids)
+        try:
+            return action(self._engine)
+        finally:
+            self._engine = None
+
+    def on_kill(self) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.cancel()
+
+
+class StagingSwapOperator(EngineTask):
     """Build ``<target>__staging`` from ``select_sql`` (or a ``loader``), run ``checks``, swap it in.
 
     With ``partition_column`` the target is range-partitioned and only the partition
-    ``[partition_start, partition_end)`` is replaced (defaults: the run's data interval).
-
-    :param conn_id: warehouse connection (FailoverPostgresHook).
-    :param target_table: ``schema.table`` (templated).
-    :param select_sql: the query whose rows become the new table / partition (templated, ``.sql`` files).
-    :param checks: check configs (see ``publish.checks``), templated.
-    :param lock_timeout: how long the swap may wait for its locks per attempt (``"2s"``, ``"500ms"``).
-    :param swap_attempts: swap attempts on lock timeout before failing.
-    :param keep_previous: keep the replaced table / partition as ``__previous`` for RollbackPublishOperator.
-    :param keep_failed_staging: keep a rejected staging table for inspection.
-    :param loader: ``callable(conn, staging: TableRef) -> LoadStats | int | None`` instead of select_sql.
-    :param database, asset_uri: control the Asset outlet URI (see ``publish.assets.table_asset``).
+    ``[partition_start, partition_end)`` is replaced (defaults: the run's data interval). Parameters:
+    :class:`airflow_provider_dataeng.publish.spec.PublishSpec`. The outlet is the target's Asset
+    (:func:`airflow_provider_dataeng.publish.assets.table_asset`); its event carries the partition
+    bounds, rows, ledger id and run id.
     """
 
     template_fields: Sequence[str] = ("target_table", "select_sql", "checks", "partition_start", "partition_end")
@@ -64,73 +87,53 @@ class StagingSwapOperator(BaseOperator):
         *,
         conn_id: str,
         target_table: str,
-        select_sql: str | None = None,
-        checks: list[dict] | None = None,
-        partition_column: str | None = None,
-        partition_start: Any = None,
-        partition_end: Any = None,
-        lock_timeout: str | float = "2s",
-        swap_attempts: int = 5,
-        keep_previous: bool = True,
-        keep_failed_staging: bool = False,
-        loader: Callable[..., Any] | None = None,
-        database: str | None = None,
-        asset_uri: str | None = None,
+        select_sql: str | None = spec_default(PublishSpec, "select_sql"),
+        loader: Callable[..., Any] | None = spec_default(PublishSpec, "loader"),
+        checks: list[dict] | None = spec_default(PublishSpec, "checks"),
+        partition_column: str | None = spec_default(PublishSpec, "partition_column"),
+        partition_start: Any = spec_default(PublishSpec, "partition_start"),
+        partition_end: Any = spec_default(PublishSpec, "partition_end"),
+        lock_timeout: str | float = spec_default(PublishSpec, "lock_timeout"),
+        swap_attempts: int = spec_default(PublishSpec, "swap_attempts"),
+        keep_previous: bool = spec_default(PublishSpec, "keep_previous"),
+        keep_failed_staging: bool = spec_default(PublishSpec, "keep_failed_staging"),
         **kwargs: Any,
     ) -> None:
-        if (select_sql is None) == (loader is None):
-            raise ValueError("StagingSwapOperator: give exactly one of select_sql or loader")
-        if not isinstance(target_table, str) or not target_table.strip():
-            raise ValueError(f"target_table: expected 'schema.table', got {target_table!r}")
-        if not _is_templated(target_table):
-            TableRef.parse(target_table)
-        if checks is not None and not _is_templated(checks):
-            build_checks(checks)
-        if not isinstance(swap_attempts, int) or isinstance(swap_attempts, bool) or swap_attempts < 1:
-            raise ValueError(f"swap_attempts: expected an integer >= 1, got {swap_attempts!r}")
-        if (partition_start is not None or partition_end is not None) and not partition_column:
-            raise ValueError("partition_start/partition_end need partition_column")
-        kwargs.setdefault("outlets", _target_outlets(conn_id, target_table, database, asset_uri))
+        kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.target_table = target_table
         self.select_sql = select_sql
+        self.loader = loader
         self.checks = checks
         self.partition_column = partition_column
         self.partition_start = partition_start
         self.partition_end = partition_end
-        self.lock_timeout = parse_seconds(lock_timeout, "lock_timeout")
+        self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
-        self.loader = loader
+        if checks is not None and not is_templated(checks):
+            from airflow_provider_dataeng.publish.checks import build_checks
+
+            build_checks(checks)  # names the item and key of a bad check
+        validate_untemplated(self, PublishSpec)
 
     def execute(self, context: Context) -> dict:
-        engine = _engine(self.conn_id, context, lock_timeout=self.lock_timeout, swap_attempts=self.swap_attempts)
-        checks = build_checks(self.checks)
-        target = TableRef.parse(self.target_table)
-        if self.partition_column:
-            lower = self.partition_start or context.get("data_interval_start")
-            upper = self.partition_end or context.get("data_interval_end")
-            if lower is None or upper is None or (lower == upper and not self.partition_start):
-                raise ValueError(
-                    f"partition_start/partition_end: this run's data interval is empty ({lower}, {upper}); give "
-                    "them explicitly or use a timetable with data intervals (e.g. schedule=timedelta(days=1))")
-            result = engine.publish_partition(
-                target, partition_column=self.partition_column, lower=lower, upper=upper,
-                loader=self.loader, select_sql=self.select_sql, checks=checks,
-                keep_previous=self.keep_previous, keep_failed_staging=self.keep_failed_staging,
-            )
-        else:
-            result = engine.publish_table(
-                target, loader=self.loader, select_sql=self.select_sql, checks=checks,
-                keep_previous=self.keep_previous, keep_failed_staging=self.keep_failed_staging,
-            )
+        from airflow_provider_dataeng.publish import tasks
+
+        spec = build_spec(self, PublishSpec)
+        interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+        result = self._run(context, spec, lambda engine: tasks.publish(engine, spec, interval))
+        report_event(self, context, result)
         return result.as_xcom()
 
 
-class RollbackPublishOperator(BaseOperator):
-    """Swap ``<target>__previous`` back in (for a partition: the one starting at ``partition_start``)."""
+class RollbackPublishOperator(EngineTask):
+    """Swap ``<target>__previous`` back in (for a partition: the one starting at ``partition_start``).
+
+    Parameters: :class:`airflow_provider_dataeng.publish.spec.RollbackSpec`.
+    """
 
     template_fields: Sequence[str] = ("target_table", "partition_start")
     ui_color = "#fadbd8"
@@ -140,25 +143,24 @@ class RollbackPublishOperator(BaseOperator):
         *,
         conn_id: str,
         target_table: str,
-        partition_start: Any = None,
-        lock_timeout: str | float = "2s",
-        swap_attempts: int = 5,
-        database: str | None = None,
-        asset_uri: str | None = None,
+        partition_start: Any = spec_default(RollbackSpec, "partition_start"),
+        lock_timeout: str | float = spec_default(RollbackSpec, "lock_timeout"),
+        swap_attempts: int = spec_default(RollbackSpec, "swap_attempts"),
         **kwargs: Any,
     ) -> None:
-        if not isinstance(target_table, str) or not target_table.strip():
-            raise ValueError(f"target_table: expected 'schema.table', got {target_table!r}")
-        if not _is_templated(target_table):
-            TableRef.parse(target_table)
-        kwargs.setdefault("outlets", _target_outlets(conn_id, target_table, database, asset_uri))
+        kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.target_table = target_table
         self.partition_start = partition_start
-        self.lock_timeout = parse_seconds(lock_timeout, "lock_timeout")
+        self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
+        validate_untemplated(self, RollbackSpec)
 
     def execute(self, context: Context) -> dict:
-        engine = _engine(self.conn_id, context, lock_timeout=self.lock_timeout, swap_attempts=self.swap_attempts)
-        return engine.rollback(TableRef.parse(self.target_table), self.partition_start or None).as_xcom()
+        from airflow_provider_dataeng.publish import tasks
+
+        spec = build_spec(self, RollbackSpec)
+        result = self._run(context, spec, lambda engine: tasks.rollback(engine, spec))
+        report_event(self, context, result)
+        return result.as_xcom()

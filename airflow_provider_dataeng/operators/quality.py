@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, Context
+from airflow.providers.common.compat.sdk import Context
 
-from airflow_provider_dataeng.publish.checks import build_checks
-from airflow_provider_dataeng.publish.table_ref import TableRef
+from airflow_provider_dataeng.operators.publish import EngineTask, validate_untemplated
+from airflow_provider_dataeng.publish.spec import QualitySpec
+from airflow_provider_dataeng.specs import build_spec
+from airflow_provider_dataeng.values import is_templated
 
 
-class DataQualityOperator(BaseOperator):
+class DataQualityOperator(EngineTask):
     """Run ``checks`` (same config as StagingSwapOperator, except ``drift``) on ``table``.
 
     Fails (no retries: AirflowFailException) with a check | observed | threshold table when any check
-    fails; returns the results as a list of dicts otherwise.
+    fails; returns the results as a list of dicts otherwise. Parameters:
+    :class:`airflow_provider_dataeng.publish.spec.QualitySpec`.
     """
 
     template_fields: Sequence[str] = ("table", "checks")
@@ -23,24 +26,18 @@ class DataQualityOperator(BaseOperator):
     ui_color = "#e8f8f5"
 
     def __init__(self, *, conn_id: str, table: str, checks: list[dict], **kwargs: Any) -> None:
-        if not isinstance(table, str) or not table.strip():
-            raise ValueError(f"table: expected 'schema.table', got {table!r}")
-        if "{{" not in table:
-            TableRef.parse(table)
-        if "{{" not in repr(checks):
-            built = build_checks(checks)
-            if not built:
-                raise ValueError("checks: expected at least one check")
-            if any(c.kind == "drift" for c in built):
-                raise ValueError("checks: 'drift' needs a publish (staging vs published); not available here")
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.table = table
         self.checks = checks
+        if not is_templated(checks):
+            from airflow_provider_dataeng.publish.checks import build_checks
+
+            build_checks(checks)  # names the item and key of a bad check
+        validate_untemplated(self, QualitySpec)
 
     def execute(self, context: Context) -> list[dict]:
-        from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
-        from airflow_provider_dataeng.publish.engine import PublishEngine
+        from airflow_provider_dataeng.publish import tasks
 
-        engine = PublishEngine(FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg"))
-        return [r.as_dict() for r in engine.check_table(TableRef.parse(self.table), self.checks)]
+        spec = build_spec(self, QualitySpec)
+        return [r.as_dict() for r in self._run(context, spec, lambda engine: tasks.check(engine, spec))]

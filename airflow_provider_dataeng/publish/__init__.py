@@ -1,51 +1,36 @@
-"""Quality-gated atomic publish: staging tables, checks, table and partition swaps, rollback, ledger."""
+"""Quality-gated atomic publish: staging tables, checks, table and partition swaps, rollback, ledger.
 
-from airflow_provider_dataeng.durations import parse_seconds
-from airflow_provider_dataeng.publish.assets import table_asset, table_asset_uri
-from airflow_provider_dataeng.publish.checks import (
-    AcceptedValuesCheck,
-    Check,
-    CheckContext,
-    CheckError,
-    CheckResult,
-    DriftCheck,
-    NullFractionCheck,
-    RowCountCheck,
-    SqlCheck,
-    UniqueCheck,
-    build_checks,
-    run_checks,
-)
-from airflow_provider_dataeng.publish.engine import (
-    LoadStats,
-    PublishEngine,
-    PublishResult,
-    lock_key,
-    normalize_bound,
-    partition_ref,
-    partition_suffix,
-)
-from airflow_provider_dataeng.publish.errors import (
-    ChecksFailed,
-    PublishError,
-    PublishRejected,
-    SwapLockTimeout,
-    format_check_table,
-)
-from airflow_provider_dataeng.publish.ledger import (
-    LEDGER_TABLE,
-    LedgerEntry,
-    ensure_ledger,
-    last_published,
-    write_ledger_row,
-)
-from airflow_provider_dataeng.publish.table_ref import TableRef, suffixed_name
+Names are imported on first use, so reading a config (``publish.spec``) does not load the engine.
+"""
 
-__all__ = [
-    "LEDGER_TABLE", "AcceptedValuesCheck", "Check", "CheckContext", "CheckError", "CheckResult", "ChecksFailed",
-    "DriftCheck", "LedgerEntry", "LoadStats", "NullFractionCheck", "PublishEngine", "PublishError",
-    "PublishRejected", "PublishResult", "RowCountCheck", "SqlCheck", "SwapLockTimeout", "TableRef",
-    "UniqueCheck", "build_checks", "ensure_ledger", "format_check_table", "last_published", "lock_key",
-    "normalize_bound", "parse_seconds", "partition_ref", "partition_suffix", "run_checks", "suffixed_name",
-    "table_asset", "table_asset_uri", "write_ledger_row",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "parse_seconds": "airflow_provider_dataeng.durations",
+    "table_asset": "airflow_provider_dataeng.publish.assets",
+    "table_asset_uri": "airflow_provider_dataeng.publish.assets",
+    **dict.fromkeys(("AcceptedValuesCheck", "Check", "CheckContext", "CheckError", "CheckResult", "DriftCheck",
+                     "NullFractionCheck", "RowCountCheck", "SqlCheck", "UniqueCheck", "build_checks", "run_checks"),
+                    "airflow_provider_dataeng.publish.checks"),
+    **dict.fromkeys(("normalize_bound", "partition_ref", "partition_suffix"), "airflow_provider_dataeng.publish.bounds"),
+    "PublishEngine": "airflow_provider_dataeng.publish.engine",
+    "PublishResult": "airflow_provider_dataeng.publish.result",
+    **dict.fromkeys(("ChecksFailed", "PublishError", "PublishRejected", "SwapLockTimeout", "format_check_table"),
+                    "airflow_provider_dataeng.publish.errors"),
+    **dict.fromkeys(("LEDGER_TABLE", "LedgerEntry", "ensure_ledger", "last_published", "write_ledger_row"),
+                    "airflow_provider_dataeng.publish.ledger"),
+    "lock_key": "airflow_provider_dataeng.publish.locks",
+    "LoadStats": "airflow_provider_dataeng.publish.staging",
+    **dict.fromkeys(("TableRef", "suffixed_name"), "airflow_provider_dataeng.publish.table_ref"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -4,7 +4,7 @@ Carried over: column defaults, NOT NULL, identity columns (sequence continued), 
 UNIQUE / EXCLUDE / FOREIGN KEY constraints, indexes, triggers (and their enabled state), storage
 options, the table and column comments, the owner and the table and column privileges. Constraint and
 index names that must be unique per schema get a temporary ``__staging`` name here and take the live
-names inside the swap transaction (see :mod:`airflow_provider_dataeng.publish.swap`).
+names inside the swap transaction (see :mod:`airflow_provider_dataeng.publish.renames`).
 
 Run inside a transaction with ``search_path = pg_catalog`` so every expression printed from the catalog
 is schema-qualified and means the same thing when it is re-executed.
@@ -18,22 +18,12 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from airflow_provider_dataeng.publish.catalog import Relation, index_tail, indexes, rows, scalar
-from airflow_provider_dataeng.publish.table_ref import TableRef, suffixed_name
+from airflow_provider_dataeng.publish.catalog import Relation, execute, index_tail, indexes, rows, scalar
+from airflow_provider_dataeng.publish.renames import STAGING_SUFFIX, Rename
+from airflow_provider_dataeng.publish.table_ref import suffixed_name
 
-STAGING_SUFFIX = "__staging"
-PREVIOUS_SUFFIX = "__previous"
 _RELOPTION_KEY = re.compile(r"^[a-z_][a-z0-9_.]*$")
 _PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"}
-
-
-@dataclass
-class Rename:
-    """A schema-unique name (index or constraint) to move from ``temp`` to ``final`` at swap time."""
-
-    kind: str  # "index" | "constraint"
-    temp: str
-    final: str
 
 
 @dataclass
@@ -64,10 +54,10 @@ def copy_structure(conn: psycopg.Connection, live: Relation, new: Relation) -> C
         _, has_def, new_notnull, new_identity, = new_cols[name]
         col = sql.Identifier(name)
         if notnull and not new_notnull:
-            _exec(conn, sql.SQL("alter table {} alter column {} set not null").format(target, col))
+            execute(conn, sql.SQL("alter table {} alter column {} set not null").format(target, col))
             report.copied.append(f"not null {name}")
         if default is not None and not has_def and not generated:
-            _exec(conn, sql.SQL("alter table {} alter column {} set default {}").format(target, col, sql.SQL(default)))
+            execute(conn, sql.SQL("alter table {} alter column {} set default {}").format(target, col, sql.SQL(default)))
             report.copied.append(f"default {name}")
         if identity and not new_identity:
             _copy_identity(conn, live, new, name, identity)
@@ -79,19 +69,19 @@ def copy_structure(conn: psycopg.Connection, live: Relation, new: Relation) -> C
             where conrelid = %s and contype in ('c', 'f') order by oid""", [live.oid]):
         if conname in have:
             continue
-        _exec(conn, sql.SQL("alter table {} add constraint {} {}").format(
+        execute(conn, sql.SQL("alter table {} add constraint {} {}").format(
             target, sql.Identifier(conname), sql.SQL(condef)))
         report.copied.append(f"constraint {conname}")
 
     for info in indexes(conn, live.oid):
         temp = suffixed_name(info.name, STAGING_SUFFIX)
         if info.constraint:
-            _exec(conn, sql.SQL("alter table {} add constraint {} {}").format(
+            execute(conn, sql.SQL("alter table {} add constraint {} {}").format(
                 target, sql.Identifier(temp), sql.SQL(info.constraint_def or "")))
             report.renames.append(Rename("constraint", temp, info.constraint))
         else:
             unique, tail = index_tail(conn, info, live)
-            _exec(conn, sql.SQL("create {}index {} on {}{}").format(
+            execute(conn, sql.SQL("create {}index {} on {}{}").format(
                 sql.SQL("unique " if unique else ""), sql.Identifier(temp), target, sql.SQL(tail)))
             report.renames.append(Rename("index", temp, info.name))
         report.copied.append(f"index {info.name}")
@@ -104,9 +94,9 @@ def copy_structure(conn: psycopg.Connection, live: Relation, new: Relation) -> C
         marker = f" ON {q_live} "
         if marker not in tgdef:
             raise ValueError(f"cannot parse trigger definition of {tgname!r}: {tgdef!r}")
-        _exec(conn, sql.SQL(tgdef.replace(marker, f" ON {q_new} ", 1)))
+        execute(conn, sql.SQL(tgdef.replace(marker, f" ON {q_new} ", 1)))
         if enabled == "D":
-            _exec(conn, sql.SQL("alter table {} disable trigger {}").format(target, sql.Identifier(tgname)))
+            execute(conn, sql.SQL("alter table {} disable trigger {}").format(target, sql.Identifier(tgname)))
         report.copied.append(f"trigger {tgname}")
 
     options = scalar(conn, "select reloptions from pg_class where oid = %s", [live.oid]) or []
@@ -116,7 +106,7 @@ def copy_structure(conn: psycopg.Connection, live: Relation, new: Relation) -> C
         if _RELOPTION_KEY.match(key):
             pairs.append(sql.SQL("{} = {}").format(sql.SQL(key), sql.Literal(value)))
     if pairs:
-        _exec(conn, sql.SQL("alter table {} set ({})").format(target, sql.SQL(", ").join(pairs)))
+        execute(conn, sql.SQL("alter table {} set ({})").format(target, sql.SQL(", ").join(pairs)))
         report.copied.append("storage options")
     return report
 
@@ -124,7 +114,7 @@ def copy_structure(conn: psycopg.Connection, live: Relation, new: Relation) -> C
 def _copy_identity(conn: psycopg.Connection, live: Relation, new: Relation, column: str, kind: str) -> None:
     """Make ``column`` of ``new`` an identity column that continues ``live``'s sequence."""
     col = sql.Identifier(column)
-    _exec(conn, sql.SQL("alter table {} alter column {} add generated {} as identity").format(
+    execute(conn, sql.SQL("alter table {} alter column {} add generated {} as identity").format(
         new.ref.ident(), col, sql.SQL("always" if kind == "a" else "by default")))
     live_seq = scalar(conn, "select pg_get_serial_sequence(%s::oid::regclass::text, %s)", [live.oid, column])
     new_seq = scalar(conn, "select pg_get_serial_sequence(%s::oid::regclass::text, %s)", [new.oid, column])
@@ -140,23 +130,23 @@ def copy_access(conn: psycopg.Connection, live: Relation, new: Relation) -> list
     copied = []
     target = new.ref.ident()
     if new.owner != live.owner:
-        _exec(conn, sql.SQL("alter table {} owner to {}").format(target, sql.Identifier(live.owner)))
+        execute(conn, sql.SQL("alter table {} owner to {}").format(target, sql.Identifier(live.owner)))
         copied.append(f"owner {live.owner}")
     comment = scalar(conn, "select obj_description(%s, 'pg_class')", [live.oid])
-    _exec(conn, sql.SQL("comment on table {} is {}").format(target, sql.Literal(comment)))
+    execute(conn, sql.SQL("comment on table {} is {}").format(target, sql.Literal(comment)))
     new_cols = {r[0] for r in rows(conn, """select attname from pg_attribute where attrelid = %s and attnum > 0
                                             and not attisdropped""", [new.oid])}
     for name, text in rows(conn, """
             select attname, col_description(attrelid, attnum) from pg_attribute
             where attrelid = %s and attnum > 0 and not attisdropped""", [live.oid]):
         if name in new_cols:
-            _exec(conn, sql.SQL("comment on column {}.{} is {}").format(target, sql.Identifier(name),
+            execute(conn, sql.SQL("comment on column {}.{} is {}").format(target, sql.Identifier(name),
                                                                         sql.Literal(text)))
     # Privileges: first revoke whatever the new table got (default privileges), then grant live's.
     for (grantee,) in rows(conn, """
             select distinct coalesce(r.rolname, 'PUBLIC') from pg_class c, aclexplode(c.relacl) a
             left join pg_roles r on r.oid = a.grantee where c.oid = %s and a.grantee <> c.relowner""", [new.oid]):
-        _exec(conn, sql.SQL("revoke all on table {} from {}").format(target, _grantee(grantee)))
+        execute(conn, sql.SQL("revoke all on table {} from {}").format(target, _grantee(grantee)))
     for grantee, privilege, grantable in rows(conn, """
             select coalesce(r.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable
             from pg_class c, aclexplode(c.relacl) a left join pg_roles r on r.oid = a.grantee
@@ -181,32 +171,6 @@ def _grant(conn: psycopg.Connection, privilege: str, column: str | None, target:
            grantee: str, grantable: bool) -> None:
     if privilege not in _PRIVILEGES:
         raise ValueError(f"unexpected privilege {privilege!r} in the catalog")
-    _exec(conn, sql.SQL("grant {}{} on table {} to {}{}").format(
+    execute(conn, sql.SQL("grant {}{} on table {} to {}{}").format(
         sql.SQL(privilege), sql.SQL(" ({})").format(sql.Identifier(column)) if column else sql.SQL(""),
         target, _grantee(grantee), sql.SQL(" with grant option" if grantable else "")))
-
-
-def previous_name(name: str) -> str:
-    return suffixed_name(name, PREVIOUS_SUFFIX)
-
-
-def rename_object(conn: psycopg.Connection, kind: str, table: TableRef, old: str, new: str) -> None:
-    """Rename a constraint (and its index) of ``table``, or an index in ``table``'s schema."""
-    if old == new:
-        return
-    if kind == "constraint":
-        _exec(conn, sql.SQL("alter table {} rename constraint {} to {}").format(
-            table.ident(), sql.Identifier(old), sql.Identifier(new)))
-    else:
-        _exec(conn, sql.SQL("alter index {} rename to {}").format(
-            TableRef(table.schema, old).ident(), sql.Identifier(new)))
-
-
-def named_objects(conn: psycopg.Connection, oid: int) -> list[tuple[str, str]]:
-    """``[(kind, name)]`` of a table's schema-unique names: p/u/x constraints (with their index) and indexes."""
-    return [("constraint", i.constraint) if i.constraint else ("index", i.name) for i in indexes(conn, oid)]
-
-
-def _exec(conn: psycopg.Connection, query: sql.Composable) -> None:
-    with conn.cursor() as cur:
-        cur.execute(query)

@@ -1,4 +1,5 @@
-"""Catalog reads used by the publish engine (relations, partitions, dependents, definitions)."""
+"""Catalog reads used by the publish engine (relations, partitions, dependents, definitions), and the
+statement helpers every publish module runs SQL with (``execute``, ``rows``, ``scalar``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from airflow_provider_dataeng.publish.table_ref import TableRef
+
+
+def execute(conn: psycopg.Connection, query: Any, params: Any = None) -> None:
+    """Run one statement (no result)."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
 
 
 def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[tuple]:
@@ -186,6 +194,4 @@ def _bound_value(conn: psycopg.Connection, text: str, column_type: str) -> Any:
     m = _LITERAL_RE.match(text)
     if not m:
         raise ValueError(f"unexpected partition bound value {text!r}")
-    from psycopg import sql
-
     return scalar(conn, sql.SQL("select %s::{}").format(sql.SQL(column_type)), [m.group(1).replace("''", "'")])

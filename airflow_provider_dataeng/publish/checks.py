@@ -15,7 +15,7 @@ Every check accepts an optional ``name`` (how it shows in the check table and th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -217,124 +217,61 @@ def _range_text(lo: Any, hi: Any) -> str:
     return "any"
 
 
-# -- config -----------------------------------------------------------------------------------------
-def _num(where: str, key: str, value: Any, *, integer: bool = False, lo: float | None = 0,
-         hi: float | None = None) -> Any:
-    if isinstance(value, str):  # rendered templates are text: accept "5" / "0.01"
-        try:
-            value = int(value) if integer else float(value)
-        except ValueError:
-            pass
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(f"{where}: '{key}' must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"{where}: '{key}' must be within {_range_text(lo, hi)}, got {value!r}")
-    return value
+# -- config ---------------------------------------------------------------------------------------------------
+def build_checks(specs: Sequence[Any] | None) -> list[Check]:
+    """Build checks from config dicts (validated by the models in :mod:`.spec`), spec models or Checks.
 
+    A bad item raises ValueError naming the item and the key.
+    """
+    from pydantic import TypeAdapter, ValidationError
 
-def _name(where: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{where}: '{key}' must be a non-empty column name, got {value!r}")
-    return value
+    from airflow_provider_dataeng.publish import spec as models
 
-
-def _row_count(where: str, spec: dict) -> Check:
-    lo = _num(where, "min", spec["min"], integer=True) if spec.get("min") is not None else None
-    hi = _num(where, "max", spec["max"], integer=True) if spec.get("max") is not None else None
-    if lo is None and hi is None:
-        raise ValueError(f"{where}: row_count needs 'min' and/or 'max'")
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"{where}: 'min' ({lo}) is greater than 'max' ({hi})")
-    return RowCountCheck(min=lo, max=hi, name=spec.get("name") or "row_count")
-
-
-def _null_fraction(where: str, spec: dict) -> Check:
-    return NullFractionCheck(column=_name(where, "column", spec.get("column")),
-                             max=float(_num(where, "max", spec.get("max"), hi=1)), name=spec.get("name") or "")
-
-
-def _unique(where: str, spec: dict) -> Check:
-    cols = spec.get("columns")
-    if isinstance(cols, str):
-        cols = [cols]
-    if not isinstance(cols, list) or not cols:
-        raise ValueError(f"{where}: 'columns' must be a non-empty list of column names, got {cols!r}")
-    return UniqueCheck(columns=[_name(where, "columns", c) for c in cols],
-                       max_duplicates=_num(where, "max_duplicates", spec.get("max_duplicates", 0), integer=True),
-                       name=spec.get("name") or "")
-
-
-def _accepted_values(where: str, spec: dict) -> Check:
-    values = spec.get("values")
-    if not isinstance(values, list) or not values:
-        raise ValueError(f"{where}: 'values' must be a non-empty list, got {values!r}")
-    return AcceptedValuesCheck(column=_name(where, "column", spec.get("column")), values=values,
-                               max_violations=_num(where, "max_violations", spec.get("max_violations", 0),
-                                                   integer=True),
-                               name=spec.get("name") or "")
-
-
-def _sql(where: str, spec: dict) -> Check:
-    text = spec.get("sql")
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{where}: 'sql' must be a query returning one boolean, got {text!r}")
-    name = spec.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: a sql check needs a 'name'")
-    return SqlCheck(sql=text, name=name)
-
-
-def _drift(where: str, spec: dict) -> Check:
-    return DriftCheck(max_change_pct=float(_num(where, "max_change_pct", spec.get("max_change_pct"))),
-                      name=spec.get("name") or "drift")
-
-
-_BUILDERS: dict[str, tuple[Callable[[str, dict], Check], frozenset[str], frozenset[str]]] = {
-    # kind: (builder, required keys, optional keys)
-    "row_count": (_row_count, frozenset(), frozenset({"min", "max"})),
-    "null_fraction": (_null_fraction, frozenset({"column", "max"}), frozenset()),
-    "unique": (_unique, frozenset({"columns"}), frozenset({"max_duplicates"})),
-    "accepted_values": (_accepted_values, frozenset({"column", "values"}), frozenset({"max_violations"})),
-    "sql": (_sql, frozenset({"sql", "name"}), frozenset()),
-    "drift": (_drift, frozenset({"max_change_pct"}), frozenset()),
-}
-
-
-def build_checks(specs: Sequence[dict] | None) -> list[Check]:
-    """Build checks from config dicts; a bad spec raises ValueError naming the item and the key."""
     if specs is None:
         return []
     if isinstance(specs, dict) or not isinstance(specs, (list, tuple)):
         raise ValueError(f"checks: expected a list of check dicts, got {type(specs).__name__}")
+    adapter: TypeAdapter = TypeAdapter(models.CheckSpec)
     checks: list[Check] = []
-    for i, spec in enumerate(specs):
-        if isinstance(spec, Check):
-            checks.append(spec)
+    for i, item in enumerate(specs):
+        if isinstance(item, Check):
+            checks.append(item)
+            continue
+        if isinstance(item, models._Check):
+            checks.append(item.build())
             continue
         where = f"checks[{i}]"
-        if not isinstance(spec, dict):
-            raise ValueError(f"{where}: expected a dict like {{check: row_count, min: 1}}, got {spec!r}")
-        kind = spec.get("check")
-        if kind not in _BUILDERS:
-            raise ValueError(f"{where}: 'check' must be one of {', '.join(_BUILDERS)}, got {kind!r}")
-        builder, required, optional = _BUILDERS[kind]
-        where = f"checks[{i}] ({kind})"
-        allowed = required | optional | {"check", "name"}
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected {', '.join(sorted(allowed - {'check'}))}")
-        missing = sorted(required - set(spec))
-        if missing:
-            raise ValueError(f"{where}: missing key {missing[0]!r}")
-        if "name" in spec and (not isinstance(spec["name"], str) or not spec["name"]):
-            raise ValueError(f"{where}: 'name' must be a non-empty string, got {spec['name']!r}")
-        checks.append(builder(where, spec))
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: expected a dict like {{check: row_count, min: 1}}, got {item!r}")
+        kind = item.get("check")
+        if kind not in models.CHECK_MODELS:
+            raise ValueError(f"{where}: 'check' must be one of {', '.join(models.CHECK_MODELS)}, got {kind!r}")
+        try:
+            checks.append(adapter.validate_python(item).build())
+        except ValidationError as exc:
+            raise ValueError(_describe(f"{where} ({kind})", exc.errors()[0], item)) from None
     names = [c.name for c in checks]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"checks: two checks are named {dupes[0]!r}; give one a distinct 'name'")
     return checks
+
+
+def _describe(where: str, error: dict, item: dict) -> str:
+    """One pydantic error of a check item as ``checks[i] (kind): ...`` naming the key."""
+    from airflow_provider_dataeng.publish import spec as models
+
+    loc = [p for p in error["loc"][1:] if isinstance(p, str)]  # loc[0] is the discriminator tag
+    key = loc[0] if loc else None
+    if error["type"] == "extra_forbidden":
+        allowed = sorted(set(models.CHECK_MODELS[item["check"]].model_fields) - {"check"})
+        return f"{where}: unknown key {key!r}; expected {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{where}: missing key {key!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    if key is None:
+        return f"{where}: {message}"
+    return f"{where}: {key!r}: {message[:1].lower()}{message[1:]}, got {error.get('input')!r}"
 
 
 def run_checks(ctx: CheckContext, checks: Sequence[Check]) -> list[CheckResult]:

@@ -10,10 +10,12 @@ from airflow.providers.common.compat.sdk import AirflowException, BaseSensorOper
 
 from airflow_provider_dataeng.failover.health_check import (
     FailoverHealthCheck,
-    build_health_check,
     report_verdict,
 )
-from airflow_provider_dataeng.failover.verdict import DEFAULT_MAX_LAG_BYTES, HealthVerdict
+from airflow_provider_dataeng.failover.spec import FailoverHealthSensorSpec
+from airflow_provider_dataeng.failover.verdict import HealthVerdict
+from airflow_provider_dataeng.specs import spec_default, task_spec
+from airflow_provider_dataeng.values import is_templated
 
 
 class PostgresFailoverHealthSensor(BaseSensorOperator):
@@ -42,15 +44,15 @@ class PostgresFailoverHealthSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        monitor_conn_id: str | None = None,
-        conn_id: str | None = None,
-        formation: str = "default",
-        group_id: int = 0,
-        min_secondaries: int = 1,
-        accept_wait_primary: bool = False,
-        max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
-        expected_sync_state: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        monitor_conn_id: str | None = spec_default(FailoverHealthSensorSpec, "monitor_conn_id"),
+        conn_id: str | None = spec_default(FailoverHealthSensorSpec, "conn_id"),
+        formation: str = spec_default(FailoverHealthSensorSpec, "formation"),
+        group_id: int = spec_default(FailoverHealthSensorSpec, "group_id"),
+        min_secondaries: int = spec_default(FailoverHealthSensorSpec, "min_secondaries"),
+        accept_wait_primary: bool = spec_default(FailoverHealthSensorSpec, "accept_wait_primary"),
+        max_lag_bytes: int = spec_default(FailoverHealthSensorSpec, "max_lag_bytes"),
+        expected_sync_state: str | None = spec_default(FailoverHealthSensorSpec, "expected_sync_state"),
+        deferrable: bool | None = spec_default(FailoverHealthSensorSpec, "deferrable"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,16 +64,18 @@ class PostgresFailoverHealthSensor(BaseSensorOperator):
         self.accept_wait_primary = accept_wait_primary
         self.max_lag_bytes = max_lag_bytes
         self.expected_sync_state = expected_sync_state
-        self.deferrable = deferrable
-        self.health_check()  # validate arguments at parse time (no connection is made)
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False) if deferrable is None else deferrable
+        )
+        if not is_templated(monitor_conn_id, conn_id, formation):
+            self.spec()  # validate arguments at parse time (no connection is made)
+
+    def spec(self) -> FailoverHealthSensorSpec:
+        """The task's spec (after templating when called in ``execute``)."""
+        return task_spec(self, FailoverHealthSensorSpec)
 
     def health_check(self) -> FailoverHealthCheck:
-        return build_health_check(
-            monitor_conn_id=self.monitor_conn_id, conn_id=self.conn_id, formation=self.formation,
-            group_id=self.group_id, min_secondaries=self.min_secondaries,
-            accept_wait_primary=self.accept_wait_primary, max_lag_bytes=self.max_lag_bytes,
-            expected_sync_state=self.expected_sync_state,
-        )
+        return self.spec().health_check()
 
     def poke(self, context: Any) -> PokeReturnValue:
         verdict = self.health_check().evaluate()

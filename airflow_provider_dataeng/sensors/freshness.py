@@ -31,17 +31,16 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider_dataeng.durations import DurationLike
 from airflow_provider_dataeng.freshness import (
-    FreshnessCheck,
     FreshnessConfigError,
-    FreshnessQuery,
     FreshnessResult,
-    FreshnessSLA,
     FreshnessStatus,
     ProbeSession,
     format_duration,
-    parse_duration,
-    split_table_name,
 )
+from airflow_provider_dataeng.freshness.spec import FreshnessSpec, seconds
+from airflow_provider_dataeng.notifications.spec import NotifierSpec
+from airflow_provider_dataeng.specs import spec_default, task_spec
+from airflow_provider_dataeng.values import is_templated
 
 Notifier = BaseNotifier | Callable[[Context], Any]
 
@@ -72,60 +71,49 @@ class FreshnessSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        conn_id: str,
-        table: str,
-        timestamp_column: str | None = None,
-        loaded_at_query: str | None = None,
-        filter: str | None = None,
-        warn_after: DurationLike | None = None,
-        error_after: DurationLike | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        notifier: Notifier | Sequence[Notifier] | None = None,
+        conn_id: str = spec_default(FreshnessSpec, "conn_id"),
+        table: str = spec_default(FreshnessSpec, "table"),
+        timestamp_column: str | None = spec_default(FreshnessSpec, "timestamp_column"),
+        loaded_at_query: str | None = spec_default(FreshnessSpec, "loaded_at_query"),
+        filter: str | None = spec_default(FreshnessSpec, "filter"),
+        warn_after: DurationLike | None = spec_default(FreshnessSpec, "warn_after"),
+        error_after: DurationLike | None = spec_default(FreshnessSpec, "error_after"),
+        deferrable: bool | None = spec_default(FreshnessSpec, "deferrable"),
+        notifier: Notifier | Sequence[Notifier] | NotifierSpec | None = spec_default(FreshnessSpec, "notifier"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(conn_id, str) or not conn_id:
-            raise ValueError(f"{self.task_id}: conn_id={conn_id!r}: expected an Airflow connection id")
-        if not isinstance(table, str) or not table.strip():
-            raise ValueError(f"{self.task_id}: table={table!r}: expected 'schema.table' or 'table'")
-        if "{{" not in table:
-            split_table_name(table, field=f"{self.task_id}: table")
-        if bool(timestamp_column) == bool(loaded_at_query):
-            raise ValueError(f"{self.task_id}: set exactly one of timestamp_column or loaded_at_query")
-        if loaded_at_query and filter:
-            raise ValueError(f"{self.task_id}: filter applies to timestamp_column only; put it into loaded_at_query")
         self.conn_id = conn_id
         self.table = table
         self.timestamp_column = timestamp_column
         self.loaded_at_query = loaded_at_query
         self.filter = filter
-        self.warn_after = parse_duration(warn_after, field=f"{self.task_id}: warn_after")
-        self.error_after = parse_duration(error_after, field=f"{self.task_id}: error_after")
-        try:
-            FreshnessSLA(warn_after=self.warn_after, error_after=self.error_after)
-        except ValueError as exc:
-            raise ValueError(f"{self.task_id}: {exc}") from None
-        self.deferrable = deferrable
+        self.warn_after = warn_after
+        self.error_after = error_after
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False) if deferrable is None else deferrable
+        )
         self.notifier = notifier
+        self._spec: FreshnessSpec | None = None
+        if not is_templated(conn_id, table, timestamp_column, loaded_at_query, filter):
+            self.spec()  # a bad argument fails when the DAG is parsed, naming the task
         self._last_result: FreshnessResult | None = None
         self._session: ProbeSession | None = None
 
-    # -- the check ---------------------------------------------------------------------------------
-    def _query(self) -> FreshnessQuery:
-        schema, table = split_table_name(self.table, field=f"{self.task_id}: table")
-        return FreshnessQuery(
-            schema=schema, table=table, timestamp_column=self.timestamp_column or None,
-            loaded_at_query=self.loaded_at_query or None, filter=self.filter or None,
-        )
+    def spec(self) -> FreshnessSpec:
+        """The task's :class:`FreshnessSpec` (after templating when called in ``execute``)."""
+        return task_spec(self, FreshnessSpec)
 
+    # -- the check ---------------------------------------------------------------------------------
     def _check(self) -> FreshnessResult:
         """One poke: the one probe query, on a connection kept for the whole execute (poke mode)."""
-        from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+        from airflow_provider_dataeng.connections import connect
 
+        if self._spec is None:
+            self._spec = self.spec()
         if self._session is None:
-            self._session = ProbeSession(FailoverPostgresHook(postgres_conn_id=self.conn_id, driver="psycopg"))
-        check = FreshnessCheck(self._query(), FreshnessSLA(self.warn_after, self.error_after))
-        result = self._session.run(check)
+            self._session = ProbeSession(connect(self._spec.conn_id, role="warehouse"))
+        result = self._session.run(self._spec.check())
         self._last_result = result
         return result
 
@@ -143,6 +131,7 @@ class FreshnessSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         self._last_result = None
+        self._spec = self.spec()  # templates are rendered now
         try:
             if self.deferrable:
                 return self._execute_deferrable(context)
@@ -169,7 +158,8 @@ class FreshnessSensor(BaseSensorOperator):
             return self._succeed(context, result)
         if self.timeout <= 0:
             self._breach(context, result)
-        query = self._query()
+        spec = self._spec or self.spec()
+        query = spec.check().query
         self.log.info(
             "%s; deferring: the triggerer polls every %s until the sensor timeout (%s)",
             result.message(), format_duration(self.poke_interval), format_duration(self.timeout),
@@ -182,8 +172,8 @@ class FreshnessSensor(BaseSensorOperator):
                 timestamp_column=query.timestamp_column,
                 loaded_at_query=query.loaded_at_query,
                 filter=query.filter,
-                warn_after_seconds=None if self.warn_after is None else self.warn_after.total_seconds(),
-                error_after_seconds=None if self.error_after is None else self.error_after.total_seconds(),
+                warn_after_seconds=seconds(spec.warn_after),
+                error_after_seconds=seconds(spec.error_after),
                 poke_interval=self.poke_interval,
                 timeout_at=time.time() + self.timeout,
             ),
@@ -234,9 +224,9 @@ class FreshnessSensor(BaseSensorOperator):
         raise AirflowSensorTimeout(message)
 
     def _notify(self, context: Context, result: FreshnessResult) -> None:
-        if self.notifier is None:
+        notifiers = (self._spec or self.spec()).notifiers()
+        if not notifiers:
             return
-        notifiers = self.notifier if isinstance(self.notifier, (list, tuple)) else [self.notifier]
         ti = context.get("ti")
         info = result.breach_info()
         info.update(

@@ -23,17 +23,19 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_dataeng.connections import trigger_application_name
 from airflow_provider_dataeng.failover.health_check import FailoverHealthCheck
 from airflow_provider_dataeng.failover.verdict import HealthCriteria, HealthVerdict
+from airflow_provider_dataeng.values import first_line
 
 NOTIFY_DEBOUNCE_S = 0.1
 RECONNECT_BACKOFF_MAX_S = 5.0
 
 
-def _monitor_conn_params(monitor_conn_id: str) -> dict[str, Any]:
-    from airflow_provider_dataeng.hooks.pg_auto_failover import PgAutoFailoverHook
+def _monitor_conn_params(monitor_conn_id: str, application_name: str | None = None) -> dict[str, Any]:
+    from airflow_provider_dataeng.connections import connect
 
-    return PgAutoFailoverHook(monitor_conn_id=monitor_conn_id).conn_params()
+    return connect(monitor_conn_id, role="monitor", application_name=application_name).conn_params()
 
 
 class FailoverHealthTrigger(BaseTrigger):
@@ -119,11 +121,11 @@ class FailoverHealthTrigger(BaseTrigger):
 
         from airflow_provider_dataeng.failover.formation_health import classify_formation
         from airflow_provider_dataeng.hooks.pg_auto_failover import FormationNotFoundError, aget_node_states
-        from airflow_provider_dataeng.hooks.postgres import is_connection_error
+        from airflow_provider_dataeng.hooks.postgres import backoff_delay, is_connection_error
 
         criteria = self.check.criteria
         try:
-            params = await asyncio.to_thread(_monitor_conn_params, self.monitor_conn_id)
+            params = await asyncio.to_thread(_monitor_conn_params, self.monitor_conn_id, trigger_application_name(self))
         except Exception as exc:
             yield self._event("error", None, message=f"monitor connection {self.monitor_conn_id!r}: {exc}")
             return
@@ -150,12 +152,14 @@ class FailoverHealthTrigger(BaseTrigger):
                         yield self._event("error", verdict, message=f"reading the monitor failed: {exc}")
                         return
                     failures += 1
-                    self.log.warning("Monitor unreachable (%s); retrying", str(exc).strip().splitlines()[0])
+                    self.log.warning("Monitor unreachable (%s); retrying", first_line(exc))
                     if aconn is not None:
                         with contextlib.suppress(Exception):
                             await aconn.close()
                     aconn = None
-                    await asyncio.sleep(min(RECONNECT_BACKOFF_MAX_S, 0.5 * 2 ** (failures - 1), self.poll_interval))
+                    await asyncio.sleep(
+                        backoff_delay(failures, base=0.5, cap=min(RECONNECT_BACKOFF_MAX_S, self.poll_interval))
+                    )
                     continue
                 self.checks += 1
                 verdict = classify_formation(states, criteria)

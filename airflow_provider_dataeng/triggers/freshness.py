@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_dataeng.connections import trigger_application_name
 from airflow_provider_dataeng.freshness import (
     FreshnessCheck,
     FreshnessConfigError,
@@ -29,12 +30,13 @@ from airflow_provider_dataeng.freshness import (
     FreshnessSLA,
     FreshnessStatus,
 )
+from airflow_provider_dataeng.values import first_line
 
 
-def _resolve_conn_params(conn_id: str) -> dict[str, Any]:
-    from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+def _resolve_conn_params(conn_id: str, application_name: str | None = None) -> dict[str, Any]:
+    from airflow_provider_dataeng.connections import connect
 
-    return FailoverPostgresHook(postgres_conn_id=conn_id, driver="psycopg").conn_params()
+    return connect(conn_id, role="warehouse", application_name=application_name).conn_params()
 
 
 class FreshnessTrigger(BaseTrigger):
@@ -113,7 +115,7 @@ class FreshnessTrigger(BaseTrigger):
         started = time.time()
         table = self.check.query.display_table
         try:
-            params = await asyncio.to_thread(_resolve_conn_params, self.conn_id)
+            params = await asyncio.to_thread(_resolve_conn_params, self.conn_id, trigger_application_name(self))
         except Exception as exc:  # unknown connection id, bad host field: nothing to wait for
             yield TriggerEvent({"status": "failed", "message": f"connection {self.conn_id!r}: {exc}"})
             return
@@ -138,7 +140,7 @@ class FreshnessTrigger(BaseTrigger):
                             {"status": "failed", "message": f"freshness probe on {table}: {type(exc).__name__}: {exc}"}
                         )
                         return
-                    last_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+                    last_error = f"{type(exc).__name__}: {first_line(exc)}"
                     self.log.warning("Freshness probe on %s failed (%s); retrying", table, last_error)
                     if aconn is not None:
                         with contextlib.suppress(Exception):

@@ -1,0 +1,213 @@
+"""What the dashboard reads from a warehouse: ledger rows (``dataeng.load_ledger``) and the catalog.
+
+All reads, no writes; every identifier is a bound parameter or ``sql.Identifier``. Timestamps are read in
+a UTC session so text partition bounds cast the way the gap check casts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from airflow_provider_dataeng.publish.ledger import LEDGER_TABLE
+
+TargetKey = tuple[str, str, str]  # (pipeline = dag_id, target_schema, target_table)
+
+
+@dataclass(frozen=True)
+class LedgerTarget:
+    """One (pipeline, target table) pair seen in the ledger."""
+
+    dag_id: str
+    schema: str
+    table: str
+    task_id: str | None
+    first_start: datetime | None
+    last_span: timedelta | None
+    loads: int
+
+    @property
+    def key(self) -> TargetKey:
+        return (self.dag_id, self.schema, self.table)
+
+
+@dataclass(frozen=True)
+class IntervalLoad:
+    """The newest ledger row of one target for one ``partition_start``."""
+
+    ledger_id: int
+    start: datetime
+    end: datetime | None
+    status: str
+    rows: int | None
+    run_id: str | None
+    task_id: str | None
+    at: datetime | None = None
+    error: str | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    exists: bool
+    partitioned: bool
+    partitions: tuple[tuple[datetime, datetime], ...] = ()
+
+    def covered(self, start: datetime, end: datetime) -> bool:
+        return any(lo <= start and end <= hi for lo, hi in self.partitions)
+
+
+def _ledger() -> sql.Composable:
+    return sql.Identifier(*LEDGER_TABLE)
+
+
+def _utc(cur: Any) -> None:
+    cur.execute("select set_config('TimeZone', 'UTC', true)")
+
+
+def ledger_present(conn: Any) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("select to_regclass(%s) is not null", [".".join(f'"{p}"' for p in LEDGER_TABLE)])
+        return bool(cur.fetchone()[0])
+
+
+def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
+    """Every (pipeline, target) in the ledger whose pipeline is one of ``dag_ids``."""
+    query = sql.SQL(
+        """
+        select pipeline, target_schema, target_table, task_id, first_start, span, loads
+        from (
+          select distinct on (pipeline, target_schema, target_table)
+                 pipeline, target_schema, target_table, task_id, partition_end - partition_start as span,
+                 min(partition_start) over w as first_start, count(*) over w as loads
+          from {ledger}
+          where pipeline = any(%(dags)s)
+          window w as (partition by pipeline, target_schema, target_table)
+          order by pipeline, target_schema, target_table, id desc
+        ) t
+        order by pipeline, target_schema, target_table
+        """
+    ).format(ledger=_ledger())
+    with conn.cursor() as cur:
+        _utc(cur)
+        cur.execute(query, {"dags": sorted(set(dag_ids))})
+        return [LedgerTarget(*row) for row in cur.fetchall()]
+
+
+def latest_loads(
+    conn: Any, targets: Sequence[LedgerTarget], since: datetime, *, details: bool = False
+) -> dict[TargetKey, list[IntervalLoad]]:
+    """The newest ledger row per target and ``partition_start >= since``, by target, oldest interval first.
+
+    ``details`` adds the row's checks, error, finish time and how many attempts the interval had.
+    """
+    if not targets:
+        return {}
+    extra = sql.SQL(
+        ", coalesce(finished_at, started_at), error, checks, count(*) over (partition by pipeline, "
+        "target_schema, target_table, partition_start)" if details else ""
+    )
+    query = sql.SQL(
+        """
+        select distinct on (pipeline, target_schema, target_table, partition_start)
+               pipeline, target_schema, target_table, id, partition_start, partition_end, status, rows,
+               run_id, task_id {extra}
+        from {ledger}
+        where (pipeline, target_schema, target_table) in (
+                select * from unnest(%(dags)s::text[], %(schemas)s::text[], %(tables)s::text[]))
+          and partition_start >= %(since)s
+        order by pipeline, target_schema, target_table, partition_start, id desc
+        """
+    ).format(ledger=_ledger(), extra=extra)
+    params = {
+        "dags": [t.dag_id for t in targets],
+        "schemas": [t.schema for t in targets],
+        "tables": [t.table for t in targets],
+        "since": since,
+    }
+    out: dict[TargetKey, list[IntervalLoad]] = {t.key: [] for t in targets}
+    with conn.cursor() as cur:
+        _utc(cur)
+        cur.execute(query, params)
+        for row in cur.fetchall():
+            key = (row[0], row[1], row[2])
+            if details:
+                load = IntervalLoad(row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+                                    at=row[10], error=row[11], checks=list(row[12] or []), attempts=int(row[13]))
+            else:
+                load = IntervalLoad(row[3], row[4], row[5], row[6], row[7], row[8], row[9])
+            out[key].append(load)
+    return out
+
+
+def recent_checks(conn: Any, target: LedgerTarget, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest ``limit`` ledger rows of a target with their checks (observed value and threshold)."""
+    query = sql.SQL(
+        """
+        select id, partition_start, partition_end, status, rows, run_id, task_id, checks, error,
+               coalesce(finished_at, started_at) as at
+        from {ledger}
+        where pipeline = %s and target_schema = %s and target_table = %s
+        order by id desc limit %s
+        """
+    ).format(ledger=_ledger())
+    with conn.cursor() as cur:
+        _utc(cur)
+        cur.execute(query, [target.dag_id, target.schema, target.table, limit])
+        cols = [d.name for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def newest_published(conn: Any, target: LedgerTarget) -> tuple[datetime | None, datetime | None]:
+    """``(max partition_end, max finished_at)`` over the target's published loads."""
+    query = sql.SQL(
+        "select max(partition_end), max(coalesce(finished_at, started_at)) from {ledger} "
+        "where pipeline = %s and target_schema = %s and target_table = %s and status = 'published'"
+    ).format(ledger=_ledger())
+    with conn.cursor() as cur:
+        _utc(cur)
+        cur.execute(query, [target.dag_id, target.schema, target.table])
+        end, at = cur.fetchone()
+        return end, at
+
+
+_CATALOG_SQL = r"""
+with wanted as (select * from unnest(%(schemas)s::text[], %(tables)s::text[]) as w(nspname, relname))
+select w.nspname, w.relname, c.relkind::text, b.lower_bound, b.upper_bound
+from wanted w
+left join pg_namespace n on n.nspname = w.nspname
+left join pg_class c on c.relnamespace = n.oid and c.relname = w.relname
+left join lateral (
+  select m[1]::timestamptz as lower_bound, m[2]::timestamptz as upper_bound
+  from pg_inherits i join pg_class part on part.oid = i.inhrelid,
+       regexp_match(pg_get_expr(part.relpartbound, part.oid),
+                    $re$^FOR VALUES FROM \('([^']*)'\) TO \('([^']*)'\)$$re$) m
+  where i.inhparent = c.oid and c.relkind = 'p'
+) b on true
+"""
+
+
+def catalog_states(conn: Any, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], CatalogState]:
+    """Whether each ``(schema, table)`` exists, is partitioned, and its partitions' bounds (one query)."""
+    wanted = sorted(set(tables))
+    if not wanted:
+        return {}
+    found: dict[tuple[str, str], tuple[str | None, list[tuple[datetime, datetime]]]] = {}
+    with conn.cursor() as cur:
+        _utc(cur)
+        cur.execute(_CATALOG_SQL, {"schemas": [s for s, _ in wanted], "tables": [t for _, t in wanted]})
+        for schema, table, relkind, lo, hi in cur.fetchall():
+            kind, parts = found.setdefault((schema, table), (relkind, []))
+            if lo is not None and hi is not None:
+                parts.append((lo, hi))
+    out = {}
+    for key in wanted:
+        relkind, parts = found.get(key, (None, []))
+        out[key] = CatalogState(exists=relkind is not None, partitioned=relkind == "p",
+                                partitions=tuple(sorted(parts)))
+    return out

@@ -1,0 +1,265 @@
+"""Build the dashboard's JSON: targets overview and one target's detail (no FastAPI here)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_provider_dataeng.dashboard import airflow_side, ledger_queries
+from airflow_provider_dataeng.dashboard.calendar import (
+    Cell,
+    classify_cells,
+    codes,
+    counts,
+    drift_band,
+    row_count_band,
+)
+from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, LedgerTarget
+from airflow_provider_dataeng.dashboard.settings import DashboardSettings
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@contextlib.contextmanager
+def warehouse(conn_id: str) -> Iterator[Any]:
+    """A read-only connection to ``conn_id`` (built by :func:`airflow_provider_dataeng.connections.connect`)."""
+    from airflow_provider_dataeng.connections import connect
+
+    hook = connect(conn_id, role="warehouse", application_name="dataeng-dashboard")
+    with hook.connection_scope() as conn:
+        conn.read_only = True
+        conn.autocommit = False
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+
+
+@dataclass
+class TargetView:
+    conn_id: str
+    target: LedgerTarget
+    schedule: airflow_side.DagSchedule
+    cells: list[Cell]
+    catalog: CatalogState | None
+
+    def span(self) -> timedelta | None:
+        if self.cells:
+            last = self.cells[-1].interval
+            return last.end - last.start
+        return self.target.last_span
+
+    def freshness(self, settings: DashboardSettings, now: datetime,
+                  newest_end: datetime | None = None, newest_at: datetime | None = None) -> dict[str, Any]:
+        """Latest published data vs. the timetable: how many of the latest intervals are not published."""
+        published = [c for c in self.cells if c.status == "published"]
+        if newest_end is None and published:
+            newest_end = published[-1].interval.end
+        if newest_at is None and published and published[-1].load is not None:
+            newest_at = published[-1].load.at
+        behind = 0
+        for cell in reversed(self.cells):
+            if cell.status == "published":
+                break
+            behind += 1
+        status = "fresh" if behind < settings.warn_intervals else "warn" if behind < settings.error_intervals else "error"
+        span = self.span()
+        return {
+            "status": status,
+            "latest": _iso(newest_end),
+            "loaded_at": _iso(newest_at),
+            "lag_seconds": (now - newest_end).total_seconds() if newest_end else None,
+            "behind_intervals": behind,
+            "warn_after_seconds": span.total_seconds() * settings.warn_intervals if span else None,
+            "error_after_seconds": span.total_seconds() * settings.error_intervals if span else None,
+            "warn_intervals": settings.warn_intervals,
+            "error_intervals": settings.error_intervals,
+        }
+
+    def summary(self, settings: DashboardSettings, now: datetime) -> dict[str, Any]:
+        t = self.target
+        return {
+            "id": target_id(self.conn_id, t),
+            "conn_id": self.conn_id,
+            "dag_id": t.dag_id,
+            "task_id": t.task_id,
+            "schema": t.schema,
+            "table": t.table,
+            "schedule": self.schedule.summary,
+            "first_start": _iso(self.cells[0].interval.start) if self.cells else None,
+            "last_end": _iso(self.cells[-1].interval.end) if self.cells else None,
+            "intervals": len(self.cells),
+            "counts": counts(self.cells),
+            "codes": codes(self.cells),
+            "freshness": self.freshness(settings, now),
+            "partitioned": self.catalog.partitioned if self.catalog else None,
+            "table_exists": self.catalog.exists if self.catalog else None,
+        }
+
+
+def target_id(conn_id: str, t: LedgerTarget) -> str:
+    return f"{conn_id}:{t.dag_id}:{t.schema}.{t.table}"
+
+
+def window_start(target: LedgerTarget, schedule: airflow_side.DagSchedule, limit: int, now: datetime) -> datetime:
+    """From the first load (not before the DAG's start date), at most about ``limit`` intervals back.
+
+    ``timedelta`` schedules count intervals from the window start, so their window always starts at the
+    first load (a stable anchor on the DAG's real intervals).
+    """
+    candidates = [c for c in (target.first_start, schedule.start_date) if c is not None]
+    start = max(candidates) if candidates else now - timedelta(days=limit)
+    if target.last_span and target.last_span > timedelta(0) and not airflow_side.anchored(schedule.timetable):
+        start = max(start, now - target.last_span * (limit + 1))
+    return start
+
+
+def build_views(
+    conn: Any, conn_id: str, targets: Sequence[LedgerTarget], schedules: dict[str, airflow_side.DagSchedule],
+    session: Any, limit: int, now: datetime, *, details: bool = False,
+) -> list[TargetView]:
+    targets = [t for t in targets if t.dag_id in schedules]
+    if not targets:
+        return []
+    windows = {t.key: window_start(t, schedules[t.dag_id], limit, now) for t in targets}
+    since = min(windows.values())
+    loads = ledger_queries.latest_loads(conn, targets, since, details=details)
+    catalog = ledger_queries.catalog_states(conn, [(t.schema, t.table) for t in targets])
+    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session)
+    views = []
+    for t in targets:
+        sched = schedules[t.dag_id]
+        expected = airflow_side.INTERVALS.get(sched.timetable, windows[t.key], now)[-limit:]
+        cells = classify_cells(expected, loads.get(t.key, []), catalog.get((t.schema, t.table)), runs.get(t.dag_id))
+        views.append(TargetView(conn_id, t, sched, cells, catalog.get((t.schema, t.table))))
+    return views
+
+
+def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit: int | None = None) -> dict[str, Any]:
+    """Every readable target of every configured warehouse, with its calendar as one letter per interval."""
+    now = now_utc()
+    limit = min(limit or settings.max_intervals, settings.max_intervals)
+    out: dict[str, Any] = {"now": _iso(now), "limit": limit, "targets": [], "errors": []}
+    schedules: dict[str, airflow_side.DagSchedule] | None = None
+    for conn_id in settings.conn_ids:
+        try:
+            with warehouse(conn_id) as conn:
+                if not ledger_queries.ledger_present(conn):
+                    out["errors"].append({"conn_id": conn_id, "error": "no dataeng.load_ledger in this warehouse yet"})
+                    continue
+                targets = ledger_queries.list_targets(conn, dag_ids)
+                if schedules is None:
+                    schedules = airflow_side.dag_schedules(dag_ids & {t.dag_id for t in targets}, session)
+                else:
+                    missing = {t.dag_id for t in targets} - set(schedules)
+                    schedules.update(airflow_side.dag_schedules(missing & dag_ids, session))
+                views = build_views(conn, conn_id, targets, schedules, session, limit, now)
+        except Exception as exc:  # one broken warehouse must not hide the others
+            out["errors"].append({"conn_id": conn_id, "error": _first_line(exc)})
+            continue
+        out["targets"].extend(v.summary(settings, now) for v in views)
+    return out
+
+
+def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, table: str, session: Any,
+           limit: int | None = None) -> dict[str, Any] | None:
+    """One target: every interval with its load, run and drift band; the last checks; freshness."""
+    if conn_id not in settings.conn_ids:
+        return None
+    now = now_utc()
+    limit = min(limit or settings.max_intervals, settings.max_intervals)
+    with warehouse(conn_id) as conn:
+        if not ledger_queries.ledger_present(conn):
+            return None
+        target = next((t for t in ledger_queries.list_targets(conn, {dag_id})
+                       if (t.schema, t.table) == (schema, table)), None)
+        if target is None:
+            return None
+        schedules = airflow_side.dag_schedules({dag_id}, session)
+        views = build_views(conn, conn_id, [target], schedules, session, limit, now, details=True)
+        if not views:
+            return None
+        view = views[0]
+        checks = ledger_queries.recent_checks(conn, target)
+        newest_end, newest_at = ledger_queries.newest_published(conn, target)
+    out = view.summary(settings, now)
+    out["freshness"] = view.freshness(settings, now, newest_end, newest_at)
+    out["now"] = _iso(now)
+    out["partitions"] = len(view.catalog.partitions) if view.catalog else 0
+    out["cells"] = [_cell(c) for c in view.cells]
+    band = None
+    for row in checks:
+        band = row_count_band(row.get("checks") or [])
+        if band:
+            break
+    out["row_count_band"] = band
+    out["checks"] = [
+        {
+            "ledger_id": r["id"], "status": r["status"], "rows": r["rows"], "run_id": r["run_id"],
+            "task_id": r["task_id"], "start": _iso(r["partition_start"]), "end": _iso(r["partition_end"]),
+            "at": _iso(r["at"]), "error": _first_line(r["error"]) if r["error"] else None,
+            "checks": list(r["checks"] or []),
+        }
+        for r in checks
+    ]
+    return out
+
+
+def _cell(c: Cell) -> dict[str, Any]:
+    load = c.load
+    return {
+        "start": c.interval.start.isoformat(),
+        "end": c.interval.end.isoformat(),
+        "logical_date": c.interval.run_date.isoformat(),
+        "status": c.status,
+        "detail": c.detail,
+        "rows": load.rows if load else None,
+        "ledger_id": load.ledger_id if load else None,
+        "run_id": (load.run_id if load and load.run_id else None) or (c.run.run_id if c.run else None),
+        "task_id": load.task_id if load else None,
+        "attempts": load.attempts if load else 0,
+        "at": _iso(load.at) if load else None,
+        "run_state": c.run.state if c.run else None,
+        "active": c.active,
+        "band": list(b) if load and (b := drift_band(load.rows, load.checks)) else None,
+    }
+
+
+def _first_line(value: Any) -> str:
+    lines = str(value or "").strip().splitlines()
+    return lines[0][:300] if lines else type(value).__name__
+
+
+def formation(settings: DashboardSettings) -> dict[str, Any]:
+    """The pg_auto_failover formation's nodes (role, health, LSN lag behind the primary), if configured."""
+    if not settings.monitor_conn_id:
+        return {"configured": False}
+    from airflow_provider_dataeng.connections import connect
+
+    out: dict[str, Any] = {"configured": True, "formation": settings.formation, "monitor": settings.monitor_conn_id}
+    try:
+        nodes = connect(settings.monitor_conn_id, role="monitor").get_node_states(settings.formation)
+    except Exception as exc:
+        out["error"] = _first_line(exc)
+        return out
+    primary = next((n for n in nodes if n.reported_state in ("primary", "wait_primary", "single")), None)
+    out["nodes"] = [
+        {
+            "name": n.name, "address": n.address, "reported_state": n.reported_state, "goal_state": n.goal_state,
+            "health": n.health_label, "settled": n.settled, "reported_lsn": n.reported_lsn,
+            "lag_bytes": (primary.reported_lsn_bytes - n.reported_lsn_bytes) if primary and n is not primary else 0,
+            "report_age_s": n.report_age_s, "replication": n.reported_rep_state,
+        }
+        for n in nodes
+    ]
+    return out

@@ -1,0 +1,417 @@
+// Ingestion dashboard (airflow-provider-dataeng). Plain JS, no dependencies, every URL relative:
+// the page lives at <base>/dataeng/dashboard/, its API at ../api/, Airflow's UI at ../../ and its REST API
+// at ../../api/v2/ (called with the user's own session: Airflow authorizes backfills and clears itself).
+"use strict";
+(function () {
+  const API = new URL("../api/", location.href);
+  const UI = new URL("../../", location.href);
+  const REST = new URL("../../api/v2/", location.href);
+  const COLORS = { published: "#2e7d32", rejected: "#ef6c00", failed: "#c62828", missing: "#cfd8dc" };
+  const CODE_STATUS = { P: "published", R: "rejected", F: "failed", M: "missing" };
+  const FINAL_RUN_STATES = new Set(["success", "failed"]);
+  const $ = (sel) => document.querySelector(sel);
+
+  const state = { overview: null, current: null, detail: null, selection: [], anchor: null, actions: [], timer: null };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c.nodeType ? c : String(c));
+    return node;
+  }
+  const svgEl = (tag, attrs) => {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    return node;
+  };
+
+  async function getJSON(url) {
+    const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!res.ok) throw new Error(`${res.status} ${await errorText(res)}`);
+    return res.json();
+  }
+  async function errorText(res) {
+    try { const body = await res.json(); return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body); }
+    catch (e) { return res.statusText; }
+  }
+  async function rest(method, path, body) {
+    const res = await fetch(new URL(path, REST), {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await errorText(res)}`);
+    return res.status === 204 ? null : res.json();
+  }
+
+  const enc = encodeURIComponent;
+  const runUrl = (dag, run) => new URL(`dags/${enc(dag)}/runs/${enc(run)}`, UI).href;
+  const logUrl = (dag, run, task) => new URL(`dags/${enc(dag)}/runs/${enc(run)}/tasks/${enc(task)}`, UI).href;
+  const dagUrl = (dag) => new URL(`dags/${enc(dag)}`, UI).href;
+
+  // Inside Airflow's UI the page is an iframe without top-navigation rights: route links through the UI's router.
+  function uiLink(href, text) {
+    return el("a", {
+      href, target: "_top",
+      onclick: (ev) => {
+        if (window.top === window || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+        try {
+          const url = new URL(href);
+          window.top.history.pushState(null, "", url.pathname + url.search);
+          window.top.dispatchEvent(new PopStateEvent("popstate"));
+          ev.preventDefault();
+        } catch (e) { /* cross-origin parent: let the browser try */ }
+      },
+    }, text);
+  }
+
+  function fmtDate(iso) { return iso ? iso.replace("T", " ").replace(/:00(\.000)?\+00:00$/, "Z").replace("+00:00", "Z") : "-"; }
+  function fmtDuration(sec) {
+    if (sec === null || sec === undefined) return "-";
+    const s = Math.abs(sec), sign = sec < 0 ? "-" : "";
+    if (s < 90) return `${sign}${Math.round(s)}s`;
+    if (s < 5400) return `${sign}${Math.round(s / 60)}m`;
+    if (s < 172800) return `${sign}${(s / 3600).toFixed(1)}h`;
+    return `${sign}${(s / 86400).toFixed(1)}d`;
+  }
+  const fmtInt = (n) => (n === null || n === undefined ? "-" : Number(n).toLocaleString("en-US"));
+  function setStatus(text) { $("#status").textContent = text; }
+
+  // ---- overview ---------------------------------------------------------------------------------------------
+  async function loadOverview() {
+    const data = await getJSON(new URL("targets", API));
+    state.overview = data;
+    renderErrors(data.errors);
+    renderTargets();
+    setStatus(`${data.targets.length} target(s), as of ${fmtDate(data.now)}`);
+    return data;
+  }
+
+  function renderErrors(errors) {
+    const box = $("#errors");
+    box.replaceChildren(...(errors || []).map((e) => el("p", {}, `${e.conn_id}: ${e.error}`)));
+  }
+
+  function renderTargets() {
+    const q = $("#filter").value.trim().toLowerCase();
+    const rows = [];
+    for (const t of state.overview.targets) {
+      const name = `${t.dag_id} ${t.schema}.${t.table} ${t.conn_id}`.toLowerCase();
+      if (q && !name.includes(q)) continue;
+      const canvas = el("canvas", { class: "strip", "data-codes-length": t.codes.length });
+      const tr = el("tr", {
+        "data-target": t.id, class: state.current && state.current.id === t.id ? "current" : null,
+        onclick: () => openTarget(t),
+      },
+        el("td", {}, t.dag_id),
+        el("td", {}, `${t.schema}.${t.table}`, t.conn_id !== "warehouse" ? el("small", {}, ` (${t.conn_id})`) : null),
+        el("td", {}, t.schedule),
+        el("td", {}, canvas),
+        el("td", { class: "counts" },
+          el("span", { class: "n-published", "data-count": "published" }, t.counts.published),
+          el("span", { class: "n-rejected", "data-count": "rejected" }, t.counts.rejected),
+          el("span", { class: "n-failed", "data-count": "failed" }, t.counts.failed),
+          el("span", { class: "n-missing", "data-count": "missing" }, t.counts.missing)),
+        el("td", {}, freshBadge(t.freshness)));
+      rows.push(tr);
+      drawStrip(canvas, t.codes);
+    }
+    $("#targets tbody").replaceChildren(...rows);
+    $("#empty").hidden = state.overview.targets.length > 0;
+  }
+
+  function freshBadge(f) {
+    return el("span", { class: `badge ${f.status}`, title: `latest data up to ${fmtDate(f.latest)}` },
+      f.status === "fresh" ? "fresh" : `${f.status}: ${f.behind_intervals} behind`);
+  }
+
+  function drawStrip(canvas, codes) {
+    const n = codes.length, w = Math.max(1, Math.min(3, Math.floor(600 / Math.max(n, 1))));
+    canvas.width = Math.max(n * w, 1); canvas.height = 14; canvas.style.width = `${canvas.width}px`;
+    const ctx = canvas.getContext("2d");
+    for (let i = 0; i < n; i++) {
+      const c = codes[i], status = CODE_STATUS[c.toUpperCase()];
+      ctx.fillStyle = COLORS[status];
+      ctx.fillRect(i * w, c === c.toLowerCase() ? 3 : 0, w, c === c.toLowerCase() ? 8 : 14);
+    }
+  }
+
+  // ---- one target -------------------------------------------------------------------------------------------
+  async function openTarget(t) {
+    state.current = t;
+    state.selection = []; state.anchor = null;
+    for (const tr of document.querySelectorAll("#targets tbody tr")) tr.classList.toggle("current", tr.dataset.target === t.id);
+    await loadDetail();
+    $("#detail").hidden = false;
+    $("#detail").scrollIntoView({ block: "start" });
+  }
+
+  async function loadDetail() {
+    const t = state.current;
+    const params = new URLSearchParams({ conn_id: t.conn_id, dag_id: t.dag_id, schema: t.schema, table: t.table });
+    const d = await getJSON(new URL(`target?${params}`, API));
+    state.detail = d;
+    renderDetail();
+    return d;
+  }
+
+  function renderDetail() {
+    const d = state.detail;
+    $("#detail-title").replaceChildren(`${d.schema}.${d.table} `, el("small", {}, "by "), uiLink(dagUrl(d.dag_id), d.dag_id));
+    $("#detail-meta").textContent =
+      `${d.schedule} · ${d.intervals} intervals ${fmtDate(d.first_start)} .. ${fmtDate(d.last_end)} · ` +
+      `${d.counts.published} published, ${d.counts.rejected} rejected, ${d.counts.failed} failed, ${d.counts.missing} missing` +
+      (d.counts.running ? `, ${d.counts.running} running` : "") +
+      (d.partitioned ? ` · ${d.partitions} partitions attached` : d.table_exists === false ? " · table does not exist" : "");
+    renderCalendar(d);
+    renderSelection();
+    renderChart(d);
+    renderFreshness(d.freshness);
+    renderChecks(d);
+  }
+
+  function renderCalendar(d) {
+    const sel = new Set(state.selection);
+    const cells = d.cells.map((c, i) => el("span", {
+      class: `cell ${c.status}${c.active ? " active" : ""}${sel.has(i) ? " selected" : ""}`,
+      "data-index": i, "data-status": c.status, "data-start": c.start,
+      title: `${fmtDate(c.start)} .. ${fmtDate(c.end)}: ${c.status}${c.rows !== null ? `, ${fmtInt(c.rows)} rows` : ""}` +
+        `${c.run_state ? ` (run ${c.run_state})` : ""}`,
+      onclick: (ev) => selectCell(i, ev.shiftKey),
+    }));
+    $("#calendar").replaceChildren(...cells);
+  }
+
+  function selectCell(i, range) {
+    if (range && state.anchor !== null) {
+      const [a, b] = [Math.min(state.anchor, i), Math.max(state.anchor, i)];
+      state.selection = Array.from({ length: b - a + 1 }, (_, k) => a + k);
+    } else {
+      state.selection = [i]; state.anchor = i;
+    }
+    renderCalendar(state.detail);
+    renderSelection();
+  }
+
+  function renderSelection() {
+    const d = state.detail, box = $("#selection");
+    const cells = state.selection.map((i) => d.cells[i]).filter(Boolean);
+    if (!cells.length) { box.replaceChildren(el("p", { class: "muted" }, "Select an interval.")); return; }
+    const parts = [];
+    if (cells.length === 1) {
+      const c = cells[0];
+      parts.push(el("dl", { class: "kv" },
+        el("dt", {}, "interval"), el("dd", {}, `${fmtDate(c.start)} .. ${fmtDate(c.end)}`),
+        el("dt", {}, "status"), el("dd", { "data-field": "status" }, c.status),
+        el("dt", {}, "detail"), el("dd", {}, c.detail),
+        el("dt", {}, "rows"), el("dd", {}, fmtInt(c.rows)),
+        el("dt", {}, "loads"), el("dd", {}, c.attempts),
+        el("dt", {}, "DAG run"), el("dd", {}, c.run_id ? uiLink(runUrl(d.dag_id, c.run_id), c.run_id) : "none",
+          c.run_state ? ` (${c.run_state})` : ""),
+        el("dt", {}, "task log"), el("dd", {}, c.run_id && (c.task_id || d.task_id)
+          ? uiLink(logUrl(d.dag_id, c.run_id, c.task_id || d.task_id), c.task_id || d.task_id) : "-")));
+    } else {
+      const n = (s) => cells.filter((c) => c.status === s).length;
+      parts.push(el("p", {}, `${cells.length} intervals ${fmtDate(cells[0].start)} .. ${fmtDate(cells[cells.length - 1].end)}: `,
+        `${n("missing")} missing, ${n("failed")} failed, ${n("rejected")} rejected, ${n("published")} published`));
+    }
+    const plan = fillPlan(cells);
+    if (plan) parts.push(el("button", { class: "primary", id: "fill", onclick: () => runPlan(plan) }, plan.label));
+    box.replaceChildren(...parts);
+  }
+
+  // A failed or rejected interval whose DAG run exists: clear that run. Anything else with holes: one backfill
+  // over the selected range (reprocess "completed": an existing run of a hole is re-run too).
+  function fillPlan(cells) {
+    const holes = cells.filter((c) => c.status !== "published");
+    if (!holes.length || cells.some((c) => c.active)) return null;
+    const d = state.detail;
+    if (cells.length === 1 && holes[0].status !== "missing" && holes[0].run_id) {
+      return { kind: "clear", dag_id: d.dag_id, run_id: holes[0].run_id, cells, label: "Clear and re-run this run" };
+    }
+    return {
+      kind: "backfill", dag_id: d.dag_id, from_date: holes[0].logical_date, to_date: holes[holes.length - 1].logical_date,
+      cells, label: cells.length === 1 ? "Backfill this interval" : `Backfill ${holes.length} interval(s)`,
+    };
+  }
+
+  async function runPlan(plan) {
+    const button = $("#fill"); if (button) button.disabled = true;
+    const action = { plan, started: new Date(), text: "", done: false, error: null, total: plan.cells.length, finished: 0 };
+    state.actions.unshift(action);
+    try {
+      if (plan.kind === "clear") {
+        await rest("POST", `dags/${enc(plan.dag_id)}/clearTaskInstances`,
+          { dry_run: false, dag_run_id: plan.run_id, only_failed: false, reset_dag_runs: true });
+        action.text = `Cleared run ${plan.run_id}`;
+      } else {
+        const b = await rest("POST", "backfills", {
+          dag_id: plan.dag_id, from_date: plan.from_date, to_date: plan.to_date,
+          reprocess_behavior: "completed", max_active_runs: 4, run_backwards: false,
+        });
+        action.backfill_id = b.id;
+        action.text = `Backfill ${b.id}: ${fmtDate(plan.from_date)} .. ${fmtDate(plan.to_date)}`;
+      }
+    } catch (e) {
+      action.error = e.message; action.done = true;
+    }
+    renderActions();
+    schedulePoll(500);
+  }
+
+  function schedulePoll(ms) {
+    clearTimeout(state.timer);
+    state.timer = setTimeout(poll, ms);
+  }
+
+  async function poll() {
+    const open = state.actions.filter((a) => !a.done);
+    for (const a of open) {
+      try { await progress(a); } catch (e) { a.error = e.message; a.done = true; }
+    }
+    try {
+      if (state.current) await loadDetail();
+      await loadOverview();
+    } catch (e) { setStatus(`refresh failed: ${e.message}`); }
+    renderActions();
+    if (state.actions.some((a) => !a.done)) schedulePoll(2000);
+  }
+
+  async function progress(a) {
+    const p = a.plan;
+    const first = p.cells[0].logical_date, last = p.cells[p.cells.length - 1].logical_date;
+    let runs;
+    if (p.kind === "clear") {
+      runs = [await rest("GET", `dags/${enc(p.dag_id)}/dagRuns/${enc(p.run_id)}`)];
+    } else {
+      const q = new URLSearchParams({ logical_date_gte: first, logical_date_lte: last, limit: "1000" });
+      runs = (await rest("GET", `dags/${enc(p.dag_id)}/dagRuns?${q}`)).dag_runs;
+    }
+    a.finished = runs.filter((r) => FINAL_RUN_STATES.has(r.state)).length;
+    a.failed = runs.filter((r) => r.state === "failed").length;
+    a.total = Math.max(p.kind === "clear" ? 1 : p.cells.length, runs.length);
+    let backfillDone = true;
+    if (a.backfill_id !== undefined) backfillDone = Boolean((await rest("GET", `backfills/${a.backfill_id}`)).completed_at);
+    const cleared = p.kind !== "clear" || (new Date(runs[0].queued_at || runs[0].start_date || 0) >= a.started - 5000);
+    a.done = backfillDone && cleared && a.finished >= a.total && runs.length > 0;
+  }
+
+  function renderActions() {
+    const list = $("#actions");
+    if (!state.actions.length) return;
+    list.replaceChildren(...state.actions.map((a) => el("li", { "data-done": a.done ? "true" : "false" },
+      a.text || a.plan.label, " ",
+      a.error ? el("span", { class: "fail" }, a.error)
+        : [el("progress", { max: a.total, value: a.finished }), ` ${a.finished}/${a.total} runs finished`,
+          a.failed ? el("span", { class: "fail" }, ` (${a.failed} failed)`) : null, a.done ? " · done" : " · running"])));
+  }
+
+  // ---- rows chart (hand-drawn SVG) -------------------------------------------------------------------------
+  function renderChart(d) {
+    const box = $("#chart"), cells = d.cells;
+    const W = Math.max(600, Math.min(1400, box.clientWidth || 900)), H = 180, L = 56, R = 8, T = 8, B = 22;
+    const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "rows per interval" });
+    const vals = [];
+    for (const c of cells) { if (c.rows !== null) vals.push(c.rows); if (c.band) vals.push(c.band[0], c.band[1]); }
+    const rb = d.row_count_band;
+    if (rb) for (const v of rb) if (v !== null) vals.push(v);
+    const max = Math.max(1, ...vals) * 1.05;
+    const n = Math.max(cells.length, 1), x = (i) => L + ((W - L - R) * (i + 0.5)) / n, y = (v) => T + (H - T - B) * (1 - v / max);
+    for (const f of [0, 0.5, 1]) {
+      svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(max * f / 1.05), y2: y(max * f / 1.05), stroke: "#e3e8ee" }));
+      const label = svgEl("text", { x: L - 4, y: y(max * f / 1.05) + 4, "text-anchor": "end" });
+      label.textContent = fmtInt(Math.round(max * f / 1.05)); svg.append(label);
+    }
+    // Drift band: the row range the drift check accepted for each load (a polygon over consecutive bands).
+    let run = [];
+    const flush = () => {
+      if (run.length) {
+        const pts = run.map(([i, b]) => `${x(i)},${y(b[1])}`).concat(run.slice().reverse().map(([i, b]) => `${x(i)},${y(b[0])}`));
+        if (run.length === 1) { const [i, b] = run[0]; svg.append(svgEl("rect", { x: x(i) - 2, width: 4, y: y(b[1]), height: Math.max(1, y(b[0]) - y(b[1])), fill: "#90caf9", opacity: 0.5 })); }
+        else svg.append(svgEl("polygon", { points: pts.join(" "), fill: "#90caf9", opacity: 0.45, class: "drift-band" }));
+      }
+      run = [];
+    };
+    cells.forEach((c, i) => (c.band ? run.push([i, c.band]) : flush())); flush();
+    if (rb) for (const v of rb) if (v !== null) svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#5c6bc0", "stroke-dasharray": "4 3" }));
+    let path = "";
+    cells.forEach((c, i) => { if (c.rows !== null && c.status === "published") path += `${path ? "L" : "M"}${x(i)},${y(c.rows)}`; });
+    if (path) svg.append(svgEl("path", { d: path, fill: "none", stroke: "#455a64", "stroke-width": 1 }));
+    const r = n > 300 ? 1.5 : 3;
+    cells.forEach((c, i) => {
+      if (c.rows === null) return;
+      const dot = svgEl("circle", { cx: x(i), cy: y(c.rows), r, fill: COLORS[c.status], "data-rows": c.rows, "data-status": c.status });
+      const title = svgEl("title", {}); title.textContent = `${fmtDate(c.start)}: ${fmtInt(c.rows)} rows (${c.status})`;
+      dot.append(title); svg.append(dot);
+    });
+    const lo = svgEl("text", { x: L, y: H - 6 }); lo.textContent = fmtDate(d.first_start); svg.append(lo);
+    const hi = svgEl("text", { x: W - R, y: H - 6, "text-anchor": "end" }); hi.textContent = fmtDate(d.last_end); svg.append(hi);
+    box.replaceChildren(svg);
+    $("#band-note").textContent = (cells.some((c) => c.band) ? "blue band: rows the drift check accepted" : "no drift check results") +
+      (rb ? ` · dashed: row_count ${rb[0] ?? "-"}..${rb[1] ?? "-"}` : "");
+  }
+
+  function renderFreshness(f) {
+    $("#freshness").replaceChildren(el("dl", { class: "kv" },
+      el("dt", {}, "status"), el("dd", {}, freshBadge(f)),
+      el("dt", {}, "latest data"), el("dd", { "data-field": "latest" }, fmtDate(f.latest)),
+      el("dt", {}, "loaded at"), el("dd", {}, fmtDate(f.loaded_at)),
+      el("dt", {}, "lag"), el("dd", {}, fmtDuration(f.lag_seconds)),
+      el("dt", {}, "SLA"), el("dd", {}, `warn when ${f.warn_intervals} interval(s) (${fmtDuration(f.warn_after_seconds)}) unpublished, ` +
+        `error from ${f.error_intervals} (${fmtDuration(f.error_after_seconds)})`)));
+  }
+
+  function renderChecks(d) {
+    const rows = [];
+    for (const load of d.checks) {
+      const checks = load.checks.length ? load.checks : [{ check: "-", observed: null, threshold: null, passed: null }];
+      checks.forEach((c, k) => rows.push(el("tr", {},
+        k === 0 ? el("td", { rowspan: checks.length }, `${fmtDate(load.start)}`, el("br"), el("small", {}, `#${load.ledger_id} ${load.status}`)) : null,
+        k === 0 ? el("td", { rowspan: checks.length }, fmtInt(load.rows)) : null,
+        el("td", {}, c.check), el("td", {}, c.observed === null || c.observed === undefined ? "-" : String(c.observed)),
+        el("td", {}, c.threshold === null || c.threshold === undefined ? "-" : String(c.threshold)),
+        el("td", { class: c.passed === false ? "fail" : "pass" }, c.passed === null ? "" : c.passed ? "pass" : "FAIL"),
+        el("td", {}, c.detail || (k === 0 && load.error ? load.error : "")))));
+    }
+    $("#checks").replaceChildren(el("table", {},
+      el("thead", {}, el("tr", {}, ["Interval", "Rows", "Check", "Observed", "Threshold", "", "Detail"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)));
+  }
+
+  // ---- failover ---------------------------------------------------------------------------------------------
+  async function loadFormation() {
+    const f = await getJSON(new URL("formation", API));
+    const box = $("#formation");
+    if (!f.configured) { box.hidden = true; return; }
+    box.hidden = false;
+    if (f.error) { box.replaceChildren(el("h3", {}, `Formation ${f.formation}`), el("p", { class: "fail" }, f.error)); return; }
+    box.replaceChildren(el("div", { class: "panel" }, el("h3", {}, `Failover formation "${f.formation}"`),
+      el("table", {}, el("thead", {}, el("tr", {}, ["Node", "Address", "State", "Goal", "Health", "LSN", "Lag behind primary"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, f.nodes.map((n) => el("tr", {},
+          el("td", {}, n.name), el("td", {}, n.address), el("td", {}, n.reported_state),
+          el("td", { class: n.settled ? "" : "fail" }, n.goal_state), el("td", { class: n.health === "good" ? "pass" : "fail" }, n.health),
+          el("td", {}, n.reported_lsn), el("td", {}, `${fmtInt(n.lag_bytes)} bytes`)))))));
+  }
+
+  async function start() {
+    $("#filter").addEventListener("input", () => state.overview && renderTargets());
+    setStatus("loading…");
+    try {
+      const data = await loadOverview();
+      const want = new URLSearchParams(location.search).get("target");
+      const first = data.targets.find((t) => t.id === want);
+      if (first) await openTarget(first);
+    } catch (e) {
+      setStatus(`failed: ${e.message}`);
+      $("#errors").replaceChildren(el("p", {}, e.message));
+    }
+    loadFormation().catch((e) => { $("#formation").hidden = false; $("#formation").textContent = `formation: ${e.message}`; });
+    document.body.dataset.ready = "true";
+  }
+  start();
+})();

@@ -1,0 +1,193 @@
+"""The import rules of docs/architecture.md, checked on the source with ``ast`` (no module is imported).
+
+- Engines (the packages that do the work) never import operators, sensors, triggers, the factory, or
+  Airflow's operator classes: operators call engines, not the other way round.
+- The factory never imports an operator, sensor or trigger module: it reaches them only through the class
+  paths of its task-type registry, when a DAG is built.
+- Rendering (dbt/render.py) emits task descriptions; only the builder maps them to operators.
+- Hooks import no operator, sensor, trigger, engine or factory module.
+- Only ``connections.py`` constructs hooks; a raw driver connect happens only in the modules listed in
+  RAW_CONNECT, each with its reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "airflow_provider_dataeng"
+ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+
+ENGINES = ("extract", "publish", "freshness", "gaps", "failover", "dbt", "notifications", "lineage")
+TASK_LAYERS = ("operators", "sensors", "triggers")
+AIRFLOW_OPERATOR_MODULE = re.compile(r"^airflow(\.providers\.[\w.]+?)?\.(operators|sensors)(\.|$)|^airflow\.models\.baseoperator")
+AIRFLOW_OPERATOR_NAMES = frozenset({"BaseOperator", "BaseSensorOperator", "KubernetesPodOperator"})
+# Modules that open a driver connection themselves, with connection parameters from connect()'s hook.
+RAW_CONNECT = {
+    "hooks/postgres.py": "the failover-aware hook's own connect (multi-host, backoff)",
+    "triggers/freshness.py": "async connection in the triggerer, parameters from connect()",
+    "triggers/failover_health.py": "async connection and LISTEN in the triggerer, parameters from connect()",
+    "failover/replication_health.py": "probes each host of a connect() hook on its own, parameters from the hook",
+}
+
+
+# Known breaks of a rule, each a strict xfail naming who fixes it (remove the entry with the fix).
+KNOWN_VIOLATIONS = {
+    "factory/placeholder.py": "factory helper: ConfigErrorOperator is an operator defined in the factory; move it "
+                              "to operators/ and build it through a class path like every other task",
+}
+
+
+def _known(files: list[str]) -> list:
+    return [pytest.param(rel, marks=pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[rel]))
+            if rel in KNOWN_VIOLATIONS else rel for rel in files]
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the imported module, absolute
+    names: tuple[str, ...]
+    line: int
+    top_level: bool  # executed when the importing module is imported
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {
+        path.relative_to(ROOT).as_posix(): ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for path in sorted(ROOT.rglob("*.py"))
+    }
+
+
+SOURCES = _modules()
+
+
+def _package_of(rel: str) -> str:
+    """The package a module is in: ``freshness/spec.py`` and ``freshness/__init__.py`` -> ``...freshness``."""
+    return ".".join([PACKAGE, *rel.removesuffix(".py").split("/")[:-1]])
+
+
+def _imports(rel: str) -> list[Import]:
+    tree = SOURCES[rel]
+    top = {id(node) for node in tree.body}
+    # imports under `if TYPE_CHECKING:` never run
+    type_only = {id(n) for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                 for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.append(Import(alias.name, (), node.lineno, id(node) in top))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = _package_of(rel).split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names = tuple(a.name for a in node.names)
+            out.append(Import(module, names, node.lineno, id(node) in top))
+            for name in names:  # `from airflow_provider_dataeng import operators`
+                out.append(Import(f"{module}.{name}", (), node.lineno, id(node) in top))
+    return out
+
+
+def _in(rel: str, *packages: str) -> bool:
+    return rel.split("/")[0] in packages
+
+
+def _internal(module: str, *packages: str) -> bool:
+    return any(module == f"{PACKAGE}.{p}" or module.startswith(f"{PACKAGE}.{p}.") for p in packages)
+
+
+def _violations(rel: str, forbidden: tuple[str, ...], *, airflow_operators: bool, top_level_only: bool = False) -> list[str]:
+    found = []
+    for imp in _imports(rel):
+        if top_level_only and not imp.top_level:
+            continue
+        if _internal(imp.module, *forbidden):
+            found.append(f"{rel}:{imp.line} imports {imp.module}")
+        if airflow_operators and (AIRFLOW_OPERATOR_MODULE.search(imp.module)
+                                  or AIRFLOW_OPERATOR_NAMES & set(imp.names)):
+            found.append(f"{rel}:{imp.line} imports Airflow operator classes from {imp.module}")
+    return found
+
+
+def _files(*packages: str) -> list[str]:
+    return [rel for rel in SOURCES if _in(rel, *packages)]
+
+
+def test_the_rules_see_the_package():
+    assert len(SOURCES) > 50 and "connections.py" in SOURCES and "factory/builder.py" in SOURCES
+    assert _files("freshness") and _files("operators") and _files("factory")
+    # the checker finds what it is meant to find
+    assert _violations("sensors/freshness.py", ("freshness",), airflow_operators=True)
+
+
+@pytest.mark.parametrize("rel", _files(*ENGINES))
+def test_engines_never_import_operators_factory_or_airflow_operators(rel: str):
+    assert not _violations(rel, (*TASK_LAYERS, "factory"), airflow_operators=True)
+
+
+@pytest.mark.parametrize("rel", _files("hooks"))
+def test_hooks_import_no_task_layer_engine_or_factory(rel: str):
+    assert not _violations(rel, (*TASK_LAYERS, *ENGINES, "factory"), airflow_operators=True)
+
+
+@pytest.mark.parametrize("rel", _known(_files("factory")))
+def test_factory_never_imports_operators(rel: str):
+    """Operators are reached only through the registry's class paths (factory/task_types.py)."""
+    assert not _violations(rel, TASK_LAYERS, airflow_operators=True)
+
+
+@pytest.mark.parametrize("rel", _files("triggers"))
+def test_triggers_import_no_operator_or_sensor(rel: str):
+    assert not _violations(rel, ("operators", "sensors", "factory"), airflow_operators=True)
+
+
+def test_base_modules_import_nothing_above_them():
+    for rel in ("values.py", "durations.py", "specs.py"):
+        assert not _violations(rel, (*TASK_LAYERS, *ENGINES, "factory", "hooks"), airflow_operators=True), rel
+    # connections.py builds hooks (imported when called), nothing else
+    assert not _violations("connections.py", (*TASK_LAYERS, *ENGINES, "factory"), airflow_operators=True)
+
+
+def _calls(tree: ast.Module) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return ast.unparse(func)
+    return ""
+
+
+@pytest.mark.parametrize("rel", [rel for rel in SOURCES if rel != "connections.py"])
+def test_only_connections_constructs_hooks(rel: str):
+    built = [
+        f"{rel}:{call.lineno} {_callee(call)}(...)" for call in _calls(SOURCES[rel])
+        if _callee(call).rsplit(".", 1)[-1].endswith("Hook")
+    ]
+    assert not built, f"build hooks with airflow_provider_dataeng.connections.connect(): {built}"
+
+
+@pytest.mark.parametrize("rel", [rel for rel in SOURCES if rel not in RAW_CONNECT])
+def test_no_raw_driver_connections_elsewhere(rel: str):
+    raw = [
+        f"{rel}:{call.lineno} {_callee(call)}(...)" for call in _calls(SOURCES[rel])
+        if re.search(r"(^|\.)(psycopg2?|AsyncConnection|Connection)\.connect$", _callee(call))
+    ]
+    assert not raw, f"connect through connections.connect() (or list the module in RAW_CONNECT with why): {raw}"
+
+
+def test_the_checker_catches_a_hook_built_outside_connections(tmp_path):
+    tree = ast.parse("from x import FailoverPostgresHook\nhook = FailoverPostgresHook(postgres_conn_id='w')\n")
+    assert [_callee(c) for c in _calls(tree)] == ["FailoverPostgresHook"]

@@ -1,0 +1,303 @@
+"""Ingestion dashboard (issue 17): the plugin's registration, its calendar logic, and its API behind Airflow's
+authentication on a real ``airflow api-server`` over a real warehouse ledger.
+
+The API server runs with an auth manager that is Airflow's SimpleAuthManager except that user ``limited`` may
+read only DAGs whose id starts with ``dash_ok``: the dashboard must show that user nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from airflow_provider_dataeng.dashboard.calendar import classify_cells, drift_band
+from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, IntervalLoad
+from airflow_provider_dataeng.gaps.catalog import LedgerRow, Partition, TableState
+from airflow_provider_dataeng.gaps.check import classify
+from airflow_provider_dataeng.gaps.expected import Interval, expected_intervals, resolve_timetable
+from airflow_provider_dataeng.publish.ledger import LedgerEntry, ensure_ledger, write_ledger_row
+from devstack.pg import free_port
+
+try:  # the API server imports this module for its auth manager: keep it importable there
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+except ImportError:  # pragma: no cover
+    SimpleAuthManager = object  # type: ignore[assignment,misc]
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = timedelta(days=1)
+
+
+class DashOkOnlyAuthManager(SimpleAuthManager):  # type: ignore[misc,valid-type]
+    """SimpleAuthManager, but user ``limited`` may only touch DAGs whose id starts with ``dash_ok``."""
+
+    def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
+        if user.get_name() == "limited" and not (details and details.id and details.id.startswith("dash_ok")):
+            return False
+        return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
+
+
+# -- registration ------------------------------------------------------------------------------------------
+def test_provider_registers_the_plugin_with_relative_urls() -> None:
+    from importlib.metadata import entry_points
+
+    from airflow._shared.module_loading import import_string
+    from airflow.plugins_manager import AirflowPlugin
+
+    from airflow_provider_dataeng.get_provider_info import get_provider_info
+
+    (entry,) = get_provider_info()["plugins"]
+    plugin = import_string(entry["plugin-class"])
+    assert issubclass(plugin, AirflowPlugin) and plugin.name == entry["name"]
+    # Airflow loads provider-info plugins only with [core] lazy_discover_providers=False: the entry point is
+    # what loads it by default.
+    (ep,) = [e for e in entry_points(group="airflow.plugins") if e.name == entry["name"]]
+    assert ep.load() is plugin
+    (app,) = plugin.fastapi_apps
+    assert app["url_prefix"] == "/dataeng"
+    (view,) = plugin.external_views
+    for url in (view["href"], view["icon"]):
+        assert not url.startswith(("/", "http:", "https:")), f"{url!r} must be relative to the UI's base href"
+
+
+# -- calendar logic ----------------------------------------------------------------------------------------
+def test_calendar_verdicts_equal_the_gap_checks() -> None:
+    """On random ledgers and partitions, the dashboard's indexed classification equals gaps.check.classify."""
+    rng = random.Random(17)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    expected = [Interval(start + i * DAY, start + (i + 1) * DAY, start + i * DAY) for i in range(60)]
+    for _ in range(30):
+        rows, loads, next_id = [], {}, 1
+        for i in rng.sample(range(60), 45):
+            for _attempt in range(rng.randint(1, 3)):
+                status = rng.choice(["published", "published", "rejected", "failed"])
+                lo, hi = start + i * DAY, start + (i + 1) * DAY
+                rows.append(LedgerRow(next_id, status, lo, hi, f"r{next_id}", "p", "boom" if status == "failed" else None, None))
+                loads[lo] = IntervalLoad(next_id, lo, hi, status, 10, f"r{next_id}", "t", error="boom" if status == "failed" else None)
+                next_id += 1
+        attached = sorted(rng.sample(range(60), 50))
+        parts = tuple(Partition(f"p{i}", "", start + i * DAY, start + (i + 1) * DAY) for i in attached)
+        for exists, partitioned in ((True, True), (True, False), (False, False)):
+            state = TableState(exists, partitioned, parts if partitioned else ())
+            catalog = CatalogState(exists, partitioned, tuple((p.lower, p.upper) for p in state.partitions))
+            cells = classify_cells(expected, list(loads.values()), catalog)
+            for iv, cell in zip(expected, cells, strict=True):
+                hole = classify(iv, state, rows)
+                assert cell.status == (hole.kind if hole else "published"), (iv, exists, partitioned)
+
+
+def test_drift_band_is_the_range_the_drift_check_accepted() -> None:
+    # DriftCheck reports observed as f"{change:+.2f}%" and threshold as f"+-{pct}%" (publish/checks.py).
+    published, rows, pct = 1000, 1100, 20.0
+    checks = [{"check": "drift", "observed": f"{(rows - published) * 100.0 / published:+.2f}%", "threshold": f"+-{pct}%",
+               "passed": True}]
+    lo, hi = drift_band(rows, checks)
+    assert lo == pytest.approx(800) and hi == pytest.approx(1200)
+    assert drift_band(rows, [{"check": "drift", "observed": None, "threshold": "+-20.0%"}]) is None
+
+
+@pytest.mark.parametrize("schedule", ["@daily", "0 */6 * * *", timedelta(hours=8)])
+def test_interval_cache_extends_to_what_a_full_computation_gives(schedule: Any) -> None:
+    from airflow_provider_dataeng.dashboard.airflow_side import IntervalCache
+
+    timetable = resolve_timetable(schedule)
+    cache = IntervalCache()
+    a = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    first = cache.get(timetable, a, a + 10 * DAY)
+    assert first == expected_intervals(timetable, a, a + 10 * DAY)
+    later = cache.get(timetable, a + 2 * DAY + timedelta(hours=3), a + 25 * DAY + timedelta(hours=5))
+    assert later == expected_intervals(timetable, a + 2 * DAY + timedelta(hours=3), a + 25 * DAY + timedelta(hours=5))
+    assert cache.get(timetable, a - 3 * DAY, a + 5 * DAY) == expected_intervals(timetable, a - 3 * DAY, a + 5 * DAY)
+
+
+# -- the API on a real API server --------------------------------------------------------------------------
+DAG_TEMPLATE = """
+from datetime import datetime, timezone
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.providers.standard.operators.empty import EmptyOperator
+with DAG({dag_id!r}, schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+         start_date=datetime({y}, {m}, {d}, tzinfo=timezone.utc), catchup=False) as dag:
+    EmptyOperator(task_id="extract_orders")
+"""
+
+
+class ApiServer:
+    """``airflow api-server`` on a free port, with users admin (admin) and limited (viewer, dash_ok* only)."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = home / f"api-server-{self.port}.log"
+        passwords = home / "dashboard-passwords.json"
+        passwords.write_text(json.dumps({"admin": "admin-pw", "limited": "limited-pw"}))
+        self.env = {
+            **env,
+            "AIRFLOW__CORE__AUTH_MANAGER": f"{__name__}.DashOkOnlyAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,limited:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2,
+            "AIRFLOW__API__BASE_URL": self.base_url + "/",
+            "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        }
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "api-server", "-p", str(self.port), "--host", "127.0.0.1"],
+            env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait()
+
+    def _wait(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"api-server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"api-server not up in {timeout}s:\n{self.log.read_text()[-4000:]}")
+
+    def token(self, user: str, password: str) -> str:
+        r = httpx.post(f"{self.base_url}/auth/token", json={"username": user, "password": password}, timeout=30)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def get(self, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.base_url}/dataeng/{path}", headers=headers, timeout=120, **kw)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def _serialize_dag_file(home: Path, dag_id: str, start: datetime) -> None:
+    """Write a DAG file and sync it to the metadata DB the way the DAG processor would."""
+    from devstack.airflow_env import serialize_dag_to_db
+
+    path = home / "dags" / f"{dag_id}.py"
+    path.write_text(DAG_TEMPLATE.format(dag_id=dag_id, y=start.year, m=start.month, d=start.day))
+    namespace: dict[str, Any] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # the DAG object, as the processor builds it
+    dag = next(v for v in namespace.values() if getattr(v, "dag_id", None) == dag_id)
+    serialize_dag_to_db(dag)
+
+
+@pytest.fixture(scope="module")
+def dashboard_api(airflow_home: Path, pg_cluster: Any) -> Iterator[dict[str, Any]]:
+    """A warehouse with a ledger for three DAGs (one the limited user may not read) and an API server."""
+    dbname = f"dash_{uuid.uuid4().hex[:8]}"
+    pg_cluster.create_database(dbname)
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - 30 * DAY
+    for dag_id in ("dash_ok_orders", "dash_ok_payments", "dash_secret"):
+        _serialize_dag_file(airflow_home, dag_id, start)
+    holes = {"dash_ok_orders": {3, 4, 17}, "dash_ok_payments": {9}, "dash_secret": set()}
+    with psycopg.connect(pg_cluster.dsn(dbname), autocommit=True) as conn:
+        ensure_ledger(conn)
+        conn.execute("create schema raw")
+        for dag_id, table in (("dash_ok_orders", "orders"), ("dash_ok_payments", "payments"), ("dash_secret", "secret")):
+            conn.execute(f"create table raw.{table} (id bigint)")
+            for i in range(30):
+                if i in holes[dag_id]:
+                    continue
+                lo = start + i * DAY
+                status = "failed" if (dag_id, i) == ("dash_ok_orders", 10) else "rejected" if i == 20 else "published"
+                write_ledger_row(conn, LedgerEntry(
+                    target_schema="raw", target_table=table, mode="incremental_timestamp", status=status,
+                    started_at=lo + DAY, pipeline=dag_id, task_id="extract_orders", partition_column="updated_at",
+                    partition_start=lo, partition_end=lo + DAY, run_id=f"scheduled__{lo.isoformat()}", rows=100 + i,
+                    checks=[{"check": "row_count", "observed": 100 + i, "threshold": ">= 1", "passed": True}],
+                    error="source unreachable" if status == "failed" else None))
+    env = {**os.environ, "AIRFLOW_CONN_WAREHOUSE": json.dumps(
+        {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": dbname})}
+    server = ApiServer(airflow_home, env)
+    try:
+        yield {"server": server, "dsn": pg_cluster.dsn(dbname), "start": start, "today": today, "holes": holes,
+               "admin": server.token("admin", "admin-pw"), "limited": server.token("limited", "limited-pw")}
+    finally:
+        server.stop()
+        pg_cluster.drop_database(dbname)
+
+
+@pytest.mark.timeout(600)
+def test_unauthenticated_requests_are_refused(dashboard_api: dict[str, Any]) -> None:
+    server = dashboard_api["server"]
+    target = {"conn_id": "warehouse", "dag_id": "dash_ok_orders", "schema": "raw", "table": "orders"}
+    for path, params in (("api/targets", None), ("api/target", target), ("api/formation", None), ("dashboard/", None)):
+        assert server.get(path, params=params).status_code == 401, path
+        forged = server.get(path, token="not-a-jwt", params=params)
+        assert forged.status_code in (401, 403), path
+    page = server.get("dashboard/")
+    assert "Sign in" in page.text and "ledger" not in page.text.lower()
+    assert server.get("dashboard/", token=dashboard_api["admin"]).status_code == 200
+    # Cookie sessions (the UI's) work as well as bearer tokens.
+    r = httpx.get(f"{server.base_url}/dataeng/api/targets", cookies={"_token": dashboard_api["admin"]}, timeout=120)
+    assert r.status_code == 200
+
+
+@pytest.mark.timeout(600)
+def test_counts_equal_the_ledger_and_users_see_only_readable_dags(dashboard_api: dict[str, Any]) -> None:
+    server = dashboard_api["server"]
+    admin = server.get("api/targets", token=dashboard_api["admin"]).json()
+    assert not admin["errors"], admin["errors"]
+    by_dag = {t["dag_id"]: t for t in admin["targets"]}
+    assert set(by_dag) == {"dash_ok_orders", "dash_ok_payments", "dash_secret"}
+    with psycopg.connect(dashboard_api["dsn"]) as conn:
+        ledger = dict(((p, s), n) for p, s, n in conn.execute(
+            "select pipeline, status, count(*) from dataeng.load_ledger group by 1, 2").fetchall())
+    for dag_id, t in by_dag.items():
+        for status in ("published", "rejected", "failed"):
+            assert t["counts"][status] == ledger.get((dag_id, status), 0), (dag_id, status)
+        # Missing: expected by the timetable (30 daily intervals up to today) without a ledger row.
+        assert t["counts"]["missing"] == len(dashboard_api["holes"][dag_id]), dag_id
+        assert t["intervals"] == 30 and len(t["codes"]) == 30
+        assert [i for i, c in enumerate(t["codes"]) if c == "M"] == sorted(dashboard_api["holes"][dag_id])
+
+    limited = server.get("api/targets", token=dashboard_api["limited"]).json()
+    assert {t["dag_id"] for t in limited["targets"]} == {"dash_ok_orders", "dash_ok_payments"}
+    secret = {"conn_id": "warehouse", "dag_id": "dash_secret", "schema": "raw", "table": "secret"}
+    assert server.get("api/target", token=dashboard_api["limited"], params=secret).status_code == 403
+    assert server.get("api/target", token=dashboard_api["admin"], params=secret).status_code == 200
+
+
+@pytest.mark.timeout(600)
+def test_target_detail_lists_intervals_checks_and_freshness(dashboard_api: dict[str, Any]) -> None:
+    server = dashboard_api["server"]
+    params = {"conn_id": "warehouse", "dag_id": "dash_ok_orders", "schema": "raw", "table": "orders"}
+    d = server.get("api/target", token=dashboard_api["limited"], params=params).json()
+    start = dashboard_api["start"]
+    assert [c["start"] for c in d["cells"]] == [(start + i * DAY).isoformat() for i in range(30)]
+    cells = d["cells"]
+    assert cells[10]["status"] == "failed" and "source unreachable" in cells[10]["detail"]
+    assert cells[10]["run_id"] == f"scheduled__{(start + 10 * DAY).isoformat()}"
+    assert cells[3]["status"] == "missing" and cells[3]["rows"] is None and cells[3]["run_id"] is None
+    assert [c["rows"] for c in cells if c["status"] == "published"] == [
+        100 + i for i in range(30) if i not in (3, 4, 17, 10, 20)]
+    assert d["checks"][0]["checks"][0]["threshold"] == ">= 1"
+    fresh = d["freshness"]
+    assert fresh["latest"] == dashboard_api["today"].isoformat() and fresh["status"] == "fresh"
+    assert d["row_count_band"] == [1.0, None]
+    missing = server.get("api/target", token=dashboard_api["admin"], params={**params, "table": "nope"})
+    assert missing.status_code == 404
