@@ -10,6 +10,7 @@ dbt-core importable: the ``[dbt]`` extra) or as a child process (``use_subproces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +84,7 @@ class DbtRunner:
         use_subprocess: bool = False,
         dbt_executable_path: str | os.PathLike[str] | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        application_name: str | None = None,
     ) -> None:
         if not conn_id:
             raise ValueError("conn_id is empty: expected an Airflow connection id")
@@ -95,6 +98,9 @@ class DbtRunner:
         self.dbt_executable_path = str(dbt_executable_path) if dbt_executable_path else None
         self.use_subprocess = use_subprocess or self.dbt_executable_path is not None
         self.log = log or logging.getLogger(__name__)
+        # Every session dbt opens is named "<token> <label>": cancel() finds them in pg_stat_activity.
+        self.session_token = f"dbt-{uuid.uuid4().hex[:12]}"
+        self.application_name = f"{self.session_token} {application_name or 'dataeng'}"[:63]
         self._proc: subprocess.Popen[str] | None = None
 
     # -- profile ---------------------------------------------------------------------------------
@@ -105,7 +111,10 @@ class DbtRunner:
 
     def profile(self) -> tuple[DbtProfile, str | None]:
         """The generated profile and the connection's password (never logged or written)."""
-        return profile_from_connection(self.warehouse_hook(), target_schema=self.target_schema, threads=self.threads)
+        profile, password = profile_from_connection(self.warehouse_hook(), target_schema=self.target_schema,
+                                                    threads=self.threads)
+        extras = {**profile.extras, "application_name": self.application_name}
+        return dataclasses.replace(profile, extras=extras), password
 
     @contextlib.contextmanager
     def profiles(self) -> Iterator[tuple[Path, dict[str, str], str | None]]:
@@ -376,20 +385,39 @@ class DbtRunner:
             return [found]
         return [str(path)]
 
-    def terminate(self, grace_s: float = TERMINATE_GRACE_S) -> bool:
-        """Stop a running dbt child process (SIGTERM to its process group, SIGKILL after ``grace_s``)."""
+    def cancel(self, grace_s: float = TERMINATE_GRACE_S) -> None:
+        """Stop this runner's dbt: the child process (SIGINT: dbt cancels its queries; then SIGTERM, SIGKILL)
+        and, in any mode, every database session dbt opened (``pg_terminate_backend`` on its
+        application_name), so nothing of it keeps running on the server."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return False
-        self.log.info("Terminating dbt (pid %d)", proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        if proc is not None and proc.poll() is None:
+            self.log.info("Stopping dbt (pid %d)", proc.pid)
+            for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        return True
+            ended = self.terminate_sessions()
+        except Exception as exc:  # on_kill must not raise; the log says what could not be stopped
+            self.log.warning("Could not end dbt's database sessions (%s): %s", self.session_token, first_line(exc))
+            return
+        self.log.info("Ended %d database session(s) of dbt (application_name %s...)", ended, self.session_token)
+
+    def terminate_sessions(self) -> int:
+        """``pg_terminate_backend`` every session whose application_name starts with this run's token."""
+        hook = self.warehouse_hook()
+        with hook.connection_scope() as conn:
+            conn.autocommit = True
+            rows = conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where application_name like %s and pid <> pg_backend_pid()",
+                (self.session_token + " %",),
+            ).fetchall()
+        return sum(1 for (ok,) in rows if ok)
 
 
 def format_rows(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:

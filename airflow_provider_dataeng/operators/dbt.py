@@ -92,6 +92,7 @@ class DbtOperator(BaseOperator):
             spec.conn_id, spec.project_dir, target_schema=spec.target_schema, profiles_dir=spec.profiles_dir,
             threads=spec.threads, use_subprocess=spec.use_subprocess,
             dbt_executable_path=spec.dbt_executable_path, log=self.log,
+            application_name=f"{self.dag_id}.{self.task_id}",
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -125,6 +126,13 @@ class DbtOperator(BaseOperator):
             ti.xcom_push(key="dbt_results", value=exc.result.as_xcom())
             raise AirflowException(str(exc)) from None
         return result.as_xcom()
+
+
+    def on_kill(self) -> None:
+        """Stop dbt and end its database sessions (a task marked failed, or past its execution_timeout)."""
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.cancel()
 
 
 def _manifest_outlets(spec: DbtSpec) -> list[Any]:
