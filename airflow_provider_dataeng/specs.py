@@ -68,6 +68,30 @@ _DURATION_JSON = {
 Duration = Annotated[timedelta, PlainValidator(parse_duration), WithJsonSchema(_DURATION_JSON)]
 """A duration turned into a ``timedelta`` (retry delays, timeouts, schedules)."""
 
+def _parse_period_duration(value: Any) -> timedelta:
+    """A duration, or dbt's ``{"count": 12, "period": "hour"}``."""
+    if isinstance(value, dict):
+        result = durations.parse_duration(value, field="duration")
+        assert result is not None
+        return result
+    return parse_duration(value)
+
+
+PeriodDuration = Annotated[
+    timedelta,
+    PlainValidator(_parse_period_duration),
+    WithJsonSchema({
+        "anyOf": [
+            *_DURATION_JSON["anyOf"],
+            {"type": "object", "additionalProperties": False, "required": ["count", "period"],
+             "properties": {"count": {"type": "number", "minimum": 0},
+                            "period": {"enum": sorted(durations.DBT_PERIODS)}}},
+        ],
+        "description": DURATION_HELP + ", or dbt's {count: 12, period: hour}",
+    }),
+]
+"""A :data:`Duration` that also takes dbt source freshness's ``{count, period}`` form."""
+
 DurationText = Annotated[str | int | float, PlainValidator(_check_duration_text), WithJsonSchema(_DURATION_JSON)]
 """A duration passed to an operator as written (operators parse ``"2s"`` themselves)."""
 

@@ -42,6 +42,7 @@ configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-home-")))
 
 import psycopg  # noqa: E402
 
+from airflow_provider_dataeng.connections import connect  # noqa: E402
 from airflow_provider_dataeng.failover import FailoverHealthCheck, HealthCriteria  # noqa: E402
 from airflow_provider_dataeng.hooks.postgres import (  # noqa: E402
     FailoverPostgresHook,
@@ -57,9 +58,7 @@ def log(message: str) -> None:
 
 def make_hook(conn_id: str, backoff_max: float | None) -> FailoverPostgresHook:
     """The hook as users get it (``backoff_max=None``: default cap) or with an explicit cap."""
-    if backoff_max is None:
-        return FailoverPostgresHook(postgres_conn_id=conn_id)
-    return FailoverPostgresHook(postgres_conn_id=conn_id, connect_backoff_max=backoff_max)
+    return connect(conn_id, role="warehouse", connect_backoff_max=backoff_max)
 
 
 class Writer(threading.Thread):

@@ -52,6 +52,7 @@ def main() -> None:
     import psycopg
     from psycopg import sql
 
+    from airflow_provider_dataeng.connections import connect
     from airflow_provider_dataeng.freshness import (
         FreshnessCheck,
         FreshnessQuery,
@@ -94,7 +95,7 @@ def main() -> None:
         check = FreshnessCheck(query, FreshnessSLA(warn_after=parse_duration("1h", field="warn_after")))
 
         def new_hook() -> FailoverPostgresHook:
-            return FailoverPostgresHook(postgres_conn_id="bench_wh", driver="psycopg")
+            return connect("bench_wh", role="warehouse")
 
         session = ProbeSession(new_hook())
         t2 = time.perf_counter()

@@ -30,7 +30,7 @@ configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-home-")))
 
 import psycopg  # noqa: E402
 
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook  # noqa: E402
+from airflow_provider_dataeng.connections import connect  # noqa: E402
 from airflow_provider_dataeng.publish import PublishEngine  # noqa: E402
 
 LOCK_TIMEOUT = 2.0
@@ -149,7 +149,7 @@ def main() -> None:
         cluster.psql("create role bench_reader; create schema bench", "bench")
         register_cluster_connection("swap_bench", cluster, "bench")
         dsn = cluster.dsn("bench")
-        engine = PublishEngine(FailoverPostgresHook(postgres_conn_id="swap_bench"), lock_timeout=LOCK_TIMEOUT,
+        engine = PublishEngine(connect("swap_bench", role="warehouse"), lock_timeout=LOCK_TIMEOUT,
                                pipeline="benchmark", task_id="swap")
         prepare_live(engine, dsn, "small", SMALL)
         prepare_live(engine, dsn, "large", LARGE)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stop the PostgreSQL / pg_auto_failover processes whose data directories lie under ROOT.
+# Stop the PostgreSQL / pg_auto_failover processes whose data directories lie under ROOT, and the Airflow
+# processes (devstack.airflow_stack components and their tasks) whose AIRFLOW_HOME lies under it.
 #   scripts/stop_servers.sh ROOT     what one `make demo` / `make test` run started (its private TMPDIR)
 #   scripts/stop_servers.sh          everything any run of this repo left (data dirs /tmp/dataeng-*)
 # Safe to run any time; the make targets call it from an EXIT trap.
@@ -9,6 +10,21 @@ pattern=${1:-${TMPDIR:-/tmp}/dataeng-}
 
 pids() { pgrep -f -- "($1).*${pattern}" 2>/dev/null || true; }
 
+# Airflow components and task processes: found by AIRFLOW_HOME in their environment.
+airflow_pids() {
+  local env pid
+  for env in /proc/[0-9]*/environ; do
+    pid=${env#/proc/}; pid=${pid%/environ}
+    [[ $pid == "$$" || $pid == "$PPID" ]] && continue
+    { tr '\0' '\n' < "$env"; } 2>/dev/null \
+      | awk -v want="AIRFLOW_HOME=${pattern}" 'index($0, want) == 1 { found = 1 } END { exit !found }' \
+      && echo "$pid"
+  done
+}
+for pid in $(airflow_pids); do
+  kill -TERM "$pid" 2>/dev/null || true
+done
+
 for pid in $(pids pg_autoctl); do
   kill -TERM "$pid" 2>/dev/null || true
 done
@@ -16,10 +32,10 @@ for pidfile in $(find "$(dirname "$pattern")" -maxdepth 5 -name postmaster.pid -
   pid=$(head -n1 "$pidfile" 2>/dev/null) && kill -INT "$pid" 2>/dev/null || true
 done
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-  [[ -z "$(pids 'postgres|pg_autoctl')" ]] && break
+  [[ -z "$(pids 'postgres|pg_autoctl')$(airflow_pids)" ]] && break
   sleep 0.5
 done
-for pid in $(pids 'postgres|pg_autoctl'); do
+for pid in $(pids 'postgres|pg_autoctl') $(airflow_pids); do
   kill -KILL "$pid" 2>/dev/null || true
 done
 exit 0

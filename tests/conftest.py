@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 
 from devstack.airflow_env import configure_airflow_home, migrate_metadata_db, register_cluster_connection
+from devstack.airflow_stack import AirflowStack
 from devstack.pg import PgCluster, stop_all
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dataeng-airflow-home-"))
@@ -20,6 +22,29 @@ _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dataeng-airflow-home-"))
 # (devstack.airflow_env.run_dag), and factory tests load dags/ explicitly.
 configure_airflow_home(_AIRFLOW_HOME, dags_folder=_AIRFLOW_HOME / "dags")
 (_AIRFLOW_HOME / "dags").mkdir(exist_ok=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "airflow: uses the session's real Airflow (scheduler, DAG processor, triggerer, API server); "
+        "given to every test that uses the airflow_stack fixture"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "airflow_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.airflow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """A failed test that used the real Airflow gets the components' log tails in its report."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("airflow_stack")
+    if report.failed and isinstance(stack, AirflowStack):
+        report.sections.append(("Airflow components (last lines)", stack.log_tails()))
+    return report
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -63,6 +88,33 @@ def _fresh_db(cluster: PgCluster, prefix: str) -> Iterator[str]:
         yield name
     finally:
         cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(pg_cluster: PgCluster, source_cluster: PgCluster) -> Iterator[AirflowStack]:
+    """The session's real Airflow (devstack.airflow_stack), started on first use, stopped at session end.
+
+    Its DAGs folder holds dags/ (the example configs) and the files tests add; connections ``warehouse``
+    (database ``warehouse`` on the warehouse cluster) and ``shop_source`` (database ``shop`` on the source
+    cluster), the conn ids of the example configs. A test that needs another connection creates it through
+    the API (``POST /connections``). OpenLineage events (when the provider is installed) go to
+    ``<home>/openlineage.jsonl``.
+    """
+    pg_cluster.create_database("warehouse")
+    source_cluster.create_database("shop")
+    home = Path(tempfile.mkdtemp(prefix="dataeng-airflow-stack-"))
+    connections = {
+        "warehouse": f"postgres://postgres@{pg_cluster.host}:{pg_cluster.port}/warehouse",
+        "shop_source": f"postgres://postgres@{source_cluster.host}:{source_cluster.port}/shop",
+    }
+    transport = {"type": "file", "log_file_path": str(home / "openlineage.jsonl"), "append": True}
+    # The metadata database lives on the warehouse cluster too (database ``airflow``): one initdb less.
+    stack = AirflowStack(home, connections=connections, metadata_cluster=pg_cluster,
+                         extra_env={"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)})
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
 
 
 @pytest.fixture

@@ -191,3 +191,26 @@ def test_no_raw_driver_connections_elsewhere(rel: str):
 def test_the_checker_catches_a_hook_built_outside_connections(tmp_path):
     tree = ast.parse("from x import FailoverPostgresHook\nhook = FailoverPostgresHook(postgres_conn_id='w')\n")
     assert [_callee(c) for c in _calls(tree)] == ["FailoverPostgresHook"]
+
+
+# One definition of each small helper (issue 12): the home module of each, by the names it is known under.
+HELPER_HOMES = {
+    "values.py": re.compile(r"^_?(as_list|first_line|is_templated|import_path)$"),
+    "notifications/deadline.py": re.compile(r"^_?(make_deadline_alert|deadline_alert|build_deadline)$"),
+    "factory/graph.py": re.compile(r"^_?topological(_order|_sort)?$"),
+}
+
+
+@pytest.mark.parametrize("rel", list(SOURCES))
+def test_small_helpers_have_one_definition(rel: str):
+    tree = SOURCES[rel]
+    copies = [
+        f"{rel}:{node.lineno} def {node.name} (the one is in {home})"
+        for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for home, pattern in HELPER_HOMES.items() if rel != home and pattern.match(node.name)
+    ]
+    assert not copies
+    if rel != "values.py":  # "is this templated?" is values.is_templated, not a local "{{" test
+        markers = [f"{rel}:{node.lineno}" for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and node.value in ("{{", "{%")]
+        assert not markers, f"use airflow_provider_dataeng.values.is_templated: {markers}"

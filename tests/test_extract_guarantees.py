@@ -117,3 +117,47 @@ def test_incremental_id_watermark_ships_a_window_not_every_id(source_cluster, so
     assert run_extract(days[2], **params)["rows"] == 0
     assert ledger_last()["known_ids"] == 499
     assert rows_of(pg_cluster, pg_db, "select count(*), count(distinct id) from raw.events") == [(20098, 20098)]
+
+
+def test_delete_detection_writes_tombstones_that_latest_hides(source_cluster, source_db, pg_cluster, pg_db,
+                                                              source_conn_id, warehouse_conn_id):
+    """Issue 14 item 6: before, a row deleted in the source stayed in <table>__latest forever."""
+    source_cluster.psql(
+        "create table orders (id int primary key, status text, updated_at timestamptz not null);"
+        "insert into orders values (1, 'placed', '2024-01-01 08:00+00'), (2, 'placed', '2024-01-01 09:00+00'),"
+        " (3, 'placed', '2024-01-01 10:00+00')", source_db)
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, source_table="orders",
+                  target_table="raw.orders", mode="incremental_timestamp", lag="0s", key_columns=["id"],
+                  detect_deletes=True)
+    d2, d3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
+
+    def latest() -> list[tuple]:
+        return rows_of(pg_cluster, pg_db, "select id, status from raw.orders__latest order by id")
+
+    def deletes_detail() -> dict:
+        return rows_of(pg_cluster, pg_db, "select details from dataeng.load_ledger order by id desc limit 1")[0][0][
+            "deletes"]
+
+    assert run_extract(D1, **params)["rows"] == 3
+    assert latest() == [(1, "placed"), (2, "placed"), (3, "placed")]
+    assert deletes_detail() == {"keys_compared": 0, "tombstones": 0, "seconds": deletes_detail()["seconds"]}
+
+    source_cluster.psql("delete from orders where id = 2; update orders set status = 'shipped', "
+                        "updated_at = '2024-01-02 10:00+00' where id = 3", source_db)
+    assert run_extract(d2, **params)["rows"] == 2  # row 3's update + the tombstone of 2
+    assert latest() == [(1, "placed"), (3, "shipped")]
+    detail = deletes_detail()
+    assert (detail["keys_compared"], detail["tombstones"]) == (3, 1) and detail["seconds"] >= 0
+    tomb = rows_of(pg_cluster, pg_db, "select id, status, updated_at, _deleted from raw.orders where _deleted")
+    assert tomb == [(2, None, d3, True)]
+    # a rerun of the interval is exact: the same tombstone, once
+    run_extract(d2, **params)
+    assert latest() == [(1, "placed"), (3, "shipped")]
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.orders where _deleted") == [(1,)]
+    # the key comes back later: the new row wins over the tombstone; a deleted key is not compared again
+    source_cluster.psql("insert into orders values (2, 'again', '2024-01-03 05:00+00')", source_db)
+    run_extract(d3, **params)
+    assert latest() == [(1, "placed"), (2, "again"), (3, "shipped")]
+    assert deletes_detail()["tombstones"] == 0
+    # the base table keeps every version and every tombstone (nothing is mutated in place)
+    assert rows_of(pg_cluster, pg_db, "select count(*) from raw.orders") == [(6,)]

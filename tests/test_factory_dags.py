@@ -87,7 +87,7 @@ def test_monitoring_groups_and_trigger_rule(example_bag) -> None:
     assert report.upstream_task_ids == set(dag.task_ids) - {"report"}
     assert report.trigger_rule == "all_done"
     sensor = dag.get_task("freshness.orders_fresh")
-    assert sensor.mode == "reschedule" and sensor.poke_interval == 300 and sensor.timeout == 1800
+    assert sensor.deferrable is True and sensor.poke_interval == 300 and sensor.timeout == 1800
     assert dag.get_task("warehouse_health").retries == 1  # pipeline override of the default 3
 
 

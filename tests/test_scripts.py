@@ -38,3 +38,35 @@ def test_with_run_dir_stops_what_a_crashed_command_left_and_spares_other_servers
     port = int(out.stdout.split()[0])
     assert not _answers(port), "the crashed command's server must be stopped by the wrapper"
     assert _answers(pg_cluster.port) and pg_cluster.psql("select 1") == "1", "other servers must survive"
+
+
+def test_with_run_dir_stops_airflow_processes_whose_home_is_in_the_run_dir():
+    """A crashed command's Airflow components (found by AIRFLOW_HOME under the run dir) are stopped too."""
+    crashing = textwrap.dedent(
+        """
+        import os, subprocess, sys, tempfile
+        home = tempfile.mkdtemp(prefix="dataeng-airflow-stack-")
+        env = dict(os.environ, AIRFLOW_HOME=home)
+        # Its own session, as devstack.airflow_stack starts components: not in the wrapper's process group.
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env,
+                                start_new_session=True)
+        print(proc.pid, flush=True)
+        os._exit(3)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "AIRFLOW_HOME")}
+    out = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "with_run_dir.sh"), sys.executable, "-c", crashing],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 3, out.stderr
+    pid = int(out.stdout.split()[0])
+    assert not _alive(pid), "the crashed command's Airflow process must be stopped by the wrapper"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -19,6 +19,7 @@ from airflow_provider_dataeng.dashboard.calendar import (
 )
 from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, LedgerTarget
 from airflow_provider_dataeng.dashboard.settings import DashboardSettings
+from airflow_provider_dataeng.values import first_line
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -165,7 +166,7 @@ def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit
                     schedules.update(airflow_side.dag_schedules(missing & dag_ids, session))
                 views = build_views(conn, conn_id, targets, schedules, session, limit, now)
         except Exception as exc:  # one broken warehouse must not hide the others
-            out["errors"].append({"conn_id": conn_id, "error": _first_line(exc)})
+            out["errors"].append({"conn_id": conn_id, "error": first_line(exc)})
             continue
         out["targets"].extend(v.summary(settings, now) for v in views)
     return out
@@ -207,7 +208,7 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
         {
             "ledger_id": r["id"], "status": r["status"], "rows": r["rows"], "run_id": r["run_id"],
             "task_id": r["task_id"], "start": _iso(r["partition_start"]), "end": _iso(r["partition_end"]),
-            "at": _iso(r["at"]), "error": _first_line(r["error"]) if r["error"] else None,
+            "at": _iso(r["at"]), "error": first_line(r["error"]) if r["error"] else None,
             "checks": list(r["checks"] or []),
         }
         for r in checks
@@ -235,11 +236,6 @@ def _cell(c: Cell) -> dict[str, Any]:
     }
 
 
-def _first_line(value: Any) -> str:
-    lines = str(value or "").strip().splitlines()
-    return lines[0][:300] if lines else type(value).__name__
-
-
 def formation(settings: DashboardSettings) -> dict[str, Any]:
     """The pg_auto_failover formation's nodes (role, health, LSN lag behind the primary), if configured."""
     if not settings.monitor_conn_id:
@@ -250,7 +246,7 @@ def formation(settings: DashboardSettings) -> dict[str, Any]:
     try:
         nodes = connect(settings.monitor_conn_id, role="monitor").get_node_states(settings.formation)
     except Exception as exc:
-        out["error"] = _first_line(exc)
+        out["error"] = first_line(exc)
         return out
     primary = next((n for n in nodes if n.reported_state in ("primary", "wait_primary", "single")), None)
     out["nodes"] = [

@@ -15,6 +15,7 @@ from psycopg import sql
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 VIEW_SUFFIX = "__latest"
+TOMBSTONE_COLUMN = "_deleted"  # extract.deletes writes it; true = the key was deleted in the source
 
 
 def latest_rows_query(
@@ -24,8 +25,10 @@ def latest_rows_query(
     key_columns: Sequence[str],
     order_column: str,
     tiebreak_columns: Sequence[str] = (),
+    tombstone_column: str | None = None,
 ) -> sql.Composed:
-    """A SELECT of ``columns`` from ``relation`` keeping the latest row per key."""
+    """A SELECT of ``columns`` from ``relation`` keeping the latest row per key (none for a key whose latest
+    row is a tombstone: ``tombstone_column`` true)."""
     if not key_columns:
         raise ValueError("key_columns: expected at least one column name")
     if not columns:
@@ -33,8 +36,10 @@ def latest_rows_query(
     order = [sql.SQL("{} desc nulls last").format(sql.Identifier(c)) for c in [order_column, *tiebreak_columns]]
     return sql.SQL(
         "select {cols} from (select {cols}, row_number() over (partition by {keys} order by {order}) as _dataeng_rn"
-        " from {rel}) as ranked where _dataeng_rn = 1"
+        " from {rel}) as ranked where _dataeng_rn = 1{hide}"
     ).format(
+        hide=sql.SQL(" and not coalesce({}, false)").format(sql.Identifier(tombstone_column)) if tombstone_column
+        else sql.SQL(""),
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
         keys=sql.SQL(", ").join(sql.Identifier(c) for c in key_columns),
         order=sql.SQL(", ").join(order),
@@ -71,9 +76,11 @@ def ensure_latest_view(
         if missing:
             raise ValueError(f"key_columns/timestamp_column {missing}: not columns of {target} (columns: {columns})")
         tiebreak = [c for c in tiebreak_columns if c in columns and c != order_column]
+        # tombstones (delete detection) hide their key; the view keeps the column list of the table
+        tombstone = TOMBSTONE_COLUMN if TOMBSTONE_COLUMN in columns else None
         query = latest_rows_query(
             target.ident(), columns=columns, key_columns=key_columns, order_column=order_column,
-            tiebreak_columns=tiebreak,
+            tiebreak_columns=tiebreak, tombstone_column=tombstone,
         )
         cur.execute(sql.SQL("create or replace view {} as {}").format(view.ident(), query))
     return view

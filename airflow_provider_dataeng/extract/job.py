@@ -17,7 +17,13 @@ from psycopg import sql
 
 from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
-from airflow_provider_dataeng.extract.dedup import ensure_latest_view
+from airflow_provider_dataeng.extract.dedup import TOMBSTONE_COLUMN, ensure_latest_view
+from airflow_provider_dataeng.extract.deletes import (
+    live_keys_query,
+    stream_live_keys,
+    tombstone_columns,
+    tombstones_select,
+)
 from airflow_provider_dataeng.extract.interval import as_utc
 from airflow_provider_dataeng.extract.modes import (
     WATERMARK_ID_TYPES,
@@ -131,17 +137,27 @@ class ExtractJob:
                 columns = [(c.name, c.warehouse_type(target.schema)) for c in source_cols]
                 if stamp:
                     columns.append((pc, "timestamp with time zone"))
+                if spec.detect_deletes:
+                    columns.append((TOMBSTONE_COLUMN, "boolean"))
                 self.log.info("Creating %s partitioned by range (%s)", target, pc)
                 engine.ensure_partitioned_parent(target, columns, pc)
             else:
-                report = compare(source_cols, existing, skip=[pc] if stamp else [])
+                skip = [pc] if stamp else []
+                if TOMBSTONE_COLUMN not in source_names:
+                    skip.append(TOMBSTONE_COLUMN)
+                report = compare(source_cols, existing, skip=skip)
                 drift = plan(source_cols, report, spec.schema_drift, target=str(target))
                 enum_changes = ensure_enum_types(wh, target.schema, drift.load)
-                if drift.add:
+                tombstone = spec.detect_deletes and all(c.name != TOMBSTONE_COLUMN for c in existing)
+                if drift.add or tombstone:
                     with wh.transaction(), wh.cursor() as cur:
                         cur.execute(sql.SQL("set local lock_timeout = {}").format(
                             sql.Literal(f"{int(spec.lock_timeout.total_seconds() * 1000)}ms")))
-                        add_columns(wh, target.ident(), target.schema, drift.add)
+                        if drift.add:
+                            add_columns(wh, target.ident(), target.schema, drift.add)
+                        if tombstone:
+                            cur.execute(sql.SQL("alter table {} add column if not exists {} boolean").format(
+                                target.ident(), sql.Identifier(TOMBSTONE_COLUMN)))
                 for note in drift.notes:
                     self.log.warning("Schema drift on %s: %s", target, note)
                 if not report.empty:
@@ -192,6 +208,13 @@ class ExtractJob:
                 f"{DEFAULT_PARTITION_COLUMN!r}: the load interval), or mode full_snapshot"
             )
         timestamp_zone = self._timestamp_zone(source_cols)
+        if spec.detect_deletes:
+            names = {c.name for c in source_cols}
+            missing = [k for k in spec.key_columns or [] if k not in names]
+            if missing or TOMBSTONE_COLUMN in names:
+                raise AirflowFailException(
+                    f"detect_deletes: key_columns {missing} are not source columns" if missing else
+                    f"detect_deletes: the source has a column {TOMBSTONE_COLUMN!r}, the name of the tombstone flag")
         prepared = self.prepare_target(engine, source_cols)
         load_cols = prepared.plan.load
         id_col = next((c for c in load_cols if c.name == spec.id_column), None)
@@ -334,6 +357,7 @@ class ExtractJob:
         known_stats: CopyStats | None = None
         watermark: dict[str, Any] | None = None
         null_ids = max_id = None
+        deletes: dict[str, Any] | None = None
         src = self.source_hook.get_conn()
         try:
             with self._cancellable(src), self._cancellable(conn):
@@ -362,6 +386,15 @@ class ExtractJob:
                     known_stats = stream_ids(conn, src, table=known_ids_table(), where=known_where,
                                              label="known ids (warehouse -> source)", **ids)
                     known = known_ids_table()
+                if spec.detect_deletes:
+                    deletes_started = time.monotonic()
+                    key_cols = [next(c for c in interval.columns if c.name == k) for k in spec.key_columns or []]
+                    live_stats = stream_live_keys(
+                        conn, src, key_columns=key_cols, progress_interval=progress, logger=self.log,
+                        query=live_keys_query(
+                            self.target.ident(), key_columns=spec.key_columns or [],
+                            order_column=spec.timestamp_column, partition_column=spec.partition_column,
+                            lower=interval.lower, upper=interval.upper))
                 src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 src.read_only = True
                 # first statement of the snapshot: a writer open now is uncommitted in the snapshot
@@ -380,6 +413,18 @@ class ExtractJob:
                     copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
                     progress_interval=progress, logger=self.log, label=f"extract into {staging}",
                 )
+                if spec.detect_deletes:
+                    tomb_stats = stream_copy(
+                        src, conn, copy_out_sql(tombstones_select(
+                            self.base, key_columns=key_cols, deleted_at=interval.instant(interval.upper),
+                            partition_value=interval.partition_value()), "text"),
+                        copy_in_sql(staging.ident(), tombstone_columns(
+                            spec.key_columns or [], spec.timestamp_column, spec.partition_column), "text"),
+                        fmt="text", progress_interval=progress, logger=self.log, label="tombstones")
+                    deletes = {"keys_compared": live_stats.rows, "tombstones": tomb_stats.rows,
+                               "seconds": round(time.monotonic() - deletes_started - stats.seconds, 3)}
+                    self.log.info("Delete detection: %d live keys compared with the source, %d tombstones, %.1fs",
+                                  deletes["keys_compared"], deletes["tombstones"], deletes["seconds"])
                 src.commit()
                 if spec.mode == "incremental_id":
                     max_id = conn.execute(sql.SQL("select max({}) from {}").format(
@@ -421,11 +466,16 @@ class ExtractJob:
             if null_ids:
                 self.log.warning("%d source rows have a NULL %s: they are not loaded (counted in the ledger's "
                                  "details.null_ids)", null_ids, spec.id_column)
+        if deletes is not None:
+            details["deletes"] = deletes
         if not prepared.plan.report.empty:
             details["schema_drift"] = {"policy": spec.schema_drift, **prepared.plan.report.as_dict()}
         if prepared.enum_changes:
             details["enum_types_changed"] = prepared.enum_changes
-        return LoadStats(rows=stats.rows, bytes=stats.bytes, details=details)
+        extra_rows = extra_bytes = 0
+        if deletes is not None:
+            extra_rows, extra_bytes = tomb_stats.rows, tomb_stats.bytes
+        return LoadStats(rows=stats.rows + extra_rows, bytes=stats.bytes + extra_bytes, details=details)
 
 
 def _cancel(conn: psycopg.Connection, logger: logging.Logger | logging.LoggerAdapter) -> None:

@@ -91,6 +91,13 @@ class IntervalSelect:
             return sql.Literal(value.date())
         return sql.SQL("{}::timestamptz").format(sql.Literal(value))
 
+    def partition_value(self) -> sql.Composable:
+        """The stamped partition column's value for this interval (its start)."""
+        return self._bound(self.lower)
+
+    def instant(self, value: datetime) -> sql.Composable:
+        return self._instant(value)
+
     def _instant(self, value: datetime) -> sql.Composable:
         """An instant compared with timestamp_column: timestamptz, or the zone's wall-clock time when naive."""
         if self.timestamp_zone is None:

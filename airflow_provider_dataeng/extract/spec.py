@@ -83,6 +83,12 @@ class ExtractSpec(TaskSpec):
                     "id_safety_window) are compared with the warehouse; a new row whose id is below that is "
                     "not loaded (ids committed out of order by more than this are missed)",
     )
+    detect_deletes: bool = Field(
+        default=False,
+        description="incremental_timestamp: compare the source's key_columns with the keys the warehouse serves "
+                    "and write a tombstone row (_deleted = true) into the interval's partition for each key gone "
+                    "from the source; <table>__latest hides them (costs a key scan of both sides per run)",
+    )
     checks: list[CheckSpec] | None = Field(default=None, description="Quality checks on the staging table")
     schema_drift: Literal["fail", "add_columns", "ignore_extra"] = Field(
         default="fail", description="What to do when the source's columns differ from the target's",
@@ -102,5 +108,13 @@ class ExtractSpec(TaskSpec):
             raise ValueError("source_table / source_sql: give exactly one of them")
         if self.key_columns is not None and (not self.key_columns or not all(c for c in self.key_columns)):
             raise ValueError(f"key_columns={self.key_columns!r}: expected a list of column names")
+        if self.detect_deletes:
+            if self.mode != "incremental_timestamp":
+                raise ValueError(f"detect_deletes: only with mode incremental_timestamp (mode is {self.mode}); a "
+                                 "full_snapshot partition has no deleted rows, incremental_id has no __latest view")
+            if not self.key_columns:
+                raise ValueError("detect_deletes: needs key_columns (the key compared with the source)")
+            if self.timestamp_column in self.key_columns:
+                raise ValueError("detect_deletes: timestamp_column cannot be one of key_columns")
         return self
 

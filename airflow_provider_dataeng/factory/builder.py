@@ -21,6 +21,7 @@ from airflow_provider_dataeng.factory.task_types import (
     import_path,
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
+from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
 _COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight")
@@ -127,7 +128,7 @@ def _check_templates(collector: IssueCollector, name: str, cls: type, params: di
     """A ``{{ ... }}`` value in a field the operator does not template would be passed on literally."""
     templated = set(getattr(cls, "template_fields", ()) or ())
     for key, value in params.items():
-        if isinstance(value, str) and "{{" in value and key not in templated:
+        if is_templated(value) and key not in templated:
             collector.add(("tasks", name, key), f"{cls.__name__} does not template '{key}', so "
                           "'{{ ... }}' would reach it unrendered",
                           expected="a literal value" + (f" (templated: {', '.join(sorted(templated))})"

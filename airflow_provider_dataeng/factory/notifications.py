@@ -13,12 +13,12 @@ from airflow_provider_dataeng.specs import StrictModel
 __all__ = ["NotifierSpec", "Notifications", "SlaBreachSpec", "TaskNotifications", "make_deadline", "make_notifier"]
 
 
-def _as_list(value: Any) -> Any:
-    """A single notifier mapping is a one-element list."""
+def _one_or_many(value: Any) -> Any:
+    """A single notifier (a mapping, not a list of strings like ``values.as_list`` takes) is a one-element list."""
     return value if isinstance(value, list) else [value]
 
 
-NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_as_list)]
+NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_one_or_many)]
 
 
 class TaskNotifications(StrictModel):
@@ -33,7 +33,7 @@ class Notifications(TaskNotifications):
     """Pipeline notifications: ``on_failure``/``on_success`` fire for the DAG run, ``on_retry`` for each task
     retry, ``sla_breach`` when a run misses its deadline."""
 
-    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_as_list)] | None = None
+    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_one_or_many)] | None = None
 
 
 def make_deadline(spec: SlaBreachSpec) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_provider_dataeng.failover.verdict import HealthCriteria, HealthVerdict, NodeRow, format_bytes
 from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+from airflow_provider_dataeng.values import first_line
 
 PROBE_SQL = """
 select pg_is_in_recovery() as in_recovery,
@@ -72,8 +73,7 @@ def probe_host(params: dict[str, Any], host: str, port: int) -> HostProbe:
                 probe.walsenders = list(conn.execute(WALSENDERS_SQL).fetchall())
             return probe
     except psycopg.Error as exc:
-        text = str(exc).strip().splitlines()
-        return HostProbe(host=host, port=port, reachable=False, error=text[0][:300] if text else type(exc).__name__)
+        return HostProbe(host=host, port=port, reachable=False, error=first_line(exc))
 
 
 def probe_hosts(hook: FailoverPostgresHook) -> list[HostProbe]:

@@ -8,6 +8,8 @@ is measured against the database clock, so worker clock skew does not matter.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from airflow_provider_dataeng import values
 from airflow_provider_dataeng.freshness.errors import FreshnessConfigError
 
 
@@ -107,7 +110,7 @@ def _as_utc(query: FreshnessQuery, value: Any) -> datetime | None:
 
 def translate_error(query: FreshnessQuery, exc: BaseException) -> FreshnessConfigError | None:
     """A clear, non-retryable error for a probe that can never succeed (missing table/column, bad SQL)."""
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first_line = values.first_line(exc)
     if isinstance(exc, pg_errors.UndefinedTable):
         return FreshnessConfigError(f"table {query.display_table} does not exist ({first_line})")
     if isinstance(exc, pg_errors.UndefinedColumn):
@@ -124,29 +127,30 @@ def translate_error(query: FreshnessQuery, exc: BaseException) -> FreshnessConfi
     return None
 
 
-def probe(conn: Any, query: FreshnessQuery) -> Observation:
-    """Run the probe on a psycopg 3 connection (one statement)."""
+@contextlib.contextmanager
+def _clear_errors(query: FreshnessQuery) -> Iterator[None]:
+    """Turn a probe error that can never go away into a :class:`FreshnessConfigError`."""
     try:
-        with conn.cursor() as cur:
-            cur.execute(query.sql())
-            row = cur.fetchone()
+        yield
     except Exception as exc:
         clear = translate_error(query, exc)
         if clear is not None:
             raise clear from exc
         raise
+
+
+def probe(conn: Any, query: FreshnessQuery) -> Observation:
+    """Run the probe on a psycopg 3 connection (one statement)."""
+    with _clear_errors(query), conn.cursor() as cur:
+        cur.execute(query.sql())
+        row = cur.fetchone()
     return interpret_row(query, row)
 
 
 async def aprobe(aconn: Any, query: FreshnessQuery) -> Observation:
     """Run the probe on a psycopg 3 ``AsyncConnection`` (one statement)."""
-    try:
+    with _clear_errors(query):
         async with aconn.cursor() as cur:
             await cur.execute(query.sql())
             row = await cur.fetchone()
-    except Exception as exc:
-        clear = translate_error(query, exc)
-        if clear is not None:
-            raise clear from exc
-        raise
     return interpret_row(query, row)

@@ -10,7 +10,7 @@ from pydantic import Field, PlainValidator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from airflow_provider_dataeng.notifications.spec import NotifierSpec
-from airflow_provider_dataeng.specs import ConnId, Duration, TableName, TaskSpec
+from airflow_provider_dataeng.specs import ConnId, PeriodDuration, TableName, TaskSpec
 from airflow_provider_dataeng.values import is_templated
 
 
@@ -47,8 +47,8 @@ class FreshnessSpec(TaskSpec):
         default=None, min_length=1,
         description="SQL boolean expression limiting the rows considered (with timestamp_column); templated",
     )
-    warn_after: Duration | None = Field(default=None, description="Lag past which the check warns")
-    error_after: Duration | None = Field(default=None, description="Lag past which the SLA is breached")
+    warn_after: PeriodDuration | None = Field(default=None, description="Lag past which the check warns")
+    error_after: PeriodDuration | None = Field(default=None, description="Lag past which the SLA is breached")
     deferrable: bool | None = Field(
         default=None,
         description="Wait in the triggerer instead of a worker slot (default: [operators] default_deferrable)",

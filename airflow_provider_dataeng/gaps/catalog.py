@@ -118,12 +118,14 @@ def read_ledger(
     """Ledger rows for ``schema.table`` whose partition overlaps ``[start, end)``, oldest first."""
     query = sql.SQL(
         """
-        select id, status, partition_start, partition_end, run_id, pipeline, error,
-               coalesce(finished_at, started_at)
-        from {ledger}
-        where target_schema = %(schema)s and target_table = %(table)s
-          and partition_start is not null and partition_start < %(end)s
-          and (partition_end is null or partition_end > %(start)s)
+        select id, status, lo, hi, run_id, pipeline, error, coalesce(finished_at, started_at)
+        from (  -- a table swap has no partition bounds: its run's data interval (a column newer ledgers have)
+          select l.*, coalesce(partition_start, (to_jsonb(l) ->> 'interval_start')::timestamptz) as lo,
+                 coalesce(partition_end, (to_jsonb(l) ->> 'interval_end')::timestamptz) as hi
+          from {ledger} l
+          where target_schema = %(schema)s and target_table = %(table)s
+        ) rows
+        where lo is not null and lo < %(end)s and (hi is null or hi > %(start)s)
           {pipeline_filter}
         order by id
         """

@@ -54,6 +54,7 @@ class IdempotentExtractOperator(BaseOperator):
         key_columns: Sequence[str] | str | None = spec_default(ExtractSpec, "key_columns"),
         id_column: str = spec_default(ExtractSpec, "id_column"),
         id_safety_window: int = spec_default(ExtractSpec, "id_safety_window"),
+        detect_deletes: bool = spec_default(ExtractSpec, "detect_deletes"),
         checks: Sequence[dict] | None = spec_default(ExtractSpec, "checks"),
         schema_drift: str = spec_default(ExtractSpec, "schema_drift"),
         lock_timeout: str | float = spec_default(ExtractSpec, "lock_timeout"),
@@ -78,6 +79,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.key_columns = as_list(key_columns)
         self.id_column = id_column
         self.id_safety_window = id_safety_window
+        self.detect_deletes = detect_deletes
         self.checks = checks
         self.schema_drift = schema_drift
         self.lock_timeout = lock_timeout

@@ -27,11 +27,14 @@ def validate_untemplated(operator: BaseOperator, spec: type[TaskSpec]) -> None:
 
 
 def engine_context(operator: BaseOperator, context: Context) -> dict[str, Any]:
-    """``pipeline``, ``task_id`` and ``run_id`` for the ledger, and the connection's ``application_name``."""
+    """``pipeline``, ``task_id``, ``run_id`` and ``data_interval`` for the ledger, and the connection's
+    ``application_name``."""
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", None) or (operator.dag_id if operator.has_dag() else None)
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
     return {"pipeline": dag_id, "task_id": operator.task_id, "run_id": getattr(ti, "run_id", None)
-            or context.get("run_id"), "application_name": f"{dag_id}.{operator.task_id}" if dag_id else operator.task_id}
+            or context.get("run_id"), "data_interval": (start, end) if start and end else None,
+            "application_name": f"{dag_id}.{operator.task_id}" if dag_id else operator.task_id}
 
 
 def report_event(operator: BaseOperator, context: Context, result: Any) -> None:
@@ -95,6 +98,7 @@ class StagingSwapOperator(EngineTask):
         partition_end: Any = spec_default(PublishSpec, "partition_end"),
         lock_timeout: str | float = spec_default(PublishSpec, "lock_timeout"),
         swap_attempts: int = spec_default(PublishSpec, "swap_attempts"),
+        lock_wait: str | float = spec_default(PublishSpec, "lock_wait"),
         keep_previous: bool = spec_default(PublishSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(PublishSpec, "keep_failed_staging"),
         **kwargs: Any,
@@ -111,6 +115,7 @@ class StagingSwapOperator(EngineTask):
         self.partition_end = partition_end
         self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
+        self.lock_wait = lock_wait
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
         if checks is not None and not is_templated(checks):
@@ -146,6 +151,7 @@ class RollbackPublishOperator(EngineTask):
         partition_start: Any = spec_default(RollbackSpec, "partition_start"),
         lock_timeout: str | float = spec_default(RollbackSpec, "lock_timeout"),
         swap_attempts: int = spec_default(RollbackSpec, "swap_attempts"),
+        lock_wait: str | float = spec_default(RollbackSpec, "lock_wait"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
@@ -155,6 +161,7 @@ class RollbackPublishOperator(EngineTask):
         self.partition_start = partition_start
         self.lock_timeout = lock_timeout
         self.swap_attempts = swap_attempts
+        self.lock_wait = lock_wait
         validate_untemplated(self, RollbackSpec)
 
     def execute(self, context: Context) -> dict:

@@ -110,6 +110,21 @@ def blocking_dependents(conn: psycopg.Connection, oid: int) -> list[str]:
     return problems
 
 
+def inheritance(conn: psycopg.Connection, oid: int) -> list[str]:
+    """Why a table swap of relation ``oid`` would break an inheritance tree (empty when it would not)."""
+    found = rows(conn, """
+        select c.relispartition,
+               (select string_agg(i.inhparent::regclass::text, ', ') from pg_inherits i where i.inhrelid = c.oid),
+               (select string_agg(i.inhrelid::regclass::text, ', ') from pg_inherits i where i.inhparent = c.oid)
+        from pg_class c where c.oid = %s""", [oid])
+    if not found:
+        return []
+    is_partition, parents, children = found[0]
+    if is_partition:
+        return [f"it is a partition of {parents} (publish_partition replaces one partition)"]
+    return [f"it inherits from {parents}"] * bool(parents) + [f"it is inherited by {children}"] * bool(children)
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     oid: int
@@ -170,10 +185,14 @@ def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | 
 
 
 def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str) -> list[PartitionInfo]:
-    """Children of a range-partitioned table with their bounds, read from the catalog."""
+    """Children of a range-partitioned table with their bounds, read from the catalog.
+
+    Bounds are deparsed without looking the child up by oid (``pg_get_expr(.., 0)``: they are constants), so a
+    sibling that a concurrent publish swaps out and drops while this runs still reads as its bounds.
+    """
     out = []
     for oid, nsp, name, bound in rows(conn, """
-            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid)
+            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
             from pg_inherits i join pg_class c on c.oid = i.inhrelid
             join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid]):
         if bound == "DEFAULT":

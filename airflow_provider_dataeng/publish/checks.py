@@ -60,9 +60,11 @@ class CheckContext:
     rows: int
     baseline: TableRef | None = None  # the currently published table or partition (for drift)
 
-    def scalar(self, query: sql.Composable, params: Sequence[Any] | None = None) -> Any:
+    def scalar(self, query: sql.Composable, params: Sequence[Any] | None = None, *, extended: bool = False) -> Any:
+        """The first column of the first row. ``extended``: run with the extended query protocol (one
+        statement only; psycopg uses it for binary results)."""
         with self.conn.cursor() as cur:
-            cur.execute(query, params)
+            cur.execute(query, params, binary=True if extended else None)
             row = cur.fetchone()
         return None if row is None else row[0]
 
@@ -174,6 +176,7 @@ class SqlCheck(Check):
     kind: ClassVar[str] = "sql"
 
     def query(self, table: TableRef) -> sql.Composed:
+        """The query with ``{table}`` quoted in."""
         pieces = self.sql.split("{table}")
         parts: list[sql.Composable] = [sql.SQL(pieces[0])]
         for piece in pieces[1:]:
@@ -181,7 +184,9 @@ class SqlCheck(Check):
         return sql.Composed(parts)
 
     def evaluate(self, ctx: CheckContext) -> CheckResult:
-        value = ctx.scalar(self.query(ctx.table))
+        # The extended protocol runs exactly one statement: "select true; commit; drop ..." is an error
+        # instead of a way out of the read-only transaction.
+        value = ctx.scalar(self.query(ctx.table), extended=True)
         if not isinstance(value, bool) and value is not None:
             raise ValueError(f"check {self.name!r}: the sql must return one boolean, it returned {value!r}")
         return self.result(value, "true", value is True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,12 +27,18 @@ import psycopg
 from psycopg import sql
 
 from airflow_provider_dataeng.publish import catalog, staging
-from airflow_provider_dataeng.publish.bounds import normalize_bound, partition_ref, partition_suffix
+from airflow_provider_dataeng.publish.bounds import (
+    as_utc_datetime,
+    normalize_bound,
+    partition_ref,
+    partition_suffix,
+)
 from airflow_provider_dataeng.publish.catalog import execute
 from airflow_provider_dataeng.publish.checks import Check, CheckResult, build_checks
 from airflow_provider_dataeng.publish.errors import ChecksFailed, PublishError, PublishRejected
-from airflow_provider_dataeng.publish.ledger import LedgerEntry, ensure_ledger, write_ledger_row
+from airflow_provider_dataeng.publish.ledger import LedgerEntry, ensure_ledger
 from airflow_provider_dataeng.publish.locks import advisory_lock, advisory_unlock, lock_key, with_lock_retries
+from airflow_provider_dataeng.publish.outcome import committed_row, record_failure, reject
 from airflow_provider_dataeng.publish.partition_swap import (
     PartitionSwap,
     create_parent,
@@ -53,6 +60,8 @@ from airflow_provider_dataeng.values import first_line
 
 log = logging.getLogger(__name__)
 
+KEEPALIVES = {"tcp_keepalives_idle": 60, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 6}
+
 
 class PublishEngine:
     """Build a staging table, check it, then swap it in atomically (whole table or one partition).
@@ -63,6 +72,10 @@ class PublishEngine:
     :param swap_attempts: swap transaction attempts on lock timeout / deadlock before failing.
     :param pipeline, task_id, run_id: recorded in the ledger.
     :param retry_backoff: base seconds of the exponential backoff (with jitter) between swap attempts.
+    :param data_interval: ``(start, end)`` of the run, recorded in the ledger (``interval_start/end``; a
+        partition publish without one records its bounds), so the gap check knows table-swap targets too.
+    :param lock_wait: seconds a publish waits for another publish of the same target (or partition) to
+        finish before failing with who holds the lock (None: no deadline).
     :param on_step: ``callback(step, conn)`` called at each step (``locked``, ``staging_created``,
         ``loaded``, ``checked``, ``prepared``, ``swap_locked``, ``swapped`` (before commit),
         ``committed``): for observability and for crash tests.
@@ -79,6 +92,8 @@ class PublishEngine:
         run_id: str | None = None,
         retry_backoff: float = 0.5,
         on_step: StepCallback | None = None,
+        lock_wait: float | None = 3600.0,
+        data_interval: tuple[Any, Any] | None = None,
     ) -> None:
         if lock_timeout <= 0:
             raise ValueError(f"lock_timeout: expected a positive number of seconds, got {lock_timeout!r}")
@@ -92,6 +107,8 @@ class PublishEngine:
         self.run_id = run_id
         self.retry_backoff = retry_backoff
         self.on_step = on_step
+        self.lock_wait = lock_wait
+        self.data_interval = tuple(as_utc_datetime(v) for v in data_interval) if data_interval else (None, None)
         self.last_swap_seconds: float | None = None  # duration of the last successful swap transaction
         self._open: set[psycopg.Connection] = set()  # what cancel() interrupts
 
@@ -119,6 +136,10 @@ class PublishEngine:
         try:
             conn.autocommit = True
             execute(conn, "set time zone 'UTC'")
+            # The server probes an idle client every 10 s after 60 s of silence and gives up after 6 misses:
+            # a worker that vanished (pod gone, network cut) releases its advisory lock in ~2 minutes.
+            for name, value in KEEPALIVES.items():
+                execute(conn, sql.SQL("set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
             if not catalog.scalar(conn, "select current_setting('application_name')"):
                 execute(conn, "set application_name = 'dataeng-publish'")
             yield conn
@@ -136,11 +157,20 @@ class PublishEngine:
               renames: list[Rename], entry: LedgerEntry, before: Callable[[], None] | None = None) -> int:
         """The swap transaction, retried on lock timeout; returns the ledger row id."""
         watched = [*s.watched(), incoming]
-        ledger_id, self.last_swap_seconds = with_lock_retries(
-            conn, s.what, watched,
-            lambda: swap_transaction(conn, s, incoming, keep_previous, renames, entry, lock_timeout=self.lock_timeout,
-                                     step=self._step, before=before),
-            lock_timeout=self.lock_timeout, attempts=self.swap_attempts, backoff=self.retry_backoff)
+        try:
+            ledger_id, self.last_swap_seconds = with_lock_retries(
+                conn, s.what, watched,
+                lambda: swap_transaction(conn, s, incoming, keep_previous, renames, entry,
+                                         lock_timeout=self.lock_timeout, step=self._step, before=before),
+                lock_timeout=self.lock_timeout, attempts=self.swap_attempts, backoff=self.retry_backoff)
+        except psycopg.OperationalError:
+            # The connection died during the swap, maybe after the server committed it (a lost COMMIT
+            # acknowledgement): the ledger row, written in the same transaction, says which.
+            if not (conn.closed or conn.broken) or (ledger_id := committed_row(self.hook, entry)) is None:
+                raise
+            log.warning("The connection was lost at COMMIT of the swap of %s, but the swap committed (ledger row "
+                        "%s)", s.what, ledger_id)
+            self.last_swap_seconds = None
         return ledger_id
 
     def _publish(self, s: SwapStrategy, *, loader: Loader | None, select_sql: str | None, checks: Sequence[Any],
@@ -149,14 +179,15 @@ class PublishEngine:
         check_list = build_checks(list(checks or []))
         entry = self._entry(s.target, mode)
         result = PublishResult("failed", s.target, None, 0, None, [], None, run_id=self.run_id)
-        locked = False
+        locked = waiting = False
         with self._connection() as conn:
             try:
                 s.resolve(conn, entry)
                 result.partition, result.partition_start, result.partition_end = (
                     s.partition, entry.partition_start, entry.partition_end)
-                advisory_lock(conn, s.key, s.what)
-                locked = True
+                waiting = True
+                advisory_lock(conn, s.key, s.what, self.lock_wait)
+                locked, waiting = True, False
                 self._step("locked", conn)
                 ensure_ledger(conn)
                 s.inspect(conn)
@@ -179,7 +210,7 @@ class PublishEngine:
                 entry.checks = [r.as_dict() for r in result.checks]
                 self._step("checked", conn)
                 if any(not r.passed for r in result.checks):
-                    self._reject(conn, entry, s.staging, result, keep_failed_staging)
+                    reject(conn, entry, s.staging, result, keep_failed_staging)
                 renames = s.prepare(conn, entry)
                 self._step("prepared", conn)
                 entry.details["kept_previous"] = bool(s.live is not None and keep_previous)
@@ -193,57 +224,19 @@ class PublishEngine:
             except PublishRejected:
                 raise
             except BaseException as exc:
-                self._record_failure(conn, entry, exc, s.staging if locked else None, s.key if locked else None)
+                if not waiting:  # a publish that never got the lock leaves no trace (the holder's work is its own)
+                    record_failure(self.hook, conn, entry, exc, s.staging if locked else None, s.key if locked else None)
                 raise
             finally:
                 if locked:
                     advisory_unlock(conn, s.key)
 
-    def _reject(self, conn: psycopg.Connection, entry: LedgerEntry, staging_ref: TableRef, result: PublishResult,
-                keep_failed_staging: bool) -> None:
-        if keep_failed_staging:
-            entry.details["kept_staging"] = staging_ref.qualified
-            log.warning("Keeping the rejected staging table %s for inspection", staging_ref)
-        else:
-            execute(conn, sql.SQL("drop table if exists {}").format(staging_ref.ident()))
-        entry.status = "rejected"
-        entry.finished_at = now()
-        result.status = "rejected"
-        result.ledger_id = write_ledger_row(conn, entry)
-        raise PublishRejected(str(result.partition or result.target), result.checks, result)
-
-    def _record_failure(self, conn: psycopg.Connection, entry: LedgerEntry, exc: BaseException,
-                        staging_ref: TableRef | None, key: int | None) -> None:
-        """Best effort after an error: drop staging, write a 'failed' ledger row (fresh connection if needed)."""
-        entry.status = "failed"
-        entry.error = f"{type(exc).__name__}: {str(exc).strip()}"[:4000]
-        entry.finished_at = now()
-        own = conn
-        fresh = None
-        try:
-            if conn.closed or conn.broken:
-                fresh = own = self.hook.get_conn()
-                own.autocommit = True
-                # Our session lock died with the connection: only clean up if no rerun holds it now.
-                if key is not None and not catalog.scalar(own, "select pg_try_advisory_lock(%s)", [key]):
-                    staging_ref = None
-            elif conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.rollback()
-            if staging_ref is not None:
-                execute(own, sql.SQL("drop table if exists {}").format(staging_ref.ident()))
-            ensure_ledger(own)
-            write_ledger_row(own, entry)
-        except Exception as ledger_exc:  # never hide the original error
-            log.error("Could not record the failed publish in the ledger: %s", ledger_exc)
-        finally:
-            if fresh is not None:
-                with contextlib.suppress(Exception):
-                    fresh.close()
-
     def _entry(self, target: TableRef, mode: str, **kw: Any) -> LedgerEntry:
-        return LedgerEntry(target_schema=target.schema, target_table=target.table, mode=mode, status="failed",
-                           started_at=now(), pipeline=self.pipeline, task_id=self.task_id, run_id=self.run_id,
-                           **kw)
+        entry = LedgerEntry(target_schema=target.schema, target_table=target.table, mode=mode, status="failed",
+                            started_at=now(), pipeline=self.pipeline, task_id=self.task_id, run_id=self.run_id,
+                            interval_start=self.data_interval[0], interval_end=self.data_interval[1], **kw)
+        entry.details["attempt"] = uuid.uuid4().hex  # finds this attempt's row after a lost COMMIT reply
+        return entry
 
     @staticmethod
     def _source(loader: Loader | None, select_sql: str | None) -> None:
@@ -318,12 +311,13 @@ class PublishEngine:
         target = TableRef.parse(target) if isinstance(target, str) else target
         s: SwapStrategy = TableSwap(target) if partition_start is None else PartitionSwap(target, None, partition_start)
         entry = self._entry(target, "rollback", details={"rollback": True})
-        locked = False
+        locked = waiting = False
         with self._connection() as conn:
             try:
                 s.resolve(conn, entry)
-                advisory_lock(conn, s.key, s.what)
-                locked = True
+                waiting = True
+                advisory_lock(conn, s.key, s.what, self.lock_wait)
+                locked, waiting = True, False
                 ensure_ledger(conn)
                 prev = catalog.relation(conn, s.previous)
                 if prev is None:
@@ -346,7 +340,8 @@ class PublishEngine:
                                      partition_start=entry.partition_start, partition_end=entry.partition_end,
                                      run_id=self.run_id)
             except BaseException as exc:
-                self._record_failure(conn, entry, exc, None, s.key if locked else None)
+                if not waiting:
+                    record_failure(self.hook, conn, entry, exc, None, s.key if locked else None)
                 raise
             finally:
                 if locked:

@@ -26,6 +26,8 @@ create table if not exists dataeng.load_ledger (
   partition_column text,
   partition_start timestamptz,
   partition_end   timestamptz,
+  interval_start  timestamptz,
+  interval_end    timestamptz,
   run_id          text,
   mode            text not null,
   rows            bigint,
@@ -38,6 +40,11 @@ create table if not exists dataeng.load_ledger (
   finished_at     timestamptz
 );
 create index if not exists load_ledger_target on dataeng.load_ledger (target_schema, target_table, partition_start);
+"""
+# Columns added after the first release: a ledger created by an older version gets them on first use.
+LEDGER_MIGRATION = """
+alter table dataeng.load_ledger add column if not exists interval_start timestamptz;
+alter table dataeng.load_ledger add column if not exists interval_end timestamptz;
 """
 
 
@@ -52,12 +59,14 @@ def ensure_ledger(conn: psycopg.Connection) -> None:
     statement commits by itself).
     """
     with conn.cursor() as cur:
-        cur.execute("select to_regclass('dataeng.load_ledger') is not null")
-        if cur.fetchone()[0]:
+        cur.execute("""select count(*) from pg_attribute where attrelid = to_regclass('dataeng.load_ledger')
+                       and attname in ('interval_start', 'interval_end') and not attisdropped""")
+        if cur.fetchone()[0] == 2:
             return
         with conn.transaction():
             cur.execute("select pg_advisory_xact_lock(%s)", [_LEDGER_DDL_LOCK])
             cur.execute(LEDGER_DDL)
+            cur.execute(LEDGER_MIGRATION)
 
 
 @dataclass
@@ -74,6 +83,8 @@ class LedgerEntry:
     partition_column: str | None = None
     partition_start: datetime | None = None
     partition_end: datetime | None = None
+    interval_start: datetime | None = None  # the data interval of the run (table swaps have no partition bounds)
+    interval_end: datetime | None = None
     run_id: str | None = None
     rows: int | None = None
     bytes: int | None = None
@@ -97,6 +108,8 @@ def write_ledger_row(conn: psycopg.Connection, entry: LedgerEntry) -> int:
         "partition_column": entry.partition_column,
         "partition_start": entry.partition_start,
         "partition_end": entry.partition_end,
+        "interval_start": entry.interval_start,
+        "interval_end": entry.interval_end,
         "run_id": entry.run_id,
         "mode": entry.mode,
         "rows": entry.rows,

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from airflow_provider_dataeng.publish import catalog
-from airflow_provider_dataeng.publish.errors import SwapLockTimeout
+from airflow_provider_dataeng.publish.errors import PublishError, SwapLockTimeout
 from airflow_provider_dataeng.publish.table_ref import TableRef
 from airflow_provider_dataeng.values import first_line
 
@@ -28,12 +28,16 @@ def lock_key(*parts: Any) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def advisory_lock(conn: psycopg.Connection, key: int, what: str) -> None:
-    """Session advisory lock for the target: waits (logging) while another publish holds it."""
+def advisory_lock(conn: psycopg.Connection, key: int, what: str, wait: float | None = None) -> None:
+    """Session advisory lock for the target: waits (logging who holds it) while another publish holds it,
+    at most ``wait`` seconds (None: no deadline), then raises PublishError naming the holder."""
     waited_since = time.monotonic()
     next_log = 0.0
     while not catalog.scalar(conn, "select pg_try_advisory_lock(%s)", [key]):
         elapsed = time.monotonic() - waited_since
+        if wait is not None and elapsed >= wait:
+            raise PublishError(f"could not get the publish lock of {what} within {wait:g}s: held by "
+                               f"{advisory_holder(conn, key)}. Nothing was changed; retry when it is done.")
         if elapsed >= next_log:
             log.info("Waiting for the publish lock of %s (held by %s) for %.0fs", what,
                      advisory_holder(conn, key), elapsed)

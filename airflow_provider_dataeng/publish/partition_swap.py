@@ -34,6 +34,7 @@ from airflow_provider_dataeng.publish.locks import lock_key
 from airflow_provider_dataeng.publish.renames import STAGING_SUFFIX, Rename
 from airflow_provider_dataeng.publish.staging import (
     column_list,
+    ensure_schema,
     insert_select,
     select_columns,
     validate_columns,
@@ -90,6 +91,8 @@ class PartitionSwap(SwapStrategy):
                 raise ValueError(f"partition bounds: lower {self.lower} must be before upper {self.upper}")
         entry.partition_column = self.partition_column
         entry.partition_start, entry.partition_end = as_utc_datetime(self.lower), as_utc_datetime(self.upper)
+        if entry.interval_start is None:
+            entry.interval_start, entry.interval_end = entry.partition_start, entry.partition_end
         entry.details["partition"] = self.slot.qualified
         self.key = lock_key("partition", self.target.schema, self.target.table, self.lower.isoformat(),
                             self.upper.isoformat())
@@ -186,7 +189,7 @@ def create_parent(conn: psycopg.Connection, target: TableRef, columns: Sequence[
         if catalog.scalar(conn, "select format_type(to_regtype(%s), null)", [ptype]) not in PARTITION_TYPES:
             raise ValueError(f"partition_column {partition_column!r} has type {ptype!r}: expected one of "
                              f"{', '.join(PARTITION_TYPES)}")
-        execute(conn, sql.SQL("create schema if not exists {}").format(sql.Identifier(target.schema)))
+        ensure_schema(conn, target.schema)
         execute(conn, sql.SQL("create table {} ({}) partition by range ({})").format(
             target.ident(), column_list(conn, columns), sql.Identifier(partition_column)))
         log.info("Created partitioned table %s (range on %s)", target, partition_column)

@@ -140,6 +140,8 @@ class PublishSpec(TaskSpec):
     lock_timeout: DurationText = Field(default="2s", description="How long the swap may wait for its locks per "
                                                                  "attempt")
     swap_attempts: int = Field(default=5, ge=1, description="Swap attempts on lock timeout before failing")
+    lock_wait: DurationText = Field(default="1h", description="How long to wait for another publish of the same "
+                                                             "target or partition before failing (naming it)")
     keep_previous: bool = Field(default=True, description="Keep the replaced table or partition as __previous "
                                                           "(for rollback)")
     keep_failed_staging: bool = Field(default=False, description="Keep a rejected staging table for inspection")
@@ -166,6 +168,8 @@ class RollbackSpec(TaskSpec):
     lock_timeout: DurationText = Field(default="2s", description="How long the swap may wait for its locks per "
                                                                  "attempt")
     swap_attempts: int = Field(default=5, ge=1, description="Swap attempts on lock timeout before failing")
+    lock_wait: DurationText = Field(default="1h", description="How long to wait for another publish of the same "
+                                                             "target or partition before failing (naming it)")
 
 
 class QualitySpec(TaskSpec):

@@ -16,6 +16,7 @@ from airflow_provider_dataeng.publish import catalog
 from airflow_provider_dataeng.publish.catalog import execute
 from airflow_provider_dataeng.publish.checks import Check, CheckContext, CheckResult, run_checks
 from airflow_provider_dataeng.publish.errors import PublishError
+from airflow_provider_dataeng.publish.locks import lock_key
 from airflow_provider_dataeng.publish.renames import RETIRED_SUFFIXES
 from airflow_provider_dataeng.publish.table_ref import TableRef
 from airflow_provider_dataeng.values import first_line
@@ -58,19 +59,21 @@ def run_loader(conn: psycopg.Connection, loader: Loader, staging: TableRef) -> L
     raise PublishError(f"loader returned {type(out).__name__}: expected LoadStats, an int or None")
 
 
-def measure(conn: psycopg.Connection, staging: TableRef, known_rows: int | None = None) -> tuple[int, int]:
-    """VACUUM (ANALYZE) staging, then count it (unless the loader reports a server-confirmed count).
+def measure(conn: psycopg.Connection, staging: TableRef, loader_rows: int | None = None) -> tuple[int, int]:
+    """VACUUM (ANALYZE) staging, then count it: ``(rows, bytes)``.
 
     The new table goes live with statistics, hint bits and a visibility map, so autovacuum has no
-    reason to work on it (an autovacuum on a table the swap must lock would delay the swap).
-    ``known_rows``: the row count the loader reconciled (e.g. COPY's own count on the server), which
-    spares a second full scan of a large staging table.
+    reason to work on it (an autovacuum on a table the swap must lock would delay the swap). The count
+    is the engine's own (an index-only or visibility-map-assisted scan after the VACUUM); a loader's
+    count (``loader_rows``) is compared with it, never trusted.
     """
     execute(conn, sql.SQL("vacuum (analyze) {}").format(staging.ident()))
-    rows = known_rows if known_rows is not None else catalog.scalar(
-        conn, sql.SQL("select count(*) from {}").format(staging.ident()))
+    rows = int(catalog.scalar(conn, sql.SQL("select count(*) from {}").format(staging.ident())))
+    if loader_rows is not None and loader_rows != rows:
+        raise PublishError(f"the loader reported {loader_rows} rows, staging holds {rows}: the load is not what it "
+                           "says; nothing was published")
     size = catalog.scalar(conn, "select pg_total_relation_size(%s::oid)", [catalog.relation(conn, staging).oid])
-    return int(rows), int(size)
+    return rows, int(size)
 
 
 def check(conn: psycopg.Connection, table: TableRef, rows: int, baseline: TableRef | None,
@@ -140,7 +143,11 @@ def column_list(conn: psycopg.Connection, columns: Sequence[tuple[str, str]]) ->
 
 
 def ensure_schema(conn: psycopg.Connection, schema: str) -> None:
-    if not catalog.scalar(conn, "select count(*) from pg_namespace where nspname = %s", [schema]):
+    """Create ``schema`` when missing; safe when concurrent runs create it (``IF NOT EXISTS`` alone is not)."""
+    if catalog.scalar(conn, "select count(*) from pg_namespace where nspname = %s", [schema]):
+        return
+    with conn.transaction():
+        execute(conn, "select pg_advisory_xact_lock(%s)", [lock_key("schema", schema)])
         execute(conn, sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
 
 

@@ -38,6 +38,9 @@ class TableSwap(SwapStrategy):
         if live is not None and live.relkind != "r":
             kind = "partitioned table (use publish_partition)" if live.relkind == "p" else f"relkind {live.relkind}"
             raise PublishError(f"table swap of {self.target}: it is a {kind}, expected an ordinary table")
+        if live is not None and (problems := catalog.inheritance(conn, live.oid)):
+            raise PublishError(f"table swap of {self.target}: {'; '.join(problems)}; a swap would take the table "
+                               "out of its tree (the parent would lose its rows). Nothing was changed.")
         if live is not None and (problems := catalog.blocking_dependents(conn, live.oid)):
             raise PublishError(f"table swap of {self.target} would break: {'; '.join(problems)}. "
                                "Drop or change them first (they bind to the table itself, not its name).")

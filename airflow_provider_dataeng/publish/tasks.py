@@ -14,10 +14,11 @@ from airflow_provider_dataeng.publish.table_ref import TableRef
 
 def engine_for(spec: PublishSpec | RollbackSpec | QualitySpec, hook: Any, **ledger: Any) -> PublishEngine:
     """The engine for ``spec`` on ``hook``; ``ledger``: pipeline, task_id, run_id."""
-    lock_timeout = getattr(spec, "lock_timeout", None)
-    return PublishEngine(
-        hook, lock_timeout=parse_seconds(lock_timeout, "lock_timeout") if lock_timeout is not None else 2.0,
-        swap_attempts=getattr(spec, "swap_attempts", 5), **ledger)
+    if isinstance(spec, QualitySpec):
+        return PublishEngine(hook, **ledger)
+    return PublishEngine(hook, lock_timeout=parse_seconds(spec.lock_timeout, "lock_timeout"),
+                         swap_attempts=spec.swap_attempts, lock_wait=parse_seconds(spec.lock_wait, "lock_wait"),
+                         **ledger)
 
 
 def publish(engine: PublishEngine, spec: PublishSpec,

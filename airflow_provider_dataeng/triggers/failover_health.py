@@ -182,11 +182,14 @@ class FailoverHealthTrigger(BaseTrigger):
     async def _listen(self, params: dict[str, Any], wakeup: asyncio.Event) -> None:
         """LISTEN state on its own connection; set ``wakeup`` on our formation/group's changes."""
         import psycopg
+        from psycopg import sql
+
+        from airflow_provider_dataeng.hooks.pg_auto_failover import NOTIFY_CHANNEL
 
         criteria = self.check.criteria
         try:
             async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
-                await conn.execute("LISTEN state")
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
                 wakeup.set()  # re-check once LISTEN is in place: nothing between check and LISTEN is lost
                 async for notify in conn.notifies():
                     try:

@@ -1,0 +1,161 @@
+"""Monitoring under the real Airflow (scheduler, DAG processor, triggerer, API server), driven by the REST API.
+
+- The deferrable FreshnessSensor and PostgresFailoverHealthSensor reach ``deferred`` in the real triggerer
+  (their connection shows in pg_stat_activity as ``<dag>/<task> (triggerer)``) and complete when the
+  table becomes fresh / the cluster becomes healthy (issue 13 item 5).
+- A pipeline config's ``notifications.sla_breach`` deadline that a run misses calls the configured notifier
+  (the webhook receiver), on Airflow 3.3 (issue 13 item 6).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.pg import PgCluster
+from devstack.webhook_receiver import webhook_receiver
+
+pytestmark = pytest.mark.airflow
+
+
+def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _add_connection(stack: Any, conn_id: str, *, host: str, port: int | None, schema: str) -> None:
+    """Create the connection the way a user does: through the REST API (the triggerer reads it from there)."""
+    body: dict[str, Any] = {"connection_id": conn_id, "conn_type": "postgres", "host": host, "login": "postgres",
+                            "schema": schema}
+    if port is not None:
+        body["port"] = port
+    response = stack.api("POST", "/connections", json=body)
+    assert response.status_code in (200, 201), response.text
+
+
+def _triggerer_sessions(cluster: PgCluster, name: str) -> int:
+    return int(cluster.psql(f"select count(*) from pg_stat_activity where application_name = '{name}'"))
+
+
+@pytest.fixture
+def stale_table(pg_cluster: PgCluster, pg_db: str) -> Iterator[str]:
+    """``raw.orders`` whose newest row is 5 hours old."""
+    with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as conn:
+        conn.execute("create schema raw")
+        conn.execute("create table raw.orders (id int primary key, loaded_at timestamptz not null)")
+        conn.execute("insert into raw.orders values (1, now() - interval '5 hours')")
+    yield pg_db
+
+
+def test_deferrable_freshness_sensor_waits_in_the_triggerer_and_completes(
+    airflow_stack: Any, pg_cluster: PgCluster, stale_table: str
+):
+    conn_id = f"fresh_{uuid.uuid4().hex[:8]}"
+    dag_id = f"specs_fresh_{uuid.uuid4().hex[:6]}"
+    _add_connection(airflow_stack, conn_id, host=pg_cluster.host, port=pg_cluster.port, schema=stale_table)
+    airflow_stack.add_dag_file(f"{dag_id}.py", f'''
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow_provider_dataeng.sensors.freshness import FreshnessSensor
+
+with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+    FreshnessSensor(task_id="orders_fresh", conn_id={conn_id!r}, table="raw.orders", timestamp_column="loaded_at",
+                    warn_after="1h", error_after="2h", deferrable=True, poke_interval=1, timeout=600)
+''')
+    airflow_stack.wait_dag(dag_id)
+    run_id = airflow_stack.trigger(dag_id)
+    airflow_stack.wait_task_state(dag_id, run_id, "orders_fresh", ["deferred"], timeout=180)
+    # The trigger polls on its own connection, named for the task it waits for.
+    name = f"{dag_id}/orders_fresh (triggerer)"
+    _wait(lambda: _triggerer_sessions(pg_cluster, name) >= 1, 60, f"a session named {name!r}")
+    with psycopg.connect(pg_cluster.dsn(stale_table), autocommit=True) as conn:
+        conn.execute("insert into raw.orders values (2, now())")
+    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
+    log = airflow_stack.task_log(dag_id, run_id, "orders_fresh", try_number=1)
+    assert "deferring" in log and "raw.orders is fresh" in log
+    _wait(lambda: _triggerer_sessions(pg_cluster, name) == 0, 30, "the trigger's session to close")
+
+
+@pytest.fixture
+def cluster_with_stopped_standby(pg_cluster: PgCluster) -> Iterator[PgCluster]:
+    standby = pg_cluster.make_standby("specs-standby")
+    standby.stop()
+    try:
+        yield standby
+    finally:
+        standby.destroy()
+
+
+def test_deferrable_failover_sensor_waits_until_the_cluster_is_healthy(
+    airflow_stack: Any, pg_cluster: PgCluster, cluster_with_stopped_standby: PgCluster
+):
+    standby = cluster_with_stopped_standby
+    conn_id = f"cluster_{uuid.uuid4().hex[:8]}"
+    dag_id = f"specs_health_{uuid.uuid4().hex[:6]}"
+    _add_connection(airflow_stack, conn_id, host=f"{pg_cluster.host}:{pg_cluster.port},{standby.host}:{standby.port}",
+                    port=None, schema="postgres")
+    airflow_stack.add_dag_file(f"{dag_id}.py", f'''
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow_provider_dataeng.sensors.failover_health import PostgresFailoverHealthSensor
+
+with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+    PostgresFailoverHealthSensor(task_id="cluster_healthy", conn_id={conn_id!r}, min_secondaries=1,
+                                 deferrable=True, poke_interval=1, timeout=600)
+''')
+    airflow_stack.wait_dag(dag_id)
+    run_id = airflow_stack.trigger(dag_id)
+    airflow_stack.wait_task_state(dag_id, run_id, "cluster_healthy", ["deferred"], timeout=180)  # standby down
+    standby.start()
+    assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
+    log = airflow_stack.task_log(dag_id, run_id, "cluster_healthy", try_number=1)
+    assert "is unreachable" in log and "is healthy" in log
+
+
+def test_missed_sla_deadline_calls_the_configured_notifier(airflow_stack: Any):
+    dag_id = f"specs_sla_{uuid.uuid4().hex[:6]}"
+    config_dir = Path(airflow_stack.home) / "specs_configs" / dag_id  # readable by the Airflow components
+    config_dir.mkdir(parents=True)
+    with webhook_receiver() as rx:
+        (config_dir / f"{dag_id}.yaml").write_text(json.dumps({
+            "description": "a run that cannot meet its 5 s SLA",
+            "schedule": None,
+            "start_date": "2024-01-01",
+            "notifications": {"sla_breach": {
+                "notifier": "airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier",
+                "kwargs": {"webhook_url": rx.url + "/sla", "table": "raw.orders", "sla": "published within 5s"},
+                "after": "5s",
+            }},
+            "tasks": {"slow": {
+                "operator": "airflow.providers.standard.operators.bash.BashOperator",
+                "kwargs": {"bash_command": "sleep 45"},
+            }},
+        }))
+        airflow_stack.add_dag_file(f"{dag_id}.py", f'''
+from airflow_provider_dataeng.factory.folder import build_dags
+
+globals().update({{f"dag__{{k}}": v for k, v in build_dags({str(config_dir)!r}).dags.items()}})
+''')
+        airflow_stack.wait_dag(dag_id)
+        run_id = airflow_stack.trigger(dag_id)
+        payloads = _wait(lambda: [p for p in rx.payloads() if p.get("dag_id") == dag_id], 120,
+                         "the deadline notifier's POST")
+        (body,) = payloads
+        assert body["event"] == "deadline_missed" and body["run_id"] == run_id
+        assert body["table"] == "raw.orders" and body["sla"] == "published within 5s"
+        assert "[deadline missed] raw.orders" in body["text"]
+        assert airflow_stack.wait_run(dag_id, run_id, timeout=120) == "success"  # a deadline alerts, never kills
+        assert len([p for p in rx.payloads() if p.get("dag_id") == dag_id]) == 1
