@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from airflow_provider_dataeng.specs import ConnId, StrList, TaskSpec
+from airflow_provider_dataeng.specs import ConnId, Duration, StrictModel, StrList, TaskSpec
 
 COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate")
 Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate"]
@@ -57,6 +57,15 @@ class DbtSpec(TaskSpec):
     asset_namespace: str | None = Field(default=None, description="Host part of model Asset URIs (default conn_id)")
 
 
+class SourceFreshnessSensors(StrictModel):
+    """Freshness sensors for the dbt sources the rendered models read (thresholds from the dbt YAML)."""
+
+    deferrable: bool = Field(default=True, description="Wait in the triggerer instead of a worker slot")
+    poke_interval: Duration | None = Field(default=None, description="Time between checks")
+    timeout: Duration | None = Field(default=None, description="Give up (fail) after this long")
+    mode: Literal["poke", "reschedule"] | None = Field(default=None, description="Sensor mode when not deferrable")
+
+
 class DbtRenderSpec(DbtSpec):
     """A dbt selection rendered from ``manifest.json`` into DbtOperator tasks (the factory's ``type: dbt``)."""
 
@@ -68,6 +77,9 @@ class DbtRenderSpec(DbtSpec):
         "build; a failing test stops only the models downstream of it); after_each = a test task after each model "
         "task (downstream models wait for it); after_all = one test task after all models; none = no tests. "
         "render=single takes build or none")
+    source_freshness: bool | SourceFreshnessSensors = Field(
+        default=False, description="true (or sensor settings): each dbt source with loaded_at_field (or "
+        "loaded_at_query) and a freshness block becomes a freshness sensor task upstream of the models that read it")
 
     @model_validator(mode="after")
     def _command_fits_render(self) -> DbtRenderSpec:
@@ -77,6 +89,12 @@ class DbtRenderSpec(DbtSpec):
         if self.render == "single" and self.test_behavior not in ("build", "none"):
             raise ValueError(f"test_behavior={self.test_behavior!r}: render='single' supports build or none")
         return self
+
+    def freshness_sensors(self) -> SourceFreshnessSensors | None:
+        """The sensor settings when source freshness sensors are asked for."""
+        if self.source_freshness is False:
+            return None
+        return SourceFreshnessSensors() if self.source_freshness is True else self.source_freshness
 
     def operator_fields(self) -> dict[str, Any]:
         """The values set on this spec that every rendered :class:`DbtSpec` task gets."""
