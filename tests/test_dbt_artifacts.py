@@ -154,3 +154,27 @@ def test_install_deps_runs_dbt_deps_in_a_working_copy(warehouse: tuple[str, str]
     assert any("dbt deps in the working copy" in line for line in lines.lines)
     assert (tmp_path / "t1" / "project" / "dbt_packages" / "shop_utils").exists()
     assert {p for p in project.rglob("*")} == before  # the shipped project was not written to
+
+
+def test_docs_site_is_built_at_build_time_and_by_a_task(warehouse: tuple[str, str], tmp_path: Path) -> None:
+    import json
+
+    from airflow_provider_dataeng.dbt.docs import model_doc_path, publish_docs
+
+    project = copy_project(dbt_shop.PROJECT_DIR, tmp_path / "project")
+    manifest = parse_project(project, quiet=True, docs=True)  # no database: an empty catalog
+    assert (manifest.parent / "index.html").is_file()
+    assert json.loads((manifest.parent / "catalog.json").read_text())["nodes"] == {}
+
+    conn_id, _ = warehouse
+    DbtRunner(conn_id, project).run("run", run_dir=tmp_path / "run", select="stg_products")
+    result = DbtRunner(conn_id, project).run("docs generate", run_dir=tmp_path / "docs", select="stg_products",
+                                             artifacts_dir=manifest.parent)
+    site = publish_docs(Path(result.target_dir), tmp_path / "site" / "dag.task")
+    catalog = json.loads((site / "catalog.json").read_text())
+    columns = catalog["nodes"]["model.dataeng_shop.stg_products"]["columns"]
+    assert {"product_id", "name", "price"} <= set(columns)  # read from the warehouse
+    assert model_doc_path("model.dataeng_shop.stg_products") == "index.html#!/model/model.dataeng_shop.stg_products"
+    assert sorted(p.name for p in site.iterdir()) == ["catalog.json", "index.html", "manifest.json"]
+    publish_docs(Path(result.target_dir), site)  # republishing replaces the site whole
+    assert sorted(p.name for p in site.parent.iterdir()) == ["dag.task"]

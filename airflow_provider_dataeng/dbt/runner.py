@@ -346,9 +346,18 @@ class DbtRunner:
             {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
 
         with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
-            res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
-        if res.exception is not None:
-            return False, f"{type(res.exception).__name__}: {res.exception}"
+            try:
+                res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+            except BaseException:
+                self.cancel()  # interrupted (e.g. a timeout signal): dbt's worker threads may still be querying
+                raise
+        exc = res.exception
+        if exc is not None and not type(exc).__module__.split(".")[0].startswith("dbt"):
+            # not dbt's own error: the task was interrupted inside dbt (e.g. Airflow's execution_timeout)
+            self.cancel()
+            raise exc
+        if exc is not None:
+            return False, f"{type(exc).__name__}: {exc}"
         return bool(res.success), None
 
     def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None,

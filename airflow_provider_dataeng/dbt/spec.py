@@ -55,6 +55,9 @@ class DbtSpec(TaskSpec):
         default=None, description="Root of per-run artifacts (default $DATAENG_DBT_STATE_DIR or "
                                   "<tempdir>/dataeng-dbt); a shared volume when retries run in new pods")
     asset_namespace: str | None = Field(default=None, description="Host part of model Asset URIs (default conn_id)")
+    docs_dir: str | None = Field(
+        default=None, description="command 'docs generate': publish the site (index.html, manifest.json, "
+                                  "catalog.json) to <docs_dir>/<dag_id>.<task_id> (default <state root>/docs)")
 
 
 class SourceFreshnessSensors(StrictModel):

@@ -52,6 +52,7 @@ class DbtOperator(BaseOperator):
         indirect_selection: str | None = spec_default(DbtSpec, "indirect_selection"),
         state_dir: str | None = spec_default(DbtSpec, "state_dir"),
         asset_namespace: str | None = spec_default(DbtSpec, "asset_namespace"),
+        docs_dir: str | None = spec_default(DbtSpec, "docs_dir"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,6 +74,7 @@ class DbtOperator(BaseOperator):
         self.indirect_selection = indirect_selection
         self.state_dir = str(state_dir) if state_dir else None
         self.asset_namespace = asset_namespace
+        self.docs_dir = docs_dir
         values = spec_values(self, DbtSpec)
         if not is_templated(*values.values()):
             spec = self._spec()
@@ -125,7 +127,14 @@ class DbtOperator(BaseOperator):
         except DbtRunError as exc:
             ti.xcom_push(key="dbt_results", value=exc.result.as_xcom())
             raise AirflowException(str(exc)) from None
-        return result.as_xcom()
+        out = result.as_xcom()
+        if spec.command == "docs generate":
+            from airflow_provider_dataeng.dbt.docs import docs_root, publish_docs
+
+            site = publish_docs(Path(result.target_dir), docs_root(spec.docs_dir) / f"{ti.dag_id}.{ti.task_id}")
+            self.log.info("dbt docs published to %s (a model's page: index.html#!/model/<unique id>)", site)
+            out["docs_dir"] = str(site)
+        return out
 
 
     def on_kill(self) -> None:
