@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def main() -> int:
     parser.add_argument("--skip-example", action="store_true", help="only the generated project")
     args = parser.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still runs the cleanup below
     log("ensuring .venv-bench (astronomer-cosmos)")
     ensure_bench_venv()
     work = Path(tempfile.mkdtemp(prefix="dataeng-bench-dbt-task-"))

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 _ENV_LOCK = threading.Lock()  # in-process runs change os.environ: one at a time per process
 TERMINATE_GRACE_S = 10.0
 FAILING_ROWS_SHOWN = 20
+PROFILE_STAMP_FILE = "dataeng_profile.json"  # in each try's target/: the profile its parse was made with
 NOT_INSTALLED = (
     "dbt-core is not importable in this environment: install airflow-provider-dataeng[dbt], or set "
     "dbt_executable_path to a dbt executable installed elsewhere (e.g. another virtualenv)"
@@ -300,8 +301,20 @@ class DbtRunner:
 
     def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> None:
         """Start from the previous try's parse (a retry) or the build-time one; log a stale project."""
+        profile = self.current_profile
+        stamp = {"profile_hash": profile.parse_hash(), "database": profile.dbname, "schema": profile.schema}
+        target.mkdir(parents=True, exist_ok=True)
+        (target / PROFILE_STAMP_FILE).write_text(json.dumps(stamp))  # what the next try's adopt_parse needs
         if retry_from is not None and seed_partial_parse(retry_from / "target", target):
-            self.log.info("Starting from the previous try's parse in %s", retry_from / "target")
+            try:
+                previous = json.loads((retry_from / "target" / PROFILE_STAMP_FILE).read_text())
+            except (OSError, ValueError):
+                previous = None
+            why_not = adopt_parse(target, previous, profile) if previous else "the previous try left no profile stamp"
+            if why_not is None:
+                self.log.info("Starting from the previous try's parse in %s", retry_from / "target")
+            else:
+                self.log.warning("dbt parses the whole project: the previous try's parse cannot be reused, %s", why_not)
             return
         info = read_build_info(artifacts_dir)
         if info is None:
