@@ -114,10 +114,10 @@ StrList = Annotated[list[str] | str, AfterValidator(as_list)]
 class AssetSpec(StrictModel):
     """An Airflow Asset given by URI (and optionally name, group and extra)."""
 
-    uri: str = Field(min_length=1)
-    name: str | None = None
-    group: str | None = None
-    extra: dict[str, Any] | None = None
+    uri: str = Field(min_length=1, description="The Asset URI, e.g. postgres://host:5432/db/schema/table")
+    name: str | None = Field(default=None, description="The Asset name (default: the URI)")
+    group: str | None = Field(default=None, description="The Asset group (default: asset)")
+    extra: dict[str, Any] | None = Field(default=None, description="Extra metadata stored with the Asset")
 
 
 AssetRef = str | AssetSpec

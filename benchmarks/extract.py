@@ -9,8 +9,10 @@ warehouse), loads an orders table, then in one run times:
 - ``generic_transfer``: ``GenericTransfer(...).execute({})`` (common-sql provider);
 
 and the peak RSS growth of our path over the process RSS after its imports, in a child process per size
-(1M and 4M rows). Times are the best of ``--repeat`` runs (GenericTransfer: one run). The last line is
-one JSON object.
+(1M and 4M rows). ``limit_s`` is the slower side of the copy alone on the same rows: the source's binary
+``COPY TO STDOUT`` drained to /dev/null, and the warehouse's ``COPY FROM`` of the same bytes into a fresh
+table (FREEZE), each measured alone; ``ratio_vs_limit`` = limit_s / ours_s (target >= 0.85). Times are the
+best of ``--repeat`` runs (GenericTransfer: one run). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -93,6 +95,38 @@ def run_pipe(src: PgCluster, wh: PgCluster, source_table: str, target_table: str
     return time.perf_counter() - t0
 
 
+# the shape of our partitioned target's staging table: the source's columns plus the stamped partition column,
+# no index (the target has none)
+LIMIT_DDL = ORDERS_DDL.format(name="bench.orders_limit").replace("id bigint primary key", "id bigint not null").replace(
+    "\n)", ", _interval_start timestamptz not null\n)")
+
+
+def run_limit_sides(src: PgCluster, wh: PgCluster, source_table: str, repeat: int) -> tuple[float, float]:
+    """Each side of the copy alone on the same rows (best of ``repeat``): the source's binary ``COPY TO STDOUT``
+    of our query drained to /dev/null, and the warehouse's ``COPY FROM`` of the same bytes (captured once to a
+    file) into a fresh table created in the same transaction (FREEZE, as our staging load)."""
+    query = (f"select *, timestamptz '{LOWER.isoformat()}' as _interval_start from {source_table}")
+    psql = str(PG_BIN / "psql")
+    with tempfile.TemporaryDirectory(prefix="dataeng-limit-") as tmp:
+        data = Path(tmp) / "rows.bin"
+        subprocess.run([psql, "-X", "-q", "-d", src.dsn("shop"), "-c",
+                        f"\\copy ({query}) to '{data}' (format binary)"], check=True)
+        source_s, target_s = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([psql, "-X", "-q", "-d", src.dsn("shop"), "-c",
+                            f"\\copy ({query}) to '/dev/null' (format binary)"], check=True)
+            source_s.append(time.perf_counter() - t0)
+            wh.psql("drop table if exists bench.orders_limit", "warehouse")
+            t0 = time.perf_counter()
+            subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", wh.dsn("warehouse"),
+                            "-c", "begin", "-c", LIMIT_DDL,
+                            "-c", f"\\copy bench.orders_limit from '{data}' (format binary, freeze)",
+                            "-c", "commit"], check=True)
+            target_s.append(time.perf_counter() - t0)
+    return min(source_s), min(target_s)
+
+
 def run_generic(source_table: str, target_table: str) -> float:
     from airflow.providers.common.sql.operators.generic_transfer import GenericTransfer
 
@@ -164,6 +198,11 @@ def main() -> None:
         assert same == "t", "our copy differs from the psql pipe's"
         say("our copy is identical to the psql pipe's")
 
+        source_alone, target_alone = run_limit_sides(src, wh, "orders", args.repeat)
+        got = wh.psql("select count(*) from bench.orders_limit", "warehouse")
+        assert int(got) == args.rows, got
+        say(f"each side alone: source COPY TO {source_alone:.2f}s, warehouse COPY FROM {target_alone:.2f}s")
+
         generic = None
         if not args.skip_generic:
             say("GenericTransfer (about 25 s per million rows)...")
@@ -192,6 +231,10 @@ def main() -> None:
             "psql_pipe_s": round(pipe_s, 3),
             "generic_transfer_s": round(generic, 3) if generic is not None else None,
             "ratio_vs_pipe": round(pipe_s / ours_s, 3),
+            "source_alone_s": round(source_alone, 3),
+            "target_alone_s": round(target_alone, 3),
+            "limit_s": round(max(source_alone, target_alone), 3),
+            "ratio_vs_limit": round(max(source_alone, target_alone) / ours_s, 3),
             "speedup_vs_generic": round(generic / ours_s, 2) if generic is not None else None,
             "rss_growth_mb_1m": round(rss[1_000_000], 1) if 1_000_000 in rss else None,
             "rss_growth_mb_4m": round(rss[4_000_000], 1) if 4_000_000 in rss else None,

@@ -400,7 +400,7 @@ class AirflowStack:
 
     def _fetch_token(self) -> str:
         response = httpx.post(f"{self.base_url}/auth/token", json={"username": ADMIN_USER, "password": self.password},
-                              timeout=30)
+                              timeout=120)  # the first token costs 30-40 s on a loaded 2-core machine
         if response.is_error:
             raise AirflowStackError(f"POST /auth/token -> {response.status_code}: {response.text[:500]}")
         return response.json()["access_token"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,12 @@ import httpx
 import psycopg
 import pytest
 
-from airflow_provider_dataeng.dashboard.calendar import classify_cells, drift_band
+from airflow_provider_dataeng.dashboard.calendar import (
+    CompactLoads,
+    classify_cells,
+    classify_codes,
+    drift_band,
+)
 from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, IntervalLoad
 from airflow_provider_dataeng.gaps.catalog import LedgerRow, Partition, TableState
 from airflow_provider_dataeng.gaps.check import classify
@@ -75,7 +81,8 @@ def test_provider_registers_the_plugin_with_relative_urls() -> None:
 
 # -- calendar logic ----------------------------------------------------------------------------------------
 def test_calendar_verdicts_equal_the_gap_checks() -> None:
-    """On random ledgers and partitions, the dashboard's indexed classification equals gaps.check.classify."""
+    """On random ledgers and partitions, both of the dashboard's classifications (cells for a target's page,
+    letters for the overview) give gaps.check.classify's verdicts."""
     rng = random.Random(17)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     expected = [Interval(start + i * DAY, start + (i + 1) * DAY, start + i * DAY) for i in range(60)]
@@ -94,9 +101,15 @@ def test_calendar_verdicts_equal_the_gap_checks() -> None:
             state = TableState(exists, partitioned, parts if partitioned else ())
             catalog = CatalogState(exists, partitioned, tuple((p.lower, p.upper) for p in state.partitions))
             cells = classify_cells(expected, list(loads.values()), catalog)
-            for iv, cell in zip(expected, cells, strict=True):
+            ordered = sorted(loads.values(), key=lambda x: x.start)
+            compact = CompactLoads([int(x.start.timestamp()) for x in ordered], [int(x.end.timestamp()) for x in ordered],
+                                   [x.ledger_id for x in ordered], "".join(x.status[0].upper() for x in ordered))
+            letters = classify_codes([int(iv.start.timestamp()) for iv in expected],
+                                     [int(iv.end.timestamp()) for iv in expected], compact, catalog)
+            for iv, cell, letter in zip(expected, cells, letters, strict=True):
                 hole = classify(iv, state, rows)
                 assert cell.status == (hole.kind if hole else "published"), (iv, exists, partitioned)
+                assert letter == cell.status[0].upper(), (iv, exists, partitioned)
 
 
 def test_drift_band_is_the_range_the_drift_check_accepted() -> None:
@@ -121,6 +134,43 @@ def test_interval_cache_extends_to_what_a_full_computation_gives(schedule: Any) 
     later = cache.get(timetable, a + 2 * DAY + timedelta(hours=3), a + 25 * DAY + timedelta(hours=5))
     assert later == expected_intervals(timetable, a + 2 * DAY + timedelta(hours=3), a + 25 * DAY + timedelta(hours=5))
     assert cache.get(timetable, a - 3 * DAY, a + 5 * DAY) == expected_intervals(timetable, a - 3 * DAY, a + 5 * DAY)
+
+
+def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: str) -> None:
+    """Appended rows are merged (newest id wins), deleted rows force a reload; always equal to a fresh read."""
+    from airflow_provider_dataeng.dashboard.loads_cache import LoadsCache
+
+    start = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    keys = [("dag_a", "raw", "a"), ("dag_b", "raw", "b")]
+
+    def add(conn: Any, dag: str, table: str, day: int, status: str) -> None:
+        lo = start + day * DAY
+        write_ledger_row(conn, LedgerEntry(target_schema="raw", target_table=table, mode="m", status=status,
+                                           started_at=lo, pipeline=dag, partition_start=lo, partition_end=lo + DAY))
+
+    def read(cache: LoadsCache) -> dict:
+        with psycopg.connect(pg_cluster.dsn(pg_db)) as conn:
+            got = cache.get(conn, "wh", cache.version(conn), keys, start)
+        return {k: (v.starts, v.ends, v.ids, v.codes) for k, v in got.items()}
+
+    with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as conn:
+        ensure_ledger(conn)
+        for day in range(5):
+            add(conn, "dag_a", "a", day, "published")
+            add(conn, "dag_b", "b", day, "failed" if day == 2 else "published")
+        cache = LoadsCache()
+        first = read(cache)
+        assert cache.last_action == "reload" and first[keys[1]][3] == "PPFPP"
+        assert read(cache) == first and cache.last_action == "hit"
+        add(conn, "dag_b", "b", 2, "published")  # the failed interval re-run
+        add(conn, "dag_a", "a", 7, "rejected")
+        merged = read(cache)
+        assert cache.last_action == "merge" and merged == read(LoadsCache())
+        assert merged[keys[1]][3] == "PPPPP" and merged[keys[0]][3] == "PPPPPR"
+        conn.execute("delete from dataeng.load_ledger where pipeline = 'dag_a' and partition_start = %s", [start])
+        after_delete = read(cache)
+        assert cache.last_action == "reload" and after_delete == read(LoadsCache())
+        assert after_delete[keys[0]][3] == "PPPPR"
 
 
 # -- the API on a real API server --------------------------------------------------------------------------
@@ -251,7 +301,12 @@ def test_unauthenticated_requests_are_refused(dashboard_api: dict[str, Any]) -> 
         assert forged.status_code in (401, 403), path
     page = server.get("dashboard/")
     assert "Sign in" in page.text and "ledger" not in page.text.lower()
-    assert server.get("dashboard/", token=dashboard_api["admin"]).status_code == 200
+    html = server.get("dashboard/", token=dashboard_api["admin"])
+    assert html.status_code == 200
+    # Everything ships in the package: no script, style or image from elsewhere, every URL relative.
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html.text)
+    assert urls and all(not u.startswith(("http:", "https:", "//", "/")) for u in urls), urls
+    assert "<script>" in html.text and "<style>" in html.text
     # Cookie sessions (the UI's) work as well as bearer tokens.
     r = httpx.get(f"{server.base_url}/dataeng/api/targets", cookies={"_token": dashboard_api["admin"]}, timeout=120)
     assert r.status_code == 200

@@ -18,7 +18,6 @@ import pytest
 
 from tests.fixtures.extract import fingerprint, rows_of
 
-pytest.importorskip("devstack.airflow_stack", reason="the real-Airflow stack (devstack) is not there yet")
 pytestmark = pytest.mark.airflow
 
 UTC = timezone.utc
@@ -110,7 +109,7 @@ def test_manual_runs_take_the_last_complete_interval_or_the_conf(stack_env, sour
 
 
 def _backends(cluster, dbname: str) -> list[tuple]:
-    return rows_of(cluster, dbname, "select pid, application_name, state, left(query, 60) from pg_stat_activity"
+    return rows_of(cluster, dbname, "select pid, application_name, state, left(query, 300) from pg_stat_activity"
                                     " where datname = current_database() and pid <> pg_backend_pid()")
 
 

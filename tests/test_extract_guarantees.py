@@ -161,3 +161,9 @@ def test_delete_detection_writes_tombstones_that_latest_hides(source_cluster, so
     assert deletes_detail()["tombstones"] == 0
     # the base table keeps every version and every tombstone (nothing is mutated in place)
     assert rows_of(pg_cluster, pg_db, "select count(*) from raw.orders") == [(6,)]
+    # deleted again, and detected by a rerun of an EARLIER interval: the tombstone still beats the later version
+    source_cluster.psql("delete from orders where id = 2", source_db)
+    run_extract(d2, **params)
+    assert latest() == [(1, "placed"), (3, "shipped")]
+    assert rows_of(pg_cluster, pg_db, "select updated_at from raw.orders where _deleted and id = 2") == [
+        (datetime(2024, 1, 3, 5, 0, 0, 1, tzinfo=timezone.utc),)]

@@ -113,3 +113,84 @@ def test_every_interval_matches_the_source_reference(conns, mode, lag_hours, ini
                         if r[0] not in newest or (r[2], d) >= newest[r[0]][0]:
                             newest[r[0]] = ((r[2], d), r[1])
                 assert latest == sorted((k, v[1]) for k, v in newest.items())
+
+
+BERLIN = "Europe/Berlin"
+DST_DAY0 = datetime(2024, 3, 30, tzinfo=timezone.utc)  # Berlin springs forward on 2024-03-31
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(
+    naive=st.booleans(),
+    lag_hours=st.sampled_from([0, 6]),
+    initial=st.lists(when, max_size=5),
+    steps=st.lists(st.one_of(step, st.tuples(st.just("late"), st.integers(0, DAYS - 1))), min_size=1, max_size=10),
+    final_runs=st.permutations(range(DAYS)),
+)
+def test_latest_with_deletes_late_rows_and_zones_matches_the_source(conns, source_cluster, source_db, naive,
+                                                                    lag_hours, initial, steps, final_runs):
+    """Issue 14 item 14: incremental_timestamp with delete detection, on a source whose server zone is
+    America/New_York, the modified-at column naive Berlin wall-clock time (source_timezone) or timestamptz,
+    across Berlin's DST change; rows committed late (backdated into an interval already run, within the lag);
+    runs in any order. After every run each loaded partition is exactly the source rows of its window (plus
+    tombstones), and after a final rerun of every interval in random order, <table>__latest is exactly the
+    source's current rows: no deleted key, no stale version."""
+    from zoneinfo import ZoneInfo
+
+    src, wh, params = conns
+    source_cluster.psql(f"alter database {source_db} set timezone = 'America/New_York'", source_db)
+    berlin = ZoneInfo(BERLIN)
+    n = next(_counter)
+    table = f"tz_{n}"
+    col_type = "timestamp" if naive else "timestamptz"
+    src.execute(f"create table {table} (id int primary key, val text, modified {col_type} not null)")
+
+    def stored(instant: datetime) -> datetime:
+        return instant.astimezone(berlin).replace(tzinfo=None) if naive else instant
+
+    def at(day_hour: tuple[int, int]) -> datetime:
+        return DST_DAY0 + timedelta(days=day_hour[0], hours=day_hour[1])
+
+    source: dict[int, tuple[str, datetime]] = {}  # id -> (val, instant): the reference model of the source
+    next_id = itertools.count(1)
+
+    def write(key: int, val: str, instant: datetime) -> None:
+        src.execute(f"insert into {table} values (%s, %s, %s) on conflict (id) do update set val = excluded.val,"
+                    " modified = excluded.modified", [key, val, stored(instant)])
+        source[key] = (val, instant)
+
+    for w in initial:
+        write(next(next_id), "v0", at(w))
+    lag = timedelta(hours=lag_hours)
+    kw = {"source_table": table, "target_table": f"raw.{table}", "mode": "incremental_timestamp",
+          "timestamp_column": "modified", "lag": f"{lag_hours}h", "key_columns": ["id"], "detect_deletes": True,
+          "progress_interval": "60s", **({"source_timezone": BERLIN} if naive else {})}
+    loaded: set[int] = set()
+    for i, action in enumerate([*steps, *(("run", d) for d in final_runs)]):
+        ids = sorted(source)
+        if action[0] == "insert":
+            write(next(next_id), "v0", at(action[1]))
+        elif action[0] == "update" and ids:
+            write(ids[action[1] % len(ids)], f"v{i}", at(action[2]))
+        elif action[0] == "delete" and ids:
+            key = ids[action[1] % len(ids)]
+            src.execute(f"delete from {table} where id = %s", [key])
+            del source[key]
+        elif action[0] == "late":
+            # committed now, stamped an hour before the end of a day that may have been run already
+            write(next(next_id), f"late{i}", DST_DAY0 + timedelta(days=action[1] + 1, hours=-1))
+        elif action[0] == "run":
+            day = action[1]
+            lower, upper = DST_DAY0 + timedelta(days=day), DST_DAY0 + timedelta(days=day + 1)
+            out = run_extract(lower, upper, **params, **kw)
+            assert out["status"] == "published"
+            loaded.add(day)
+            want = sorted((k, v, stored(t)) for k, (v, t) in source.items() if lower - lag <= t < upper)
+            got = wh.execute(f"select id, val, modified from raw.{table} where _interval_start = %s and "
+                             "not coalesce(_deleted, false) order by id", [lower]).fetchall()
+            assert got == want, (naive, day, action)
+    latest = wh.execute(f"select id, val, modified from raw.{table}__latest order by id").fetchall()
+    assert latest == sorted((k, v, stored(t)) for k, (v, t) in source.items()
+                            if DST_DAY0 - lag <= t < DST_DAY0 + timedelta(days=DAYS))

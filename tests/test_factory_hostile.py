@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from airflow import __version__ as airflow_version
 
+from airflow_provider_dataeng.factory.compat import timetable_expression
 from devstack.airflow_env import run_dag
 from devstack.webhook_receiver import webhook_receiver
 from tests.fixtures.factory_configs import EMPTY, REPO_ROOT, dagbag, empty_pipeline, write_dags_folder
 from tests.fixtures.hostile_configs import write_hostile
 
+_DAG_TEST_RUNS_CALLBACKS = tuple(int(x) for x in airflow_version.split(".")[:2]) >= (3, 1)
 GOOD = {f"good_{i}.yaml": empty_pipeline("a", "b", "c") for i in range(5)}
 
 
@@ -144,7 +147,7 @@ def test_placeholder_keeps_the_schedule_and_its_failing_task_pages(tmp_path: Pat
             """})
         dag = dagbag(folder).dags["orders"]
         assert dag.task_ids == ["config_error"]
-        assert dag.timetable.expression == "0 3 * * *" and "Europe/Berlin" in str(dag.timetable.timezone)
+        assert timetable_expression(dag.timetable) == "0 3 * * *" and "Europe/Berlin" in str(getattr(dag.timetable, "timezone", None) or dag.timetable._timezone)
         assert dag.start_date.isoformat() == "2025-12-31T23:00:00+00:00"  # defaults.yaml's, in Berlin time
         assert set(dag.tags) == {"config-error", "shop"}
         assert "keeps the pipeline's schedule" in dag.doc_md
@@ -152,6 +155,8 @@ def test_placeholder_keeps_the_schedule_and_its_failing_task_pages(tmp_path: Pat
         (notifier,) = task.on_failure_callback
         assert type(notifier).__name__ == "SlaWebhookNotifier"
         assert run_dag(dag) == {"config_error": "failed"}
+        if not _DAG_TEST_RUNS_CALLBACKS:  # Airflow 3.0's dag.test() skips task callbacks (the scheduler runs them)
+            return
         deadline = time.monotonic() + 30
         while not hook.payloads() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -163,7 +168,7 @@ def test_placeholder_of_an_unreadable_file_keeps_the_defaults_schedule(tmp_path:
     folder = write_dags_folder(tmp_path, {}, defaults='start_date: 2026-01-01\nschedule: "@hourly"\n')
     (folder / "configs" / "p.yaml").write_bytes("tasks: {é: 1}".encode("latin-1"))
     dag = dagbag(folder).dags["p"]
-    assert dag.timetable.expression == "0 * * * *"
+    assert timetable_expression(dag.timetable) == "0 * * * *"
 
 
 def test_validate_cli_reports_hostile_files_without_hanging(tmp_path: Path) -> None:

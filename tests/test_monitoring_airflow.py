@@ -159,3 +159,57 @@ globals().update({{f"dag__{{k}}": v for k, v in build_dags({str(config_dir)!r}).
         assert "[deadline missed] raw.orders" in body["text"]
         assert airflow_stack.wait_run(dag_id, run_id, timeout=120) == "success"  # a deadline alerts, never kills
         assert len([p for p in rx.payloads() if p.get("dag_id") == dag_id]) == 1
+
+
+def _backends(cluster: PgCluster, name: str) -> int:
+    return int(cluster.psql(f"select count(*) from pg_stat_activity where application_name = '{name}'"))
+
+
+def _waiting_on_a_lock(cluster: PgCluster, name: str) -> bool:
+    return cluster.psql(
+        f"select count(*) from pg_stat_activity where application_name = '{name}' and wait_event_type = 'Lock'"
+    ) != "0"
+
+
+@pytest.mark.parametrize("task", ["gap_check", "freshness_poke"])
+def test_a_killed_check_leaves_no_query_behind(airflow_stack: Any, pg_cluster: PgCluster, stale_table: str, task: str):
+    """Marked failed in the UI while its query waits for a lock: on_kill cancels it (libpq cancel), so no
+    backend of the task is left in pg_stat_activity (issue 13 item 4 for the gap check and freshness)."""
+    conn_id = f"kill_{uuid.uuid4().hex[:8]}"
+    dag_id = f"specs_kill_{task}_{uuid.uuid4().hex[:6]}"
+    _add_connection(airflow_stack, conn_id, host=pg_cluster.host, port=pg_cluster.port, schema=stale_table)
+    if task == "gap_check":
+        operator = (f"PartitionGapCheckOperator(task_id='check', conn_id={conn_id!r}, target_table='raw.orders', "
+                    "schedule='@daily', start='2024-01-01', end='2024-01-10', on_holes='warn')")
+        module, locked = "airflow_provider_dataeng.operators.gap_check", "dataeng.load_ledger"
+        imported = "PartitionGapCheckOperator"
+    else:
+        operator = (f"FreshnessSensor(task_id='check', conn_id={conn_id!r}, table='raw.orders', "
+                    "timestamp_column='loaded_at', error_after='1h', mode='poke', deferrable=False, poke_interval=1, "
+                    "timeout=600)")
+        module, locked, imported = "airflow_provider_dataeng.sensors.freshness", "raw.orders", "FreshnessSensor"
+    airflow_stack.add_dag_file(f"{dag_id}.py", f'''
+from datetime import datetime
+from airflow.sdk import DAG
+from {module} import {imported}
+
+with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+    {operator}
+''')
+    airflow_stack.wait_dag(dag_id)
+    name = f"{dag_id}/check"
+    with psycopg.connect(pg_cluster.dsn(stale_table)) as holder:
+        holder.execute("create schema if not exists dataeng")
+        holder.execute("create table if not exists dataeng.load_ledger (id bigint)")
+        holder.commit()
+        holder.execute(f"lock table {locked} in access exclusive mode")  # held until the end of the block
+        run_id = airflow_stack.trigger(dag_id)
+        _wait(lambda: _waiting_on_a_lock(pg_cluster, name), 180, f"the task's query to wait on {locked}")
+        response = airflow_stack.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/check",
+                                     json={"new_state": "failed"})
+        assert response.status_code == 200, response.text
+        started = time.monotonic()
+        _wait(lambda: _backends(pg_cluster, name) == 0, 10, f"no backend named {name!r} (on_kill cancelled it)")
+        assert time.monotonic() - started <= 10
+        holder.rollback()
+    assert airflow_stack.wait_run(dag_id, run_id, timeout=120) == "failed"

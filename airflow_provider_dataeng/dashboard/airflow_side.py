@@ -11,13 +11,14 @@ from __future__ import annotations
 import bisect
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_dataeng.dashboard.calendar import RunInfo
+from airflow_provider_dataeng.dashboard.calendar import ACTIVE_RUN_STATES, RunInfo
 from airflow_provider_dataeng.gaps.expected import Interval, expected_intervals, to_utc
 
 
@@ -36,36 +37,62 @@ class DagSchedule:
     summary: str
 
 
-_dag_bag: Any = None
-_dag_bag_lock = threading.Lock()
-
-
-def _bag() -> Any:
-    global _dag_bag
-    with _dag_bag_lock:
-        if _dag_bag is None:
-            from airflow.api_fastapi.common.dagbag import create_dag_bag
-
-            _dag_bag = create_dag_bag()
-        return _dag_bag
+_schedules: dict[tuple[str, str], DagSchedule] = {}
+_schedules_lock = threading.Lock()
 
 
 def dag_schedules(dag_ids: Iterable[str], session: Any) -> dict[str, DagSchedule]:
-    """Timetable and start date of each DAG's latest serialized version (DAGs not serialized are left out)."""
+    """Timetable and start date of each DAG's latest serialized version (DAGs not serialized are left out).
+
+    One query for the DAGs' latest ``dag_hash``; a DAG is deserialized only when its hash is new to us.
+    """
+    from airflow.models.serialized_dag import SerializedDagModel
+    from sqlalchemy import select
+
+    ids = sorted(set(dag_ids))
+    if not ids:
+        return {}
+    latest: dict[str, tuple[Any, str]] = {}
+    stmt = select(SerializedDagModel.dag_id, SerializedDagModel.created_at, SerializedDagModel.dag_hash).where(
+        SerializedDagModel.dag_id.in_(ids))
+    for dag_id, created_at, dag_hash in session.execute(stmt):
+        if dag_id not in latest or created_at > latest[dag_id][0]:
+            latest[dag_id] = (created_at, dag_hash)
     out = {}
-    for dag_id in sorted(set(dag_ids)):
-        dag = _bag().get_latest_version_of_dag(dag_id, session=session)
-        if dag is None:
-            continue
-        timetable = dag.timetable
-        summary = str(getattr(timetable, "summary", "") or type(timetable).__name__)
-        start = to_utc(dag.start_date, field="start_date") if dag.start_date else None
-        out[dag_id] = DagSchedule(dag_id, timetable, start, summary)
+    for dag_id, (_created, dag_hash) in latest.items():
+        with _schedules_lock:
+            found = _schedules.get((dag_id, dag_hash))
+        if found is None:
+            found = _load_schedule(dag_id, session)
+            if found is None:
+                continue
+            with _schedules_lock:
+                if len(_schedules) > 4096:
+                    _schedules.clear()
+                _schedules[(dag_id, dag_hash)] = found
+        out[dag_id] = found
     return out
 
 
-def dag_runs(dag_ids: Iterable[str], since: datetime, session: Any) -> dict[str, dict[datetime, RunInfo]]:
-    """The newest run per DAG and data interval start (``>= since``): ``{dag_id: {start: RunInfo}}``."""
+def _load_schedule(dag_id: str, session: Any) -> DagSchedule | None:
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    serdag = SerializedDagModel.get(dag_id, session=session)
+    dag = serdag.dag if serdag is not None else None
+    if dag is None:
+        return None
+    timetable = dag.timetable
+    summary = str(getattr(timetable, "summary", "") or type(timetable).__name__)
+    start = to_utc(dag.start_date, field="start_date") if dag.start_date else None
+    return DagSchedule(dag_id, timetable, start, summary)
+
+
+def dag_runs(dag_ids: Iterable[str], since: datetime, session: Any, *,
+             active_only: bool = False) -> dict[str, dict[datetime, RunInfo]]:
+    """The newest run per DAG and data interval start (``>= since``): ``{dag_id: {start: RunInfo}}``.
+
+    ``active_only``: only queued and running runs (what the overview marks as in progress).
+    """
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 
@@ -78,6 +105,8 @@ def dag_runs(dag_ids: Iterable[str], since: datetime, session: Any) -> dict[str,
         .where(DagRun.dag_id.in_(ids), DagRun.data_interval_start >= since)
         .order_by(DagRun.id)
     )
+    if active_only:
+        stmt = stmt.where(DagRun.state.in_(ACTIVE_RUN_STATES))
     for dag_id, run_id, state, run_type, start in session.execute(stmt):
         if start is None:
             continue
@@ -114,39 +143,63 @@ class _Entry:
     start: datetime
     cover_end: datetime
     intervals: list[Interval]
+    starts: list[int]
+    ends: list[int]
+    checked_at: float = 0.0
+    checked_end: datetime | None = None
 
 
 class IntervalCache:
     """``expected_intervals(timetable, start, end)`` with an LRU of per-timetable results extended on demand."""
 
-    def __init__(self, maxsize: int = 256) -> None:
+    def __init__(self, maxsize: int = 256, recheck_seconds: float = 30.0) -> None:
         self.maxsize = maxsize
+        self.recheck_seconds = recheck_seconds
         self._data: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, timetable: Any, start: datetime, end: datetime) -> list[Interval]:
+        return self.get_with_epochs(timetable, start, end)[0]
+
+    def get_with_epochs(self, timetable: Any, start: datetime, end: datetime) -> tuple[list[Interval], list[int], list[int]]:
+        """The intervals, and their starts and ends in epoch seconds (parallel lists)."""
         start, end = to_utc(start, field="start"), to_utc(end, field="end")
         if not _extendable(timetable):
-            return expected_intervals(timetable, start, end)
+            found = expected_intervals(timetable, start, end)
+            return found, _epochs(iv.start for iv in found), _epochs(iv.end for iv in found)
         key = timetable_key(timetable) + (f"@{start.isoformat()}" if anchored(timetable) else "")
         with self._lock:
             entry = self._data.get(key)
+            now = time.monotonic()
             if entry is None or entry.start > start:
                 found = expected_intervals(timetable, start, end)
-                entry = _Entry(start, found[-1].end if found else start, found)
-            elif end > entry.cover_end:
+                entry = _Entry(start, found[-1].end if found else start, found, _epochs(iv.start for iv in found),
+                               _epochs(iv.end for iv in found), now, end)
+            elif end > entry.cover_end and not (
+                # Asked again within recheck_seconds for a later end: an interval that ended since may
+                # show up to recheck_seconds late (each look-ahead costs a timetable step).
+                entry.checked_end is not None and end <= entry.checked_end + timedelta(seconds=self.recheck_seconds)
+                and now - entry.checked_at < self.recheck_seconds
+            ):
                 more = [iv for iv in expected_intervals(timetable, entry.cover_end, end) if iv.start >= entry.cover_end]
+                entry.checked_at, entry.checked_end = now, end
                 if more:
                     entry.intervals.extend(more)
+                    entry.starts.extend(_epochs(iv.start for iv in more))
+                    entry.ends.extend(_epochs(iv.end for iv in more))
                     entry.cover_end = more[-1].end
             self._data[key] = entry
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
-            intervals = entry.intervals
-        lo = bisect.bisect_left(intervals, start, key=lambda iv: iv.start)
-        hi = bisect.bisect_right(intervals, end, key=lambda iv: iv.end)
-        return intervals[lo:hi]
+            intervals, starts, ends = entry.intervals, entry.starts, entry.ends
+            lo = bisect.bisect_left(starts, start.timestamp())
+            hi = bisect.bisect_right(ends, end.timestamp())
+            return intervals[lo:hi], starts[lo:hi], ends[lo:hi]
+
+
+def _epochs(values: Iterable[datetime]) -> list[int]:
+    return [int(v.timestamp()) for v in values]
 
 
 INTERVALS = IntervalCache()

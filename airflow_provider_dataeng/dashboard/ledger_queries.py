@@ -35,7 +35,7 @@ class LedgerTarget:
         return (self.dag_id, self.schema, self.table)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntervalLoad:
     """The newest ledger row of one target for one ``partition_start``."""
 
@@ -80,17 +80,17 @@ def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
     """Every (pipeline, target) in the ledger whose pipeline is one of ``dag_ids``."""
     query = sql.SQL(
         """
-        select pipeline, target_schema, target_table, task_id, first_start, span, loads
-        from (
-          select distinct on (pipeline, target_schema, target_table)
-                 pipeline, target_schema, target_table, task_id, partition_end - partition_start as span,
-                 min(partition_start) over w as first_start, count(*) over w as loads
+        with g as (
+          select pipeline, target_schema, target_table, max(id) as last_id, min(partition_start) as first_start,
+                 count(*) as loads
           from {ledger}
           where pipeline = any(%(dags)s)
-          window w as (partition by pipeline, target_schema, target_table)
-          order by pipeline, target_schema, target_table, id desc
-        ) t
-        order by pipeline, target_schema, target_table
+          group by pipeline, target_schema, target_table
+        )
+        select g.pipeline, g.target_schema, g.target_table, l.task_id, g.first_start,
+               l.partition_end - l.partition_start, g.loads
+        from g join {ledger} l on l.id = g.last_id
+        order by g.pipeline, g.target_schema, g.target_table
         """
     ).format(ledger=_ledger())
     with conn.cursor() as cur:
@@ -102,28 +102,32 @@ def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
 def latest_loads(
     conn: Any, targets: Sequence[LedgerTarget], since: datetime, *, details: bool = False
 ) -> dict[TargetKey, list[IntervalLoad]]:
-    """The newest ledger row per target and ``partition_start >= since``, by target, oldest interval first.
+    """The newest ledger row per target and ``partition_start >= since``, by target (any order).
 
-    ``details`` adds the row's checks, error, finish time and how many attempts the interval had.
+    ``details`` adds the row's rows, run, task, checks, error, finish time and how many attempts it had.
     """
     if not targets:
         return {}
-    extra = sql.SQL(
-        ", coalesce(finished_at, started_at), error, checks, count(*) over (partition by pipeline, "
-        "target_schema, target_table, partition_start)" if details else ""
+    cols = sql.SQL(
+        "l.rows, l.run_id, l.task_id, coalesce(l.finished_at, l.started_at), l.error, l.checks, m.attempts"
+        if details else "null, null, null, null, null, null, 1"
     )
+    # The newest row per interval by max(id) (a hash aggregate; no sort of the whole ledger).
     query = sql.SQL(
         """
-        select distinct on (pipeline, target_schema, target_table, partition_start)
-               pipeline, target_schema, target_table, id, partition_start, partition_end, status, rows,
-               run_id, task_id {extra}
-        from {ledger}
-        where (pipeline, target_schema, target_table) in (
-                select * from unnest(%(dags)s::text[], %(schemas)s::text[], %(tables)s::text[]))
-          and partition_start >= %(since)s
-        order by pipeline, target_schema, target_table, partition_start, id desc
+        with m as (
+          select max(id) as id, count(*) as attempts
+          from {ledger}
+          where (pipeline, target_schema, target_table) in (
+                  select * from unnest(%(dags)s::text[], %(schemas)s::text[], %(tables)s::text[]))
+            and partition_start >= %(since)s
+          group by pipeline, target_schema, target_table, partition_start
+        )
+        select l.pipeline, l.target_schema, l.target_table, l.id, l.partition_start, l.partition_end, l.status,
+               {cols}
+        from m join {ledger} l on l.id = m.id
         """
-    ).format(ledger=_ledger(), extra=extra)
+    ).format(ledger=_ledger(), cols=cols)
     params = {
         "dags": [t.dag_id for t in targets],
         "schemas": [t.schema for t in targets],
@@ -133,15 +137,11 @@ def latest_loads(
     out: dict[TargetKey, list[IntervalLoad]] = {t.key: [] for t in targets}
     with conn.cursor() as cur:
         _utc(cur)
+        cur.execute("select set_config('work_mem', '64MB', true)")
         cur.execute(query, params)
-        for row in cur.fetchall():
-            key = (row[0], row[1], row[2])
-            if details:
-                load = IntervalLoad(row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-                                    at=row[10], error=row[11], checks=list(row[12] or []), attempts=int(row[13]))
-            else:
-                load = IntervalLoad(row[3], row[4], row[5], row[6], row[7], row[8], row[9])
-            out[key].append(load)
+        for p, s, t, id_, lo, hi, status, rows, run_id, task_id, at, error, checks, attempts in cur.fetchall():
+            out[(p, s, t)].append(IntervalLoad(id_, lo, hi, status, rows, run_id, task_id, at, error,
+                                               list(checks or ()), int(attempts)))
     return out
 
 

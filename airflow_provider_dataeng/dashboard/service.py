@@ -8,16 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import psycopg
+
 from airflow_provider_dataeng.dashboard import airflow_side, ledger_queries
 from airflow_provider_dataeng.dashboard.calendar import (
     Cell,
     classify_cells,
+    classify_codes,
     codes,
     counts,
+    counts_from_codes,
     drift_band,
     row_count_band,
 )
 from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, LedgerTarget
+from airflow_provider_dataeng.dashboard.loads_cache import LOADS
 from airflow_provider_dataeng.dashboard.settings import DashboardSettings
 from airflow_provider_dataeng.values import first_line
 
@@ -37,8 +42,9 @@ def warehouse(conn_id: str) -> Iterator[Any]:
 
     hook = connect(conn_id, role="warehouse", application_name="dataeng-dashboard")
     with hook.connection_scope() as conn:
-        conn.read_only = True
         conn.autocommit = False
+        conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot for all reads
         try:
             yield conn
         finally:
@@ -62,30 +68,13 @@ class TargetView:
 
     def freshness(self, settings: DashboardSettings, now: datetime,
                   newest_end: datetime | None = None, newest_at: datetime | None = None) -> dict[str, Any]:
-        """Latest published data vs. the timetable: how many of the latest intervals are not published."""
+        # The newest published interval on the calendar; the ledger's newest published load only when the
+        # window has none (so "latest" and "behind" always agree).
         published = [c for c in self.cells if c.status == "published"]
-        if newest_end is None and published:
+        if published:
             newest_end = published[-1].interval.end
-        if newest_at is None and published and published[-1].load is not None:
-            newest_at = published[-1].load.at
-        behind = 0
-        for cell in reversed(self.cells):
-            if cell.status == "published":
-                break
-            behind += 1
-        status = "fresh" if behind < settings.warn_intervals else "warn" if behind < settings.error_intervals else "error"
-        span = self.span()
-        return {
-            "status": status,
-            "latest": _iso(newest_end),
-            "loaded_at": _iso(newest_at),
-            "lag_seconds": (now - newest_end).total_seconds() if newest_end else None,
-            "behind_intervals": behind,
-            "warn_after_seconds": span.total_seconds() * settings.warn_intervals if span else None,
-            "error_after_seconds": span.total_seconds() * settings.error_intervals if span else None,
-            "warn_intervals": settings.warn_intervals,
-            "error_intervals": settings.error_intervals,
-        }
+            newest_at = published[-1].load.at if published[-1].load is not None else None
+        return freshness(codes(self.cells), self.span(), settings, now, newest_end, newest_at)
 
     def summary(self, settings: DashboardSettings, now: datetime) -> dict[str, Any]:
         t = self.target
@@ -106,6 +95,24 @@ class TargetView:
             "partitioned": self.catalog.partitioned if self.catalog else None,
             "table_exists": self.catalog.exists if self.catalog else None,
         }
+
+
+def freshness(codes_: str, span: timedelta | None, settings: DashboardSettings, now: datetime,
+              newest_end: datetime | None, newest_at: datetime | None = None) -> dict[str, Any]:
+    """Latest published data vs. the timetable: how many of the latest intervals are not published."""
+    behind = len(codes_) - len(codes_.upper().rstrip("RFM"))
+    status = "fresh" if behind < settings.warn_intervals else "warn" if behind < settings.error_intervals else "error"
+    return {
+        "status": status,
+        "latest": _iso(newest_end),
+        "loaded_at": _iso(newest_at),
+        "lag_seconds": (now - newest_end).total_seconds() if newest_end else None,
+        "behind_intervals": behind,
+        "warn_after_seconds": span.total_seconds() * settings.warn_intervals if span else None,
+        "error_after_seconds": span.total_seconds() * settings.error_intervals if span else None,
+        "warn_intervals": settings.warn_intervals,
+        "error_intervals": settings.error_intervals,
+    }
 
 
 def target_id(conn_id: str, t: LedgerTarget) -> str:
@@ -136,7 +143,7 @@ def build_views(
     since = min(windows.values())
     loads = ledger_queries.latest_loads(conn, targets, since, details=details)
     catalog = ledger_queries.catalog_states(conn, [(t.schema, t.table) for t in targets])
-    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session)
+    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session, active_only=not details)
     views = []
     for t in targets:
         sched = schedules[t.dag_id]
@@ -158,18 +165,64 @@ def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit
                 if not ledger_queries.ledger_present(conn):
                     out["errors"].append({"conn_id": conn_id, "error": "no dataeng.load_ledger in this warehouse yet"})
                     continue
-                targets = ledger_queries.list_targets(conn, dag_ids)
+                version = LOADS.version(conn)
+                targets = LOADS.targets(conn, conn_id, version, dag_ids)
                 if schedules is None:
                     schedules = airflow_side.dag_schedules(dag_ids & {t.dag_id for t in targets}, session)
                 else:
                     missing = {t.dag_id for t in targets} - set(schedules)
                     schedules.update(airflow_side.dag_schedules(missing & dag_ids, session))
-                views = build_views(conn, conn_id, targets, schedules, session, limit, now)
+                out["targets"].extend(
+                    overview_rows(conn, conn_id, version, targets, schedules, session, limit, now, settings))
         except Exception as exc:  # one broken warehouse must not hide the others
             out["errors"].append({"conn_id": conn_id, "error": first_line(exc)})
-            continue
-        out["targets"].extend(v.summary(settings, now) for v in views)
     return out
+
+
+# The overview's letters per (target, its ledger rows, window, catalog state, active runs): a page that polls
+# while nothing changed costs a few small queries.
+_LETTERS: dict[tuple[Any, ...], str] = {}
+
+
+def overview_rows(
+    conn: Any, conn_id: str, version: tuple[int, int], targets: Sequence[LedgerTarget], schedules: dict[str, airflow_side.DagSchedule],
+    session: Any, limit: int, now: datetime, settings: DashboardSettings,
+) -> list[dict[str, Any]]:
+    """The overview's rows on the fast path (epoch seconds, one letter per interval)."""
+    targets = [t for t in targets if t.dag_id in schedules]
+    if not targets:
+        return []
+    windows = {t.key: window_start(t, schedules[t.dag_id], limit, now) for t in targets}
+    since = min(windows.values())
+    loads = LOADS.get(conn, conn_id, version, [t.key for t in targets], since)
+    catalog = ledger_queries.catalog_states(conn, [(t.schema, t.table) for t in targets])
+    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session, active_only=True)
+    rows = []
+    for t in targets:
+        sched = schedules[t.dag_id]
+        intervals, starts, ends = airflow_side.INTERVALS.get_with_epochs(sched.timetable, windows[t.key], now)
+        intervals, starts, ends = intervals[-limit:], starts[-limit:], ends[-limit:]
+        active = frozenset(int(k.timestamp()) for k in runs.get(t.dag_id, {}))
+        state = catalog.get((t.schema, t.table))
+        memo_key = (conn_id, t.key, loads[t.key].token, starts[0] if starts else None, len(starts), state, active)
+        letters = _LETTERS.get(memo_key)
+        if letters is None:
+            letters = classify_codes(starts, ends, loads[t.key], state, active)
+            if len(_LETTERS) > 4096:
+                _LETTERS.clear()
+            _LETTERS[memo_key] = letters
+        last_p = max(letters.rfind("P"), letters.rfind("p"))
+        span = (intervals[-1].end - intervals[-1].start) if intervals else t.last_span
+        rows.append({
+            "id": target_id(conn_id, t), "conn_id": conn_id, "dag_id": t.dag_id, "task_id": t.task_id,
+            "schema": t.schema, "table": t.table, "schedule": sched.summary,
+            "first_start": _iso(intervals[0].start) if intervals else None,
+            "last_end": _iso(intervals[-1].end) if intervals else None,
+            "intervals": len(intervals), "counts": counts_from_codes(letters), "codes": letters,
+            "freshness": freshness(letters, span, settings, now, intervals[last_p].end if last_p >= 0 else None),
+            "partitioned": state.partitioned if state else None, "table_exists": state.exists if state else None,
+        })
+    return rows
 
 
 def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, table: str, session: Any,

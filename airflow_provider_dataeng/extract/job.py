@@ -26,7 +26,6 @@ from airflow_provider_dataeng.extract.deletes import (
 )
 from airflow_provider_dataeng.extract.interval import as_utc
 from airflow_provider_dataeng.extract.modes import (
-    WATERMARK_ID_TYPES,
     IntervalSelect,
     base_query,
     in_ranges,
@@ -48,6 +47,7 @@ from airflow_provider_dataeng.extract.schema_drift import (
     table_columns,
 )
 from airflow_provider_dataeng.extract.spec import DEFAULT_PARTITION_COLUMN, ExtractSpec
+from airflow_provider_dataeng.extract.watermark import ensure_id_index, id_watermark
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,6 @@ class _Target:
     stamp: bool
     partition_is_date: bool
     enum_changes: list[str]
-
-
-@dataclass(frozen=True)
-class _Watermark:
-    low: int
-    published_max: int
-    recent: list[tuple[datetime, datetime]]
 
 
 class ExtractJob:
@@ -163,6 +156,8 @@ class ExtractJob:
                 if not report.empty:
                     self.log.warning("Schema drift on %s:\n%s", target, report.describe())
             current = table_columns(wh, target.schema, target.table) or []
+            if spec.mode == "incremental_id" and any(c.name == spec.id_column for c in current):
+                ensure_id_index(wh, self.target, spec.id_column, spec.lock_timeout, self.log)
         by_name = {c.name: c for c in current}
         if pc not in by_name:
             raise AirflowFailException(f"partition_column={pc!r}: not a column of {target}")
@@ -271,46 +266,6 @@ class ExtractJob:
                 horizon.isoformat(), self.spec.timestamp_column)
         return risks
 
-    def _id_watermark(self, conn: psycopg.Connection, interval: IntervalSelect, id_col: Column) -> _Watermark | None:
-        """The incremental_id watermark from the ledger: the largest id published into the target (latest
-        published load of each partition) minus ``id_safety_window``, and the other partitions that hold ids
-        above it. None (compare every id) when the id is not an integer or the ledger cannot vouch for every
-        partition (a load without ``max_id``: older versions, other modes, another id column)."""
-        if id_col.type not in WATERMARK_ID_TYPES:
-            self.log.info("incremental_id: %s is %s, not an integer: comparing every id", id_col.name, id_col.type)
-            return None
-        if conn.execute("select to_regclass('dataeng.load_ledger')").fetchone()[0] is None:
-            return None
-        rows = conn.execute(
-            """select partition_start, partition_end, vouched, max_id from (
-                 select distinct on (partition_start) partition_start, partition_end,
-                        coalesce(mode = 'incremental_id' and details ? 'max_id' and details->>'id_column' = %s, false)
-                          as vouched,
-                        (details->>'max_id')::numeric as max_id
-                 from dataeng.load_ledger
-                 where target_schema = %s and target_table = %s and status = 'published'
-                   and partition_start is not null
-                 order by partition_start, id desc) latest""",
-            [self.spec.id_column, self.target.schema, self.target.table],
-        ).fetchall()
-        if not rows:
-            return None
-        if not all(vouched for _, _, vouched, _ in rows):
-            self.log.info("incremental_id: the ledger has loads of %s without an id watermark: comparing every id",
-                          self.target)
-            return None
-        maxes = [int(m) for *_, m in rows if m is not None]
-        if not maxes:
-            return None
-        top = max(maxes)
-        low = top - self.spec.id_safety_window
-        recent = [(lo, hi) for lo, hi, _, m in rows
-                  if m is not None and m > low and (lo, hi) != (interval.lower, interval.upper)]
-        self.log.info("incremental_id: ids above %d (largest published %d - window %d) are compared with %d "
-                      "partition(s); ids at or below it are reloaded only when this interval already holds them",
-                      low, top, self.spec.id_safety_window, len(recent))
-        return _Watermark(low, top, recent)
-
     def _timestamp_zone(self, columns: list[Column]) -> str | None:
         """The zone of a naive timestamp_column (``source_timezone``); refuses a naive column without one."""
         spec = self.spec
@@ -364,7 +319,8 @@ class ExtractJob:
                 known = None
                 if spec.mode == "incremental_id":
                     assert id_col is not None
-                    mark = self._id_watermark(conn, interval, id_col)
+                    mark = id_watermark(conn, self.target, id_col, spec.id_column, spec.id_safety_window,
+                                        interval.lower, interval.upper, self.log)
                     pc = spec.partition_column
                     ids = {"target": self.target.ident(), "id_column": id_col, "progress_interval": progress,
                            "logger": self.log}
@@ -389,8 +345,10 @@ class ExtractJob:
                 if spec.detect_deletes:
                     deletes_started = time.monotonic()
                     key_cols = [next(c for c in interval.columns if c.name == k) for k in spec.key_columns or []]
+                    order_col = next(c for c in interval.columns if c.name == spec.timestamp_column)
                     live_stats = stream_live_keys(
-                        conn, src, key_columns=key_cols, progress_interval=progress, logger=self.log,
+                        conn, src, key_columns=key_cols, order_type=order_col.type, progress_interval=progress,
+                        logger=self.log,
                         query=live_keys_query(
                             self.target.ident(), key_columns=spec.key_columns or [],
                             order_column=spec.timestamp_column, partition_column=spec.partition_column,

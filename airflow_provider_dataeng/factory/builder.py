@@ -8,12 +8,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_dataeng.factory.compat import backoff_value
 from airflow_provider_dataeng.factory.errors import ConfigError
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
-from airflow_provider_dataeng.factory.schedule import make_asset, to_airflow_schedule
+from airflow_provider_dataeng.factory.schedule import OutletsOf, ScheduleOn, make_asset, to_airflow_schedule
 from airflow_provider_dataeng.factory.task_types import (
     DBT_RENDER_PATH,
     RENDERED_OPERATORS,
@@ -21,6 +22,7 @@ from airflow_provider_dataeng.factory.task_types import (
     import_path,
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
+from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
 from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
@@ -28,12 +30,12 @@ _COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weigh
 _DURATION_KEYS = ("retry_delay", "max_retry_delay", "execution_timeout")
 
 
-def _backoff(value: bool | float | None) -> float | None:
+def _backoff(value: bool | float | None) -> float | bool | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        return 2.0 if value else 0.0
-    return float(value)
+        return backoff_value(2.0 if value else 0.0)
+    return backoff_value(float(value))
 
 
 def to_datetime(value: date | datetime | None, tz: str | None) -> datetime | None:
@@ -51,7 +53,7 @@ def _notifiers(specs: list[Any] | None) -> list[Any] | None:
     return [make_notifier(s) for s in specs] if specs else None
 
 
-def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
+def _dag_kwargs(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> dict[str, Any]:
     p = loaded.pipeline
     default_args: dict[str, Any] = {"owner": p.owner or "airflow"}
     for key in ("retries", "retry_delay", "max_retry_delay", "execution_timeout"):
@@ -67,7 +69,7 @@ def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "dag_id": loaded.dag_id,
         "description": p.description,
-        "schedule": to_airflow_schedule(p.schedule, p.timezone),
+        "schedule": to_airflow_schedule(p.schedule, p.timezone, outlets_of),
         "start_date": to_datetime(p.start_date, p.timezone),
         "end_date": to_datetime(p.end_date, p.timezone),
         "catchup": bool(p.catchup),
@@ -84,8 +86,13 @@ def _dag_kwargs(loaded: LoadedPipeline) -> dict[str, Any]:
             kwargs["on_failure_callback"] = _notifiers(n.on_failure)
         if n.on_success:
             kwargs["on_success_callback"] = _notifiers(n.on_success)
-        if n.sla_breach:
+        if n.sla_breach and deadline_alerts_supported():
             kwargs["deadline"] = [make_deadline(s) for s in n.sla_breach]
+        elif n.sla_breach:
+            log.error("%s: notifications.sla_breach needs Airflow 3.1+ (Deadline Alerts); the DAG is built "
+                      "without them", loaded.file)
+            kwargs["doc_md"] += ("\n\n**SLA not monitored**: `notifications.sla_breach` needs Airflow 3.1+ "
+                                 "(Deadline Alerts); this deployment runs an older Airflow.")
     return {k: v for k, v in kwargs.items() if v is not None or k == "schedule"}
 
 
@@ -140,14 +147,28 @@ def _resolve_path(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def build_dag(loaded: LoadedPipeline) -> Any:
-    """The DAG of one validated pipeline; operator problems raise :class:`ConfigError` with the task path."""
+def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> Any:
+    """The DAG of one validated pipeline; operator problems raise :class:`ConfigError` with the task path.
+
+    ``outlets_of`` resolves ``schedule: {after: [pipeline, ...]}`` (the other pipelines' updated tables).
+    """
     from airflow.providers.common.compat.sdk import DAG, TaskGroup
 
     collector = IssueCollector(loaded.source, loaded.defaults_source)
     p = loaded.pipeline
+    if isinstance(p.schedule, ScheduleOn):
+        for i, name in enumerate(p.schedule.after or []):
+            try:
+                if outlets_of is None:
+                    raise LookupError("needs the other pipelines of the config folder")
+                if not outlets_of(name):
+                    collector.add(("schedule", "after", i), f"pipeline '{name}' updates no table (no extract or "
+                                  "publish task, no outlets)", found=repr(name))
+            except LookupError as exc:
+                collector.add(("schedule", "after", i), str(exc).strip("'\""), found=repr(name))
+        collector.raise_if_any()
     try:
-        dag = DAG(**_dag_kwargs(loaded))
+        dag = DAG(**_dag_kwargs(loaded, outlets_of))
     except ConfigError:
         raise
     except Exception as exc:  # e.g. a cron the timetable rejects, a notifier that fails to import

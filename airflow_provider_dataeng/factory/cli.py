@@ -6,6 +6,8 @@ Kept cheap to import: Airflow's CLI imports this module (the provider's ``cli`` 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,19 +15,20 @@ from typing import Any, TextIO
 
 HELP_VALIDATE = "Validate pipeline configs (files or directories); print FILE:LINE: field.path: message"
 HELP_RENDER = "Print the task graph of one pipeline config, with types, resources and schedule"
+HELP_SCHEMA = "Print the JSON Schema of pipeline configs (or defaults.yaml), as shipped in the package"
 
 
 def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int]:
     """All issues of the given files/directories, and how many pipelines were checked."""
-    from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
-    from airflow_provider_dataeng.factory.folder import load_directory, winners
+    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory, winners
     from airflow_provider_dataeng.factory.loader import (
         DEFAULTS_NAMES,
         IssueCollector,
         load_defaults,
         load_pipeline,
     )
+    from airflow_provider_dataeng.factory.reading import Limits
 
     issues: list[ConfigIssue] = []
     loaded: dict[Path, Any] = {}
@@ -58,11 +61,9 @@ def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int
                       "unique across config files", found=repr(lp.dag_id))
         issues.extend(collector.issues)
     if build:
-        for lp in loaded.values():
-            try:
-                build_dag(lp)
-            except ConfigError as exc:
-                issues.extend(exc.issues)
+        _, errors = build_loaded(loaded, Limits.from_settings(), {})
+        for exc in errors.values():
+            issues.extend(exc.issues)
     return issues, checked
 
 
@@ -110,10 +111,11 @@ def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
 def render(path_text: str, *, out: TextIO | None = None) -> int:
     """Print the DAG built from one config: schedule, defaults, and each task with type, resources, upstream."""
     out = out or sys.stdout
-    from airflow_provider_dataeng.factory.builder import build_dag
     from airflow_provider_dataeng.factory.errors import ConfigError
+    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory
     from airflow_provider_dataeng.factory.graph import airflow_task_id, topological
     from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
+    from airflow_provider_dataeng.factory.reading import Limits
     from airflow_provider_dataeng.factory.schedule import describe_schedule
 
     path = Path(path_text)
@@ -122,7 +124,13 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
         return 1
     try:
         lp = load_pipeline(path, load_defaults(path.parent))
-        dag = build_dag(lp)
+        # with the pipelines it is scheduled after (schedule: {after: [...]}), as the DAG file does
+        loaded, _ = load_directory(path.parent, lp.dag_id)
+        loaded[path] = lp
+        built, errors = build_loaded(loaded, Limits.from_settings(), {})
+        if path in errors:
+            raise errors[path]
+        dag = built[path]
     except ConfigError as exc:
         print(exc.format(), file=out)
         return 1
@@ -159,15 +167,30 @@ def build_parser(prog: str = "dataeng") -> argparse.ArgumentParser:
     v.add_argument("--no-build", action="store_true", help="check the configs only (do not build the DAGs)")
     r = sub.add_parser("render", help=HELP_RENDER, description=HELP_RENDER)
     r.add_argument("file", metavar="FILE")
-    s = sub.add_parser("schema", help="Print the JSON Schema of pipeline configs")
-    s.add_argument("--output", "-o", help="write to this file instead of stdout")
+    s = sub.add_parser("schema", help=HELP_SCHEMA, description=HELP_SCHEMA)
+    _schema_args(s.add_argument)
     return parser
 
 
-def _schema(output: str | None) -> int:
-    from airflow_provider_dataeng.factory.schema import schema_text
+def _schema_args(add: Any) -> None:
+    add("--kind", choices=("pipeline", "defaults"), default="pipeline",
+        help="pipeline files or defaults.yaml (default: pipeline)")
+    add("--output", "-o", help="write to this file instead of stdout")
+    add("--output-dir", help="write pipeline.schema.json and defaults.schema.json into this directory")
 
-    text = schema_text()
+
+def schema(kind: str = "pipeline", output: str | None = None, output_dir: str | None = None) -> int:
+    """Print (or write) the JSON Schema shipped with the installed package."""
+    from airflow_provider_dataeng.factory.schema import KINDS, schema_text
+
+    if output_dir:
+        for name in KINDS:
+            target = Path(output_dir) / f"{name}.schema.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(schema_text(name), encoding="utf-8")
+            print(target)
+        return 0
+    text = schema_text(kind)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:
@@ -175,14 +198,27 @@ def _schema(output: str | None) -> int:
     return 0
 
 
+def _quiet_logging() -> None:
+    """Results go to stdout; the provider's diagnostics to stderr; Airflow's INFO chatter nowhere."""
+    os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+    logger = logging.getLogger("airflow_provider_dataeng")
+    if not any(getattr(h, "_dataeng_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler._dataeng_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dataeng`` console script."""
     args = build_parser().parse_args(argv)
+    _quiet_logging()
     if args.command == "validate":
         return validate(args.paths, build=not args.no_build)
     if args.command == "render":
         return render(args.file)
-    return _schema(args.output)
+    return schema(args.kind, args.output, args.output_dir)
 
 
 # --- Airflow CLI (provider "cli" entry) ---------------------------------------------------------------------
@@ -196,13 +232,20 @@ def render_command(args: argparse.Namespace) -> None:
     sys.exit(render(args.file))
 
 
+def schema_command(args: argparse.Namespace) -> None:
+    """``airflow dataeng schema``."""
+    sys.exit(schema(args.kind, args.output, args.output_dir))
+
+
 def get_provider_cli_commands() -> list[Any]:
-    """``airflow dataeng validate PATH...`` / ``airflow dataeng render FILE`` (Airflow 3.2+)."""
+    """``airflow dataeng validate|render|schema`` (Airflow 3.2+; the ``dataeng`` script works everywhere)."""
     from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
     paths = Arg(("paths",), nargs="+", metavar="PATH", help="config files or directories")
     no_build = Arg(("--no-build",), action="store_true", help="check the configs only (do not build the DAGs)")
     file_arg = Arg(("file",), metavar="FILE", help="a pipeline config file")
+    schema_args: list[Any] = []
+    _schema_args(lambda *flags, **kw: schema_args.append(Arg(flags, **kw)))
     return [
         GroupCommand(
             name="dataeng",
@@ -212,6 +255,8 @@ def get_provider_cli_commands() -> list[Any]:
                               func=lazy_load_command(f"{__name__}.validate_command"), args=(paths, no_build)),
                 ActionCommand(name="render", help=HELP_RENDER,
                               func=lazy_load_command(f"{__name__}.render_command"), args=(file_arg,)),
+                ActionCommand(name="schema", help=HELP_SCHEMA,
+                              func=lazy_load_command(f"{__name__}.schema_command"), args=tuple(schema_args)),
             ),
         )
     ]

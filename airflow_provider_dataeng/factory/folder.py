@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_dataeng.factory.builder import build_dag
-from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
+from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue, did_you_mean
 from airflow_provider_dataeng.factory.loader import (
     CONFIG_SUFFIXES,
     IssueCollector,
@@ -26,6 +26,7 @@ from airflow_provider_dataeng.factory.loader import (
     prescan_dag_id,
 )
 from airflow_provider_dataeng.factory.reading import Budget, FileVanished, Limits
+from airflow_provider_dataeng.factory.schedule import ScheduleOn
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,23 @@ def _load_one(path: Path, defaults: SourceFile | None, limits: Limits) -> Loaded
         raise error from None
 
 
+def _load_into(loaded: dict[Path, LoadedPipeline], errors: dict[Path, ConfigError], f: Path,
+               defaults: SourceFile | None, limits: Limits, vanished: list[Path] | None) -> None:
+    try:
+        loaded[f] = _load_one(f, defaults, limits)
+    except ConfigError as exc:
+        errors[f] = exc
+    except FileVanished:
+        log.warning("Config %s disappeared while the folder was read; skipped", f)
+        if vanished is not None:
+            vanished.append(f)
+
+
+def _after_names(pipelines: Any) -> set[str]:
+    return {name for lp in pipelines if isinstance(lp.pipeline.schedule, ScheduleOn)
+            for name in lp.pipeline.schedule.after or []}
+
+
 def load_directory(directory: Path, only_dag_id: str | None = None, limits: Limits | None = None,
                    vanished: list[Path] | None = None) -> tuple[dict[Path, LoadedPipeline], dict[Path, ConfigError]]:
     """Validate the pipelines of a directory (all, or those that can define ``only_dag_id``)."""
@@ -122,14 +140,17 @@ def load_directory(directory: Path, only_dag_id: str | None = None, limits: Limi
                 file=str(f), path=(), line=1, message="inherits an invalid defaults.yaml (errors below)")]
                 + defaults_error.issues)
             continue
-        try:
-            loaded[f] = _load_one(f, defaults, limits)
-        except ConfigError as exc:
-            errors[f] = exc
-        except FileVanished:
-            log.warning("Config %s disappeared while the folder was read; skipped", f)
-            if vanished is not None:
-                vanished.append(f)
+        _load_into(loaded, errors, f, defaults, limits, vanished)
+    if only_dag_id:  # schedule: {after: [...]} needs the pipelines it names (and theirs)
+        pending = _after_names(loaded.values())
+        seen: set[str] = set()
+        while pending - seen:
+            name = sorted(pending - seen)[0]
+            seen.add(name)
+            for f in files_for_dag(directory, name)[0]:
+                if f not in loaded and f not in errors and defaults_error is None:
+                    _load_into(loaded, errors, f, defaults, limits, vanished)
+            pending |= _after_names(loaded.values())
     if sole:
         return loaded, errors
     # Duplicate dag ids: among everything in the directory (prescan for files not loaded here).
@@ -148,10 +169,57 @@ def _merged(lp: LoadedPipeline) -> Any:
     return deep_merge(lp.defaults_source.data, lp.source.data) if lp.defaults_source else lp.source.data
 
 
-def _build_one(lp: LoadedPipeline, limits: Limits) -> Any:
+def outlets(dag: Any) -> list[Any]:
+    """The Assets the tasks of ``dag`` update."""
+    return [a for t in dag.tasks for a in (t.outlets or []) if hasattr(a, "uri")]
+
+
+def build_loaded(loaded: dict[Path, LoadedPipeline], limits: Limits, broken: dict[Path, ConfigError]) -> tuple[
+        dict[Path, Any], dict[Path, ConfigError]]:
+    """Build every loaded pipeline; a pipeline scheduled ``after`` others is built after them (and fails
+    with a clear error when one is unknown, broken or in a cycle)."""
+    by_id = {lp.dag_id: path for path, lp in loaded.items()}
+    broken_ids = {prescan_dag_id(p) for p in broken}
+    dags: dict[Path, Any] = {}
+    errors: dict[Path, ConfigError] = {}
+    building: list[str] = []
+
+    def outlets_of(name: str) -> list[Any]:
+        path = by_id.get(name)
+        if path is not None and path in dags:
+            return outlets(dags[path])
+        if path is not None and path in errors or name in broken_ids:
+            raise LookupError(f"pipeline '{name}' is broken (its placeholder DAG shows why), so the tables it "
+                              "updates are unknown")
+        if name in building:
+            raise LookupError("schedule.after cycle: " + " -> ".join(building[building.index(name):] + [name]))
+        suggestion = did_you_mean(name, by_id)
+        raise LookupError(f"unknown pipeline '{name}'" + (f"; did you mean '{suggestion}'?" if suggestion else ""))
+
+    def build(path: Path) -> None:
+        if path in dags or path in errors:
+            return
+        lp = loaded[path]
+        building.append(lp.dag_id)
+        try:
+            for name in sorted(_after_names([lp])):
+                if name in by_id and name not in building:
+                    build(by_id[name])
+            dags[path] = _build_one(lp, limits, outlets_of)
+        except ConfigError as exc:
+            errors[path] = exc
+        finally:
+            building.pop()
+
+    for path in loaded:
+        build(path)
+    return dags, errors
+
+
+def _build_one(lp: LoadedPipeline, limits: Limits, outlets_of: Any = None) -> Any:
     budget = Budget(lp.file, limits.budget_s)
     try:
-        dag = build_dag(lp)
+        dag = build_dag(lp, outlets_of)
         budget.check("building the DAG")
         return dag
     except ConfigError as exc:
@@ -186,11 +254,11 @@ def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildRe
     except OSError as exc:  # the folder itself is missing or unreadable: nothing to build, say why
         log.error("Cannot read the pipeline config folder %s: %s", directory, exc)
         return result
-    for path, lp in loaded.items():
-        try:
-            result.dags[lp.dag_id] = _build_one(lp, limits)
-        except ConfigError as exc:
-            errors[path] = exc
+    built, build_errors = build_loaded(loaded, limits, errors)
+    errors.update(build_errors)
+    for dag in built.values():
+        if not only_dag_id or dag.dag_id == only_dag_id:  # a task pod: not the pipelines it is scheduled after
+            result.dags[dag.dag_id] = dag
     dup_losers = winners({f: prescan_dag_id(f) for f in errors})
     for path, exc in sorted(errors.items()):
         result.errors[path] = exc

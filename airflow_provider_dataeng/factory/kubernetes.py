@@ -10,7 +10,7 @@ Parse-time cost, measured (``benchmarks/parse.py``):
   time anything asks it for a name it does not have yet (``kubernetes.config``,
   ``kubernetes.client.CoreV1Api``, ...), so other code (the pod serializer, the executor, a
   KubernetesPodOperator) sees the complete package; the classes are the same objects either way.
-  ``DATAENG_EAGER_KUBERNETES_IMPORT=1`` turns this off.
+  ``[dataeng] eager_kubernetes_import = True`` (or ``DATAENG_EAGER_KUBERNETES_IMPORT=1``) turns this off.
 * Each model would copy a fresh client ``Configuration`` (~0.2 ms apiece, most of a 20-task DAG's build
   time); all the models we build share one, with client-side validation on.
 """
@@ -26,6 +26,7 @@ import types
 from functools import cache
 from typing import Any
 
+from airflow_provider_dataeng import settings
 from airflow_provider_dataeng.factory.resources import K8S_RESOURCE_NAMES, Resources
 
 BASE_CONTAINER = "base"
@@ -81,7 +82,7 @@ def _defer_package(name: str) -> None:
 
 def _import_models() -> types.SimpleNamespace:
     with _lock:
-        if "kubernetes" not in sys.modules and not os.environ.get("DATAENG_EAGER_KUBERNETES_IMPORT"):
+        if "kubernetes" not in sys.modules and not settings.get("eager_kubernetes_import"):
             try:
                 for name in _DEFERRED:
                     _defer_package(name)

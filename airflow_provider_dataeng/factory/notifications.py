@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from airflow_provider_dataeng.notifications.deadline import deadline_alert
 from airflow_provider_dataeng.notifications.spec import NotifierSpec, SlaBreachSpec, make_notifier
@@ -24,16 +24,17 @@ NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_one_
 class TaskNotifications(StrictModel):
     """Task-level notifications (one notifier or a list for each event)."""
 
-    on_failure: NotifierList | None = None
-    on_success: NotifierList | None = None
-    on_retry: NotifierList | None = None
+    on_failure: NotifierList | None = Field(default=None, description="Notifier(s) called when it fails")
+    on_success: NotifierList | None = Field(default=None, description="Notifier(s) called when it succeeds")
+    on_retry: NotifierList | None = Field(default=None, description="Notifier(s) called when a task is retried")
 
 
 class Notifications(TaskNotifications):
     """Pipeline notifications: ``on_failure``/``on_success`` fire for the DAG run, ``on_retry`` for each task
     retry, ``sla_breach`` when a run misses its deadline."""
 
-    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_one_or_many)] | None = None
+    sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_one_or_many)] | None = Field(
+        default=None, description="Deadline Alerts (Airflow 3.1+): notify when a run is not done in time")
 
 
 def make_deadline(spec: SlaBreachSpec) -> Any:

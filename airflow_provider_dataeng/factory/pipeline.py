@@ -18,30 +18,31 @@ DagId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", min_leng
 class PipelineSettings(StrictModel):
     """Settings a pipeline may inherit from ``defaults.yaml`` and override."""
 
-    description: str | None = None
-    doc_md: str | None = None
+    description: str | None = Field(default=None, description="One line shown under the DAG's name in the UI")
+    doc_md: str | None = Field(default=None, description="Markdown shown as the DAG's docs")
     owner: str | None = Field(default=None, description="Task owner shown in the UI (default: airflow)")
-    tags: list[str] | None = None
+    tags: list[str] | None = Field(default=None, description="DAG tags (filters in the UI)")
     schedule: Schedule = Field(
         default=None,
         description="cron ('0 3 * * *'), preset ('@daily'), duration ('1h'), a list of Asset URIs, "
-        "{any: [...]}/{all: [...]}, or null",
+        "{any: [...]}/{all: [...]}, {after: [pipelines]} / {tables: [...], conn_id: ...} (by name), or null",
     )
-    start_date: datetime | date | None = None
-    end_date: datetime | date | None = None
+    start_date: datetime | date | None = Field(default=None, description="First data interval start (YYYY-MM-DD or ISO 8601)")
+    end_date: datetime | date | None = Field(default=None, description="No runs after this date")
     timezone: str | None = Field(default=None, description="IANA name for naive start/end dates (default UTC)")
-    catchup: bool | None = None
-    max_active_runs: int | None = Field(default=None, ge=1)
-    max_active_tasks: int | None = Field(default=None, ge=1)
-    dagrun_timeout: Duration | None = None
-    retries: int | None = Field(default=None, ge=0)
-    retry_delay: Duration | None = None
+    catchup: bool | None = Field(default=None, description="Create runs for every missed interval since start_date")
+    max_active_runs: int | None = Field(default=None, ge=1, description="Most concurrent runs of this DAG")
+    max_active_tasks: int | None = Field(default=None, ge=1, description="Most concurrent tasks across its runs")
+    dagrun_timeout: Duration | None = Field(default=None, description="A run still going after this fails")
+    retries: int | None = Field(default=None, ge=0, description="Retries of each task (default for every task)")
+    retry_delay: Duration | None = Field(default=None, description="Delay before the first retry")
     retry_exponential_backoff: bool | float | None = Field(
         default=None, description="true (x2) or a multiplier for the delay between retries"
     )
-    max_retry_delay: Duration | None = None
-    execution_timeout: Duration | None = None
-    notifications: Notifications | None = None
+    max_retry_delay: Duration | None = Field(default=None, description="Cap of the backed-off retry delay")
+    execution_timeout: Duration | None = Field(default=None, description="A task try running longer fails")
+    notifications: Notifications | None = Field(
+        default=None, description="Notifiers on failure, success, retry and SLA breach (see docs/sla.md)")
     resources: Resources | None = Field(default=None, description="Kubernetes resources for every task pod")
     params: dict[str, Any] | None = Field(default=None, description="DAG params (shown in the trigger form)")
 
@@ -53,16 +54,17 @@ class Defaults(PipelineSettings):
 class TaskGroupSpec(StrictModel):
     """A task group; tasks join it with ``group: <name>``."""
 
-    tooltip: str | None = None
+    tooltip: str | None = Field(default=None, description="Shown when hovering the group in the graph")
     parent: Identifier | None = Field(default=None, description="Enclosing task group")
-    prefix_group_id: bool = True
+    prefix_group_id: bool = Field(default=True, description="Prefix task ids with the group name (group.task)")
 
 
 class Pipeline(PipelineSettings):
     """One pipeline (one DAG)."""
 
     dag_id: DagId | None = Field(default=None, description="Default: the config file name without .yaml")
-    task_groups: dict[Identifier, TaskGroupSpec] = Field(default_factory=dict)
+    task_groups: dict[Identifier, TaskGroupSpec] = Field(
+        default_factory=dict, description="Task groups by name; tasks join one with group: <name>")
     tasks: dict[Identifier, dict[str, Any]] = Field(
         min_length=1, description="Tasks by name; each has a type (or operator:) and depends_on"
     )

@@ -83,15 +83,29 @@ _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
+def _open(path: Path) -> int:
+    """A read-only descriptor; a name replaced mid-open (git-sync, editors) is retried once."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(path, flags)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:  # replaced again in between
+                raise FileVanished(str(path)) from None
+            raise _error(path, f"broken symbolic link (points to {target!r}, which does not exist)") from None
+        raise FileVanished(str(path)) from None
+
+
 def read_bytes(path: Path, max_bytes: int) -> bytes:
     """The file's bytes (at most ``max_bytes``); never blocks on FIFOs or devices."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        if os.path.lexists(path):
-            raise _error(path, f"broken symbolic link (points to {os.readlink(path)!r}, which does not "
-                         "exist)") from None
-        raise FileVanished(str(path)) from None
+        fd = _open(path)
     except PermissionError as exc:
         raise _error(path, f"cannot read the file: permission denied ({exc.strerror}); the DAG processor "
                      "runs as a user who must be able to read it") from None

@@ -52,9 +52,9 @@ def _quantity_text(value: Any) -> Any:
 class ResourceLimits(StrictModel):
     """Explicit limits; only allowed to differ from the requests with ``allow_burstable: true``."""
 
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
-    ephemeral_storage: Quantity | None = None
+    cpu: Quantity | None = Field(default=None, description="CPU limit ('500m', '1')")
+    memory: Quantity | None = Field(default=None, description="Memory limit ('512Mi', '2Gi')")
+    ephemeral_storage: Quantity | None = Field(default=None, description="Local disk limit ('1Gi')")
 
     @field_validator("cpu", "memory", "ephemeral_storage", mode="before")
     @classmethod
@@ -65,11 +65,12 @@ class ResourceLimits(StrictModel):
 class Toleration(StrictModel):
     """A pod toleration (Kubernetes ``V1Toleration``)."""
 
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] = "Equal"
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = Field(default=None, ge=0)
+    key: str | None = Field(default=None, description="Taint key to tolerate (empty with Exists: every taint)")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Equal: key and value match")
+    value: str | None = Field(default=None, description="Taint value (with operator Equal)")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate (empty: every effect)")
+    toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute: how long the pod stays")
 
 
 class Resources(StrictModel):
@@ -95,9 +96,10 @@ class Resources(StrictModel):
     image: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         default=None, description="Container image of the task pod (default: the executor's worker image)"
     )
-    node_selector: dict[str, str] | None = None
-    tolerations: list[Toleration] | None = None
-    service_account: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = None
+    node_selector: dict[str, str] | None = Field(default=None, description="Node labels the pod must run on")
+    tolerations: list[Toleration] | None = Field(default=None, description="Taints the pod tolerates")
+    service_account: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] | None = Field(
+        default=None, description="Kubernetes service account of the task pod")
 
     @field_validator("cpu", "memory", "ephemeral_storage", mode="before")
     @classmethod

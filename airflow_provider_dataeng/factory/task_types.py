@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import create_model
+from pydantic import Field, create_model
 
 from airflow_provider_dataeng.factory import tasks as t
 from airflow_provider_dataeng.specs import StrictModel
@@ -69,7 +69,10 @@ def task_model(type_name: str) -> type[StrictModel]:
     bases: tuple[type, ...] = (t.TaskCommon, tt.params_model)
     if tt.sensor:
         bases = (t.TaskCommon, t.SensorFields, tt.params_model)
-    type_field: Any = (Literal[type_name] | None, None) if type_name == "operator" else (Literal[type_name], ...)
+    described = Field(description=f"Task type: {type_name}" + (" (may be omitted when operator: is given)"
+                                                               if type_name == "operator" else ""))
+    type_field: Any = ((Literal[type_name] | None, Field(default=None, description=described.description))
+                       if type_name == "operator" else (Literal[type_name], described))
     name = "".join(p.capitalize() for p in type_name.split("_")) + "Task"
     return create_model(
         name, __base__=bases, __doc__=tt.params_model.__doc__, type=type_field,

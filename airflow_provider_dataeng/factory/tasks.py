@@ -52,30 +52,33 @@ class TaskCommon(StrictModel):
     description: str | None = Field(default=None, description="Shown as the task's doc in the UI")
     depends_on: StrList = Field(default_factory=list, description="Task or task group names upstream of this one")
     group: Identifier | None = Field(default=None, description="The task group (see task_groups) it belongs to")
-    retries: int | None = Field(default=None, ge=0)
-    retry_delay: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, description="Retries of this task (overrides the pipeline's)")
+    retry_delay: Duration | None = Field(default=None, description="Delay before the first retry")
     retry_exponential_backoff: bool | float | None = Field(
         default=None, description="true (x2) or a multiplier for the delay between retries"
     )
-    max_retry_delay: Duration | None = None
-    execution_timeout: Duration | None = None
-    trigger_rule: Literal[TRIGGER_RULES] | None = None  # type: ignore[valid-type]
-    pool: str | None = None
-    pool_slots: int | None = Field(default=None, ge=1)
-    priority_weight: int | None = None
+    max_retry_delay: Duration | None = Field(default=None, description="Cap of the backed-off retry delay")
+    execution_timeout: Duration | None = Field(default=None, description="A try running longer fails")
+    trigger_rule: Literal[TRIGGER_RULES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="When the task runs given its upstream states (default all_success)")
+    pool: str | None = Field(default=None, description="Airflow pool the task takes a slot of")
+    pool_slots: int | None = Field(default=None, ge=1, description="Slots it takes in its pool")
+    priority_weight: int | None = Field(default=None, description="Scheduling priority among queued tasks")
     resources: Resources | None = Field(default=None, description="Overrides the pipeline's resources")
-    inlets: list[AssetRef] | None = None
-    outlets: list[AssetRef] | None = None
-    notifications: TaskNotifications | None = None
+    inlets: list[AssetRef] | None = Field(default=None, description="Assets the task reads (lineage)")
+    outlets: list[AssetRef] | None = Field(default=None, description="Assets the task updates (schedule others)")
+    notifications: TaskNotifications | None = Field(
+        default=None, description="Notifiers on this task's failure, success or retry")
 
 
 class SensorFields(StrictModel):
     """Extra fields of sensor task types."""
 
-    poke_interval: Duration | None = None
-    timeout: Duration | None = None
-    mode: Literal["poke", "reschedule"] | None = None
-    soft_fail: bool | None = None
+    poke_interval: Duration | None = Field(default=None, description="Time between checks")
+    timeout: Duration | None = Field(default=None, description="Give up (fail) after this long")
+    mode: Literal["poke", "reschedule"] | None = Field(
+        default=None, description="poke holds a worker slot; reschedule frees it between checks")
+    soft_fail: bool | None = Field(default=None, description="On timeout, skip instead of failing")
 
 
 # --- params per task type ------------------------------------------------------------------------------------

@@ -423,6 +423,26 @@ class FailoverPostgresHook(PostgresHook):
                 self.log.info("Connected to %s after %d attempts", self.describe(), attempt)
             return self.conn
 
+    def cancel(self) -> bool:
+        """Cancel the statement running on the hook's current connection (a libpq cancel request).
+
+        Safe to call from another thread or a signal handler (an operator's ``on_kill``): a query that
+        waits for a lock or runs long stops on the server, instead of outliving the killed task. Returns
+        whether a cancel request was sent."""
+        conn = getattr(self, "conn", None)
+        if conn is None or conn.closed:
+            return False
+        try:
+            if hasattr(conn, "cancel_safe"):  # psycopg 3.2+: does not block the event loop or a signal handler
+                conn.cancel_safe(timeout=5.0)
+            else:
+                conn.cancel()
+        except Exception as exc:  # noqa: BLE001 - a broken connection has nothing left to cancel
+            self.log.info("Nothing to cancel on %s: %s", self.describe(), first_line(exc))
+            return False
+        self.log.info("Sent a cancel request for the statement running on %s", self.describe())
+        return True
+
     @contextlib.contextmanager
     def connection_scope(self) -> Iterator[Any]:
         """A fresh connection that is always closed on exit."""

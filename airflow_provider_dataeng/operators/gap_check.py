@@ -60,12 +60,18 @@ class PartitionGapCheckOperator(BaseOperator):
         self.end = end
         self.on_holes = on_holes
         self.pipeline = pipeline
+        self._hook: Any = None  # the running check's hook, for on_kill
         if not is_templated(conn_id, target_table, start, end, pipeline):
             self.spec()  # a bad argument (or cron) fails when the DAG is parsed, naming the task
 
     def spec(self) -> GapCheckSpec:
         """The task's :class:`GapCheckSpec` (after templating when called in ``execute``)."""
         return task_spec(self, GapCheckSpec)
+
+    def on_kill(self) -> None:
+        """Cancel the running catalog/ledger read (a libpq cancel), so nothing keeps running server-side."""
+        if self._hook is not None:
+            self._hook.cancel()
 
     def _window(self, spec: GapCheckSpec, context: Context) -> tuple[datetime, datetime]:
         dag = context.get("dag")
@@ -96,7 +102,7 @@ class PartitionGapCheckOperator(BaseOperator):
         except ValueError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
         start, end = self._window(spec, context)
-        hook = connect(spec.conn_id, role="warehouse")
+        hook = self._hook = connect(spec.conn_id, role="warehouse")
         report = find_gaps(
             hook, schema=schema, table=table, timetable=timetable, start=start, end=end, pipeline=spec.pipeline
         )

@@ -117,6 +117,12 @@ class FreshnessSensor(BaseSensorOperator):
         self._last_result = result
         return result
 
+    def on_kill(self) -> None:
+        """Cancel a running probe (poke mode), so a query waiting on a lock does not outlive the task."""
+        session = self._session
+        if session is not None:
+            session.hook.cancel()
+
     def _close_session(self) -> None:
         if self._session is not None:
             self._session.close()

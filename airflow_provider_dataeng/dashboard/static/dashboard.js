@@ -130,14 +130,20 @@
       f.status === "fresh" ? "fresh" : `${f.status}: ${f.behind_intervals} behind`);
   }
 
+  // One strip per target, at most 600 px: several intervals may share a pixel, the worst status wins.
+  const SEVERITY = ["P", "M", "R", "F"];
   function drawStrip(canvas, codes) {
-    const n = codes.length, w = Math.max(1, Math.min(3, Math.floor(600 / Math.max(n, 1))));
-    canvas.width = Math.max(n * w, 1); canvas.height = 14; canvas.style.width = `${canvas.width}px`;
-    const ctx = canvas.getContext("2d");
-    for (let i = 0; i < n; i++) {
-      const c = codes[i], status = CODE_STATUS[c.toUpperCase()];
-      ctx.fillStyle = COLORS[status];
-      ctx.fillRect(i * w, c === c.toLowerCase() ? 3 : 0, w, c === c.toLowerCase() ? 8 : 14);
+    const n = codes.length, W = Math.max(1, Math.min(600, n * 3));
+    canvas.width = W; canvas.height = 14; canvas.style.width = `${W}px`;
+    const ctx = canvas.getContext("2d"), w = Math.max(1, Math.ceil(W / Math.max(n, 1)));
+    for (const level of SEVERITY) {
+      for (let i = 0; i < n; i++) {
+        const c = codes[i];
+        if (c.toUpperCase() !== level) continue;
+        const active = c !== level;
+        ctx.fillStyle = COLORS[CODE_STATUS[level]];
+        ctx.fillRect(Math.floor((i * W) / n), active ? 3 : 0, w, active ? 8 : 14);
+      }
     }
   }
 
