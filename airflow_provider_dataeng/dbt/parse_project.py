@@ -54,7 +54,7 @@ def parse_project(project_dir: str | os.PathLike[str], target_path: str | os.Pat
             dbt("deps")
         dbt("parse", "--target-path", str(target), "--no-partial-parse")
         if docs:
-            dbt("docs", "generate", "--empty-catalog", "--target-path", str(target))
+            dbt("docs", "generate", "--empty-catalog", "--no-compile", "--target-path", str(target))
     finally:
         shutil.rmtree(profiles, ignore_errors=True)
     manifest = target / "manifest.json"
