@@ -1,4 +1,4 @@
-"""``python -m demo``: the example pipelines end to end on local PostgreSQL (what ``make demo`` runs).
+"""``python -m demo``: the example pipelines end to end on a real Airflow and local PostgreSQL (``make demo``).
 
     python -m demo                 # pg_auto_failover warehouse, 3 daily intervals
     python -m demo --plain         # a single plain warehouse cluster (also: DEMO_WAREHOUSE=plain)
@@ -30,15 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--standalone", action="store_true",
                         help="run `airflow standalone` over the same configs and local databases")
     parser.add_argument("--keep", action="store_true", help="keep the stack running after the summary")
-    parser.add_argument("--parallel", type=int, default=1,
-                        help="DAG runs at a time (default 1: the SQLite metadata DB took damage here with 2 "
-                             "concurrent writers)")
-    parser.add_argument("--one-process-per-run", action="store_true",
-                        help="a fresh `airflow dags test` process per run (~12 s start-up each, measured "
-                             "here; the DeadlineAlert of `orders` then fails the run on Airflow 3.3.2)")
-    parser.add_argument("--keep-retries", action="store_true",
-                        help="keep the configs' task retries (by default the demo fails fast instead of "
-                             "waiting out retry delays)")
     args = parser.parse_args(argv)
     if args.days < 2:
         parser.error("--days: expected at least 2 (the demo reruns a middle interval)")
@@ -56,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.run import Demo, DemoOptions, report_json
     from demo.summary import render_report
 
-    options = DemoOptions(days=args.days, plain=args.plain, seed=args.seed, parallel=args.parallel,
-                          one_process_per_run=args.one_process_per_run, keep_retries=args.keep_retries,
-                          keep=args.keep)
+    options = DemoOptions(days=args.days, plain=args.plain, seed=args.seed, keep=args.keep)
     demo = Demo(options, log=lambda line: print(line, flush=True))
     started = time.monotonic()
     try:

@@ -1,24 +1,23 @@
-"""The demo's main loop: the example pipelines over three daily intervals, a rerun, dbt, checks, a summary.
+"""The demo's main loop: the example pipelines over daily intervals on a real Airflow, a rerun, dbt, checks.
 
-Every DAG run is ``airflow dags test <dag_id> <logical_date>`` (Airflow's own CLI code) in a child
-process: by default one long-lived worker (:mod:`demo.dag_worker`) that serves every run, so the ~10 s
-start-up of a fresh ``airflow dags test`` is paid once, not once per run (a warm run takes ~1 s here);
-with ``--one-process-per-run`` every run is its own ``airflow dags test`` subprocess. ``--parallel 2``
-runs different DAGs two at a time (one DAG's intervals always go in order: incremental-by-id extracts
-depend on it), but two processes writing the SQLite metadata DB at once corrupted it once here
-("database disk image is malformed"), and a warm worker is fast enough alone.
+Every DAG run happens in a real deployment (:mod:`devstack.airflow_stack`: scheduler, DAG processor,
+triggerer, API server, LocalExecutor) and is driven through the REST API as a user or a script would:
+the earlier intervals are triggered with their data interval (history), the last complete day is the
+scheduler's own run once the DAGs are unpaused, ``dbt_marts`` is started by the scheduler from the
+extracts' asset events, the rerun of the middle interval is the UI's Clear, and the monitoring DAG runs
+its deferrable checks in the triggerer.
 
 Results are read where a user would look: the ledger ``dataeng.load_ledger`` in the warehouse (rows,
-checks, publish status per partition), the Airflow metadata DB (DAG run and task states, XCom: dbt
-results, freshness, health), and the warehouse partitions themselves (row counts and md5 checksums
-before and after the rerun).
+checks, publish status per partition), the REST API (DAG run and task states, XCom: dbt results,
+freshness, health), and the warehouse partitions themselves (row counts and md5 checksums before and
+after the rerun).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -32,7 +31,8 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from demo.stack import REPO_ROOT, Stack, airflow_bin, child_env, data_dirs, stop_process_group
+from demo.stack import CONN_MONITOR, CONN_SOURCE, CONN_WAREHOUSE, REPO_ROOT, Stack, child_env, data_dirs
+from devstack.airflow_stack import AirflowStack
 
 UTC = timezone.utc
 CONFIG_DIR = REPO_ROOT / "dags" / "configs"
@@ -92,19 +92,13 @@ def discover_pipelines(config_dir: Path = CONFIG_DIR) -> list[Pipeline]:
 # -- running DAGs ------------------------------------------------------------------------------------
 @dataclass
 class Job:
-    """One ``airflow dags test`` run: the DAG and the data interval it should cover."""
+    """One DAG run: the DAG and the data interval it covers."""
 
     dag_id: str
     interval_start: datetime
     interval_end: datetime
     label: str = ""
     after: list[Job] = field(default_factory=list)
-    mark_success: str | None = None  # regex of task ids marked success without running
-
-    @property
-    def logical_date(self) -> str:
-        # With cron data intervals, a manual run at T covers the interval that ends at T.
-        return self.interval_end.isoformat()
 
 
 @dataclass
@@ -121,201 +115,52 @@ class RunResult:
     xcom: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
     error: str | None = None
+    run_type: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.rc == 0 and self.state == "success"
 
 
-class DagRunner:
-    """Runs :class:`Job` s ``parallel`` at a time, in long-lived workers or one process per run."""
+class ApiRunner:
+    """Waits for DAG runs on the real Airflow and reads them back through the REST API."""
 
-    def __init__(self, stack: Stack, parallel: int = 1, one_process_per_run: bool = False,
-                 retries: int | None = 0, log: Callable[[str], None] = print) -> None:
-        self.stack = stack
-        self.retries = retries
-        self.parallel = max(1, parallel)
-        self.one_process_per_run = one_process_per_run
+    def __init__(self, airflow: AirflowStack, log: Callable[[str], None] = print) -> None:
+        self.airflow = airflow
         self.log = log
-        self.logs_dir = stack.demo_dir / "logs"
-        self.workers: list[_Worker] = []
-        self.results: list[RunResult] = []
 
-    def start(self) -> None:
-        """Spawn the workers now (their imports overlap with whatever the caller does next)."""
-        if self.one_process_per_run or self.workers:
-            return
-        for n in range(self.parallel):
-            self.workers.append(_Worker(self.stack, self.logs_dir / f"worker-{n + 1}.log"))
-
-    def run(self, jobs: Sequence[Job]) -> list[RunResult]:
-        """Run ``jobs`` (respecting ``Job.after``) and return their results in job order."""
-        self.start()
-        pending = list(jobs)
-        done: dict[int, RunResult] = {}
-        lock = threading.Condition()
-        errors: list[BaseException] = []
-
-        def next_job() -> Job | None:
-            with lock:
-                while True:
-                    if errors:
-                        return None
-                    for job in pending:
-                        if all(id(dep) in done or dep not in jobs for dep in job.after):
-                            pending.remove(job)
-                            return job
-                    if not pending:
-                        return None
-                    lock.wait(0.5)
-
-        def loop(slot: int) -> None:
-            try:
-                while (job := next_job()) is not None:
-                    result = self._run_one(slot, job)
-                    self._report(result)
-                    with lock:
-                        done[id(job)] = result
-                        lock.notify_all()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                with lock:
-                    errors.append(exc)
-                    lock.notify_all()
-
-        threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(self.parallel)]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.2)  # short waits: Ctrl-C is handled promptly in the main thread
-        except BaseException as exc:  # Ctrl-C: hand out no more jobs (close() stops the running ones)
-            with lock:
-                errors.append(exc)
-                lock.notify_all()
-            raise
-        if errors:
-            raise errors[0]
-        results = [done[id(j)] for j in jobs]
-        self.results.extend(results)
+    def wait(self, runs: Sequence[tuple[Job, str]], timeout: float = 600) -> list[RunResult]:
+        """Wait for every ``(job, run id)``; return their results in order (each reported as it ends)."""
+        deadline = time.monotonic() + timeout
+        results = []
+        for job, run_id in runs:
+            self.airflow.wait_run(job.dag_id, run_id, timeout=max(1.0, deadline - time.monotonic()))
+            results.append(self.result(job, run_id))
         return results
 
-    def close(self) -> None:
-        """Stop the workers: end of input first, then SIGTERM / SIGKILL to their process groups."""
-        for worker in self.workers:
-            with contextlib.suppress(Exception):
-                if worker.proc.stdin:
-                    worker.proc.stdin.close()
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and any(w.proc.poll() is None for w in self.workers):
-            time.sleep(0.05)
-        for worker in self.workers:
-            stop_process_group(worker.proc, grace=3)
-        self.workers.clear()
-
-    # -- one run ---------------------------------------------------------------------------------
-    def _run_one(self, slot: int, job: Job) -> RunResult:
-        run_log = self.logs_dir / "runs" / f"{job.dag_id}__{job.interval_start:%Y%m%d}{job.label}.log"
-        run_log.parent.mkdir(parents=True, exist_ok=True)
-        start = time.monotonic()
-        if self.one_process_per_run:
-            cmd = [airflow_bin(), "dags", "test", job.dag_id, job.logical_date]
-            if job.mark_success:
-                cmd += ["--mark-success-pattern", job.mark_success]
-            proc = self.stack.spawn(cmd, run_log)
-            while proc.poll() is None:
-                time.sleep(0.1)
-            self.stack.children.remove(proc)
-            rc, error = proc.returncode, None
-        else:
-            reply, text = self.workers[slot].run(
-                {"dag_id": job.dag_id, "logical_date": job.logical_date, "mark_success": job.mark_success,
-                 "retries": self.retries})
-            run_log.write_text(text)
-            rc, error = int(reply.get("rc") or 0), reply.get("error")
-        result = RunResult(job, rc, time.monotonic() - start, log_path=run_log, error=error)
-        read_run_state(self.stack.airflow_home / "airflow.db", result)
+    def result(self, job: Job, run_id: str) -> RunResult:
+        run = self.airflow.run(job.dag_id, run_id)
+        start, end = (datetime.fromisoformat(run[k].replace("Z", "+00:00")) if run.get(k) else None
+                      for k in ("start_date", "end_date"))
+        result = RunResult(job, 0, (end - start).total_seconds() if start and end else 0.0, run_id=run_id,
+                           state=run["state"], data_interval=(run.get("data_interval_start"),
+                                                               run.get("data_interval_end")),
+                           tasks=self.airflow.task_states(job.dag_id, run_id), run_type=run.get("run_type"))
+        result.xcom = self.airflow.xcoms(job.dag_id, run_id)
+        if not result.ok:
+            result.error = self.airflow.report(job.dag_id, run_id, lines=12)
+        self._report(result)
         return result
 
     def _report(self, r: RunResult) -> None:
         interval = f"{r.job.interval_start:%Y-%m-%d}"
         failed = [t for t, s in r.tasks.items() if s not in ("success", "skipped")]
-        status = "ok" if r.ok else f"FAILED ({', '.join(failed) or r.error or f'rc={r.rc}'})"
-        self.log(f"    {r.job.dag_id:<28} {interval}{r.job.label:<8} {len(r.tasks):>3} tasks  "
+        status = "ok" if r.ok else f"FAILED ({', '.join(failed) or r.state})"
+        self.log(f"    {r.job.dag_id:<14} {interval}{r.job.label:<8} {r.run_type or '':<16} {len(r.tasks):>3} tasks  "
                  f"{r.seconds:5.1f} s  {status}")
-        if not r.ok and r.log_path is not None:
-            self.log(f"      log: {r.log_path}")
-            for line in _error_lines(r.log_path):
-                self.log(f"      | {line}")
-
-
-class _Worker:
-    """A :mod:`demo.dag_worker` child: JSON requests on stdin, JSON results on stdout."""
-
-    def __init__(self, stack: Stack, log_path: Path) -> None:
-        import sys
-
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "demo.dag_worker", str(log_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            env=child_env(), cwd=REPO_ROOT, start_new_session=True,
-        )
-        stack.children.append(self.proc)
-        self._ready = False
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"DAG worker exited (rc={self.proc.poll()}); last log lines:\n{tail}")
-        return json.loads(line)
-
-    def run(self, request: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        if not self._ready:
-            self._read()  # {"ready": true}
-            self._ready = True
-        offset = self.log_path.stat().st_size
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        reply = self._read()
-        with open(self.log_path, "rb") as fh:
-            fh.seek(offset)
-            text = fh.read().decode(errors="replace")
-        return reply, text
-
-
-def _error_lines(path: Path, limit: int = 12) -> list[str]:
-    lines = path.read_text(errors="replace").splitlines()
-    picked = [ln for ln in lines if any(k in ln for k in ("ERROR", "Error", "error", "Traceback", "FAILED"))]
-    return [ln[:200] for ln in (picked or lines)[-limit:]]
-
-
-def read_run_state(db_path: Path, result: RunResult) -> None:
-    """Fill ``result`` from the metadata DB: the DAG's latest run, its task states and XComs."""
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)) as db:
-        row = db.execute(
-            "select run_id, state, data_interval_start, data_interval_end from dag_run where dag_id = ? "
-            "order by id desc limit 1", (result.job.dag_id,),
-        ).fetchone()
-        if row is None:
-            return
-        result.run_id, result.state = row[0], row[1]
-        result.data_interval = (row[2], row[3])
-        for task_id, state in db.execute(
-            "select task_id, state from task_instance where dag_id = ? and run_id = ?", (result.job.dag_id, row[0])
-        ):
-            result.tasks[task_id] = state
-        for task_id, key, value in db.execute(
-            "select task_id, key, value from xcom where dag_id = ? and run_id = ?", (result.job.dag_id, row[0])
-        ):
-            with contextlib.suppress(TypeError, ValueError):
-                value = json.loads(value)
-            result.xcom[task_id if key == "return_value" else f"{task_id}:{key}"] = value
+        if not r.ok and r.error:
+            for line in r.error.splitlines()[-14:]:
+                self.log(f"      | {line[:200]}")
 
 
 # -- the warehouse side ------------------------------------------------------------------------------
@@ -445,9 +290,6 @@ class DemoOptions:
     days: int = 3
     plain: bool = False
     seed: int = 42
-    parallel: int = 1
-    one_process_per_run: bool = False
-    keep_retries: bool = False
     keep: bool = False
 
 
@@ -481,14 +323,15 @@ class DemoReport:
 
 
 class Demo:
-    """The whole demo: stack, shop, runs, rerun, dbt, checks, summary."""
+    """The whole demo: stack, shop, runs on the real Airflow, rerun, dbt, checks, summary."""
 
     def __init__(self, options: DemoOptions, log: Callable[[str], None] = print) -> None:
         self.options = options
         self.log = log
         self.stack = Stack(plain=options.plain, log=self._log)
         self.progress = Progress()
-        self.runner: DagRunner | None = None
+        self.airflow: AirflowStack | None = None
+        self.runner: ApiRunner | None = None
         self.shop: Any = None
 
     def _log(self, text: str) -> None:
@@ -506,60 +349,79 @@ class Demo:
 
         self._ensure_manifest()
 
-        # Start-up, overlapped: Airflow's migration and the DAG workers' imports run while the
-        # shop is generated and the formation starts.
+        # Start-up, overlapped: Airflow starts (metadata DB on the source cluster, migration, the four
+        # components) while the shop is generated and the formation starts.
         stack = self.stack
         stack.start_source()
         stack.plan_warehouse()
         stack.register_connections()
-        stack.prepare_airflow_home(wait=False)
-        self.runner = DagRunner(stack, opts.parallel, opts.one_process_per_run,
-                                retries=None if opts.keep_retries else 0, log=self._log)
-        starter = threading.Thread(target=self._start_workers, daemon=True)
-        starter.start()
+        self.airflow = airflow = self._airflow()
+        starter = _Background(airflow.start)
         self._build_shop(intervals)
         stack.start_warehouse()
-        while starter.is_alive():
-            starter.join(0.2)
-        stack.wait_airflow_home()
+        starter.result()
+        self.runner = runner = ApiRunner(airflow, log=self._log)
         self.progress.mark("stack")
 
         extract = [p for p in pipelines if p.kind == "extract"]
         dbt = [p for p in pipelines if p.kind == "dbt"]
         checks = [p for p in pipelines if p.kind == "checks"]
+        for p in pipelines:
+            airflow.wait_dag(p.dag_id, timeout=180, unpause=False)
 
-        # 1. The extract pipelines for each interval (a backfill; each DAG's intervals in order).
-        self._log(f"==> running {len(extract)} extract pipelines for {len(intervals)} daily intervals "
-                  f"(airflow dags test, {self.runner.parallel} at a time)")
-        jobs: list[Job] = []
-        previous: dict[str, Job] = {}
-        for start, end in intervals:
+        # 1. History, then the scheduler's own run: the earlier intervals are triggered through the API
+        #    with their data interval (run_after = the interval's end, so each DAG runs them in order, one
+        #    at a time); unpausing the DAGs makes the scheduler create the run of the last complete day.
+        *history, (last_start, last_end) = intervals
+        self._log(f"==> {len(extract)} extract pipelines x {len(intervals)} daily intervals on the real scheduler: "
+                  f"{len(history)} earlier interval(s) triggered through the REST API with their data interval, "
+                  "then the DAGs are unpaused and the scheduler runs the last complete day itself; "
+                  + ", ".join(p.dag_id for p in dbt) + " is scheduled on the extracts' asset events")
+        pending: list[tuple[Job, str]] = []
+        for start, end in history:
             for p in extract:
-                job = Job(p.dag_id, start, end, after=[previous[p.dag_id]] if p.dag_id in previous else [])
-                previous[p.dag_id] = job
-                jobs.append(job)
-        runs = self.runner.run(jobs)
+                pending.append((Job(p.dag_id, start, end),
+                                airflow.trigger(p.dag_id, logical_date=start, data_interval=(start, end), run_after=end)))
+        for p in dbt + extract:
+            airflow.unpause(p.dag_id)
+        for p in extract:
+            pending.append((Job(p.dag_id, last_start, last_end), self._scheduled_run(p.dag_id, last_start)))
+        dbt_runs = {p.dag_id: self._first_asset_triggered_run(p.dag_id) for p in dbt}
+        runs = runner.wait(pending)
         self.progress.mark("intervals")
 
-        # 2. Rerun the middle interval (the partitions must come out identical); then dbt builds the
-        #    marts while the checks run (freshness, partition gaps, failover health): the monitoring DAG
-        #    is hourly, so its run covers the latest full hour.
+        # 2. The UI's Clear on the middle interval's runs: the scheduler runs them again; the partitions
+        #    must come out identical.
         middle = intervals[len(intervals) // 2]
         wh_dsn = stack.warehouse.dsn()
         before = self._partition_states(wh_dsn, middle[0])
-        self._log(f"==> rerunning the middle interval {middle[0]:%Y-%m-%d} (idempotency), then dbt and the "
-                  "checks (freshness, partition gaps, failover health)")
-        reruns = [Job(p.dag_id, *middle, label=" rerun") for p in extract]
-        last_start, last_end = intervals[-1]
-        dbt_jobs = [Job(p.dag_id, last_start, last_end, after=list(reruns)) for p in dbt]
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        check_jobs = [Job(p.dag_id, now - timedelta(hours=1), now, after=list(reruns)) for p in checks]
-        if stack.warehouse.kind == "plain":
-            for job in check_jobs:
-                job.mark_success = _health_tasks(next(p for p in checks if p.dag_id == job.dag_id))
-        runs += self.runner.run(reruns + dbt_jobs + check_jobs)
+        self._log(f"==> clearing the middle interval {middle[0]:%Y-%m-%d} (the UI's Clear): the scheduler reruns it "
+                  "(idempotency)")
+        reruns = []
+        for job, run_id in pending:
+            if job.interval_start == middle[0]:
+                airflow.clear(job.dag_id, run_id)
+                reruns.append((Job(job.dag_id, *middle, label=" rerun"), run_id))
+        runs += runner.wait(reruns)
         after = self._partition_states(wh_dsn, middle[0])
-        self.progress.mark("rerun, dbt, checks")
+        self.progress.mark("rerun")
+
+        # 3. dbt: the run the scheduler started from the extracts' asset events.
+        self._log("==> " + ", ".join(p.dag_id for p in dbt) + ": the run the scheduler started from the extracts' "
+                  "asset events")
+        for dag_id, run_id in dbt_runs.items():
+            runs += runner.wait([(Job(dag_id, last_start, last_end), run_id)], timeout=1800)
+            self._later_asset_triggered_runs(dag_id, run_id)
+        self.progress.mark("dbt")
+
+        # 4. The monitoring checks (freshness, partition gaps, failover health; deferrable sensors wait in
+        #    the triggerer), triggered through the API.
+        if checks:
+            self._log("==> the checks: " + ", ".join(p.dag_id for p in checks) + " triggered through the API"
+                      + (" (failover health marked success: --plain has no pg_auto_failover monitor)"
+                         if stack.warehouse.kind == "plain" else ""))
+            runs += self._check_runs(checks, stack.warehouse.kind == "plain")
+        self.progress.mark("checks")
         late = self._advance_to_now(intervals, extract)
 
         return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
@@ -567,20 +429,76 @@ class Demo:
                           data_dirs(stack), late)
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
+        if self.airflow is not None:
+            self.airflow.stop()
         self.stack.close()
 
     # -- steps -----------------------------------------------------------------------------------
-    def _start_workers(self) -> None:
-        """Wait for the metadata DB, then spawn the DAG workers (they import Airflow and warm up)."""
-        with contextlib.suppress(Exception):  # errors surface in wait_airflow_home / the first run
-            proc = getattr(self.stack, "_migrate", None)
-            while proc is not None and proc.poll() is None:
-                time.sleep(0.1)
-            if proc is None or proc.returncode == 0:
-                assert self.runner is not None
-                self.runner.start()
+    def _airflow(self) -> AirflowStack:
+        """The real Airflow over dags/ with the demo's connections (metadata DB on the source cluster)."""
+        from devstack.airflow_env import connection_env_name
+
+        home = self.stack.airflow_home
+        shutil.rmtree(home, ignore_errors=True)  # a fresh deployment every run
+        connections = {c: os.environ[connection_env_name(c)] for c in (CONN_SOURCE, CONN_WAREHOUSE, CONN_MONITOR)
+                       if connection_env_name(c) in os.environ}
+        return AirflowStack(home, connections=connections, metadata_cluster=self.stack.source, log=self._log)
+
+    def _scheduled_run(self, dag_id: str, interval_start: datetime, timeout: float = 120) -> str:
+        """The run id of the scheduler's own run of ``dag_id`` for the interval starting at ``interval_start``."""
+        assert self.airflow is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            for run in self.airflow.runs(dag_id):
+                if run["run_type"] == "scheduled":
+                    return run["dag_run_id"]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{dag_id}: the scheduler created no run for {interval_start:%Y-%m-%d} "
+                                   f"in {timeout:.0f} s\n{self.airflow.log_tails(['scheduler'])}")
+            time.sleep(0.5)
+
+    def _first_asset_triggered_run(self, dag_id: str, timeout: float = 900) -> str:
+        """The id of the first run the scheduler creates for ``dag_id`` from the extracts' asset events."""
+        assert self.airflow is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [r for r in self.airflow.runs(dag_id) if r["run_type"] == "asset_triggered"]
+            if runs:
+                self._log(f"    {dag_id}: the scheduler queued {runs[0]['dag_run_id']} from the extracts' asset events")
+                return runs[0]["dag_run_id"]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{dag_id}: no asset-triggered run after {timeout:.0f} s "
+                                   f"(asset events not matching its schedule?)\n{self.airflow.log_tails(['scheduler'])}")
+            time.sleep(1)
+
+    def _later_asset_triggered_runs(self, dag_id: str, first: str) -> None:
+        """Say which later runs the next events (the next interval, the rerun) queued; the demo does not wait."""
+        assert self.airflow is not None
+        later = [r for r in self.airflow.runs(dag_id) if r["run_type"] == "asset_triggered" and r["dag_run_id"] != first]
+        for run in later:
+            self._log(f"    {dag_id}: {run['dag_run_id']} ({run['state']}) queued by the later asset events "
+                      "(next interval, rerun); not waited for")
+
+    def _check_runs(self, checks: list[Pipeline], plain: bool) -> list[RunResult]:
+        """One run of each checks DAG for the latest full hour, triggered while paused (so the scheduler adds
+        no run of its own meanwhile); health tasks are marked success first on a plain warehouse."""
+        assert self.airflow is not None and self.runner is not None
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        pending = []
+        for p in checks:
+            run_id = self.airflow.trigger(p.dag_id, logical_date=now - timedelta(hours=1),
+                                          data_interval=(now - timedelta(hours=1), now), run_after=now)
+            if plain:
+                for task_id in _health_task_ids(p, self.airflow.task_states(p.dag_id, run_id)):
+                    self.airflow.api("PATCH", f"dags/{p.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+                                     json={"new_state": "success"}).raise_for_status()
+            pending.append((Job(p.dag_id, now - timedelta(hours=1), now), run_id))
+            self.airflow.unpause(p.dag_id)
+        try:
+            return self.runner.wait(pending)
+        finally:
+            for p in checks:
+                self.airflow.unpause(p.dag_id, paused=True)
 
     def _ensure_manifest(self) -> None:
         """The dbt tasks render from dbt_project/target/manifest.json (`make manifest`); build it if missing."""
@@ -597,7 +515,7 @@ class Demo:
 
     def _build_shop(self, intervals: list[tuple[datetime, datetime]]) -> None:
         """The shop's history, day by day, up to the end of the last interval (today comes later)."""
-        from demo.shop import Shop, describe
+        from devstack.shop import Shop, describe
 
         assert self.stack.source is not None
         first = intervals[0][0].date()
@@ -608,7 +526,7 @@ class Demo:
 
     def _advance_to_now(self, intervals: list[tuple[datetime, datetime]], pipelines: list[Pipeline]) -> list[dict]:
         """Today's activity so far: it commits the last interval's late rows, after that interval ran."""
-        from demo.shop import describe
+        from devstack.shop import describe
 
         now = datetime.now(UTC)
         self._log(f"==> advancing the shop to now ({now:%Y-%m-%d %H:%M} UTC): today's batch commits the "
@@ -631,10 +549,34 @@ class Demo:
                                 r.partition_end) for r in sorted(rows, key=lambda r: r.target)]
 
 
-def _health_tasks(pipeline: Pipeline) -> str | None:
-    """Regex of the failover-health tasks (marked success without running on a plain warehouse)."""
-    names = [n for n, t in pipeline.types.items() if t in ("failover_health", "failover_health_sensor")]
-    return "|".join(rf"(.*\.)?{n}" for n in names) if names else None
+def _health_task_ids(pipeline: Pipeline, task_ids: Iterable[str]) -> list[str]:
+    """The run's failover-health task ids (marked success without running on a plain warehouse)."""
+    names = {n for n, t in pipeline.types.items() if t in ("failover_health", "failover_health_sensor")}
+    return [t for t in task_ids if t.split(".")[-1] in names]
+
+
+class _Background:
+    """``fn()`` in a thread; :meth:`result` joins it (in short waits: Ctrl-C stays prompt) and re-raises."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._error: BaseException | None = None
+        self._value: Any = None
+
+        def target() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 # -- the summary's content ---------------------------------------------------------------------------
@@ -719,7 +661,8 @@ def summarize(report: DemoReport) -> dict[str, Any]:
         else:
             notes.append(f"late rows: none for {late['target']} {late['interval']}.")
     footer = [*(f"note: {n}" for n in notes), "",
-        f"{len(report.runs)} DAG runs (airflow dags test), {len(report.failed_runs)} failed; warehouse: "
+        f"{len(report.runs)} DAG runs on the real scheduler (LocalExecutor), {len(report.failed_runs)} failed; "
+        "warehouse: "
         + ("pg_auto_failover formation (monitor + 2 nodes)" if report.warehouse_kind == "formation"
            else "one plain PostgreSQL cluster (--plain)"),
         "phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()),
@@ -806,6 +749,7 @@ def report_json(report: DemoReport) -> dict[str, Any]:
         models, tests, failed = _dbt_counts(r)
         runs.append({"dag_id": r.job.dag_id, "interval_start": r.job.interval_start.isoformat(),
                      "label": r.job.label.strip(), "ok": r.ok, "state": r.state, "tasks": r.tasks,
+                     "run_id": r.run_id, "run_type": r.run_type, "data_interval": list(r.data_interval),
                      "seconds": round(r.seconds, 2), "dbt_models": models, "dbt_tests": tests,
                      "dbt_failed": failed, "xcom": r.xcom})
     return {

@@ -71,6 +71,7 @@ class AirflowStack:
         examples: Path | None = REPO_ROOT / "dags",
         extra_env: dict[str, str] | None = None,
         metadata_cluster: PgCluster | None = None,
+        port: int | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.home = Path(home)
@@ -78,7 +79,7 @@ class AirflowStack:
         self.logs_dir = self.home / "logs"
         self.connections = dict(connections or {})
         self.examples = examples
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(16)
         self.token = ""
@@ -93,7 +94,7 @@ class AirflowStack:
         self.env: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout: float = 180) -> AirflowStack:
+    def start(self, timeout: float = 360) -> AirflowStack:
         """Metadata DB, ``airflow db migrate``, the four components; returns when all report healthy."""
         t0 = time.monotonic()
         _RUNNING.append(self)
@@ -110,11 +111,11 @@ class AirflowStack:
                 self._spawn(component)
             self._wait_healthy(t0 + timeout)
             self.startup_seconds["healthy"] = time.monotonic() - t0
-            self.token = self._fetch_token()
+            self.token = self._fetch_token(t0 + timeout)
             if self._warm_up is not None:
                 self._warm_up.join(timeout=max(1.0, t0 + timeout - time.monotonic()))
             self.startup_seconds["execution_api"] = time.monotonic() - t0
-            self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=30,
+            self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=120,
                                         headers={"Authorization": f"Bearer {self.token}"})
             self.startup_seconds["total"] = time.monotonic() - t0
             self._log(f"==> Airflow up in {self.startup_seconds['total']:.0f} s: {self.base_url} "
@@ -210,12 +211,40 @@ class AirflowStack:
         return self._ok(self.api("GET", "importErrors", params={"limit": 100})).get("import_errors", [])
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None,
-                logical_date: datetime | str | None = None) -> str:
-        """Trigger a run as the UI's Trigger button does (``logical_date=None``); returns its run id."""
-        if isinstance(logical_date, datetime):
-            logical_date = logical_date.isoformat()
-        body = {"logical_date": logical_date, "conf": conf or {}}
+                logical_date: datetime | str | None = None, *,
+                data_interval: tuple[datetime, datetime] | None = None, run_after: datetime | None = None) -> str:
+        """Trigger a run as the UI's Trigger button does (``logical_date=None``); returns its run id.
+
+        ``data_interval`` (with a ``logical_date``) and ``run_after`` are passed to the API as given.
+        """
+        body: dict[str, Any] = {"logical_date": _iso(logical_date), "conf": conf or {}}
+        if data_interval is not None:
+            body["data_interval_start"], body["data_interval_end"] = (_iso(d) for d in data_interval)
+        if run_after is not None:
+            body["run_after"] = _iso(run_after)
         return self._ok(self.api("POST", f"dags/{dag_id}/dagRuns", json=body))["dag_run_id"]
+
+    def unpause(self, dag_id: str, paused: bool = False) -> None:
+        self._ok(self.api("PATCH", f"dags/{dag_id}", json={"is_paused": paused}))
+
+    def clear(self, dag_id: str, run_id: str) -> None:
+        """Clear every task of the run (the UI's Clear button): the scheduler runs it again."""
+        self._ok(self.api("POST", f"dags/{dag_id}/clearTaskInstances",
+                          json={"dag_run_id": run_id, "dry_run": False, "only_failed": False,
+                                "reset_dag_runs": True}))
+
+    def xcoms(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """``{task_id: return value}`` of the run (other keys as ``task_id:key``)."""
+        found = self._ok(self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/~/xcomEntries",
+                                  params={"limit": 1000}))
+        out: dict[str, Any] = {}
+        for entry in found.get("xcom_entries", []):
+            key = entry["task_id"] if entry["key"] == "return_value" else f"{entry['task_id']}:{entry['key']}"
+            response = self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{entry['task_id']}/"
+                                       f"xcomEntries/{entry['key']}", params={"map_index": entry.get("map_index", -1)})
+            if response.status_code == 200:
+                out[key] = response.json().get("value")
+        return out
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """The DAG run as the API returns it."""
@@ -300,8 +329,12 @@ class AirflowStack:
                 out.append(f"----- {component} ({path}) -----\n" + "\n".join(tail))
         return "\n".join(out)
 
+    def exited_components(self) -> dict[str, int]:
+        """``{component: exit code}`` of the components that are no longer running."""
+        return {c: p.returncode for c, p in self._processes.items() if p.poll() is not None}
+
     def _check_alive(self) -> None:
-        dead = {c: p.returncode for c, p in self._processes.items() if p.poll() is not None}
+        dead = self.exited_components()
         if dead:
             raise AirflowStackError(f"Airflow components exited: {dead}\n{self.log_tails(dead)}")
 
@@ -344,8 +377,12 @@ class AirflowStack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": secret,
             "AIRFLOW__API_AUTH__JWT_SECRET": secret,
-            # New DAG files are found within ~2 s; known files are re-parsed every 30 s (the default).
+            # New DAG files are found within ~2 s and parsed at once. Known files are re-parsed every 10 min,
+            # not every 30 s: the example loader costs seconds of CPU per parse on this shared 2-core
+            # machine, and a test stack's files do not change (tests add files under new names).
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
@@ -398,12 +435,24 @@ class AirflowStack:
         with contextlib.suppress(httpx.HTTPError):
             httpx.get(f"{self.base_url}/execution/health/ping", timeout=120)
 
-    def _fetch_token(self) -> str:
-        response = httpx.post(f"{self.base_url}/auth/token", json={"username": ADMIN_USER, "password": self.password},
-                              timeout=120)  # the first token costs 30-40 s on a loaded 2-core machine
+    def _fetch_token(self, deadline: float) -> str:
+        """A JWT for the admin user (the API may be busy with the execution API's set-up: wait for it)."""
+        while True:
+            try:
+                response = httpx.post(f"{self.base_url}/auth/token",
+                                      json={"username": ADMIN_USER, "password": self.password},
+                                      timeout=max(5.0, deadline - time.monotonic()))
+                break
+            except httpx.TimeoutException:
+                if time.monotonic() > deadline:
+                    raise
         if response.is_error:
             raise AirflowStackError(f"POST /auth/token -> {response.status_code}: {response.text[:500]}")
         return response.json()["access_token"]
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 # Keys every event of a task log repeats (the task's identity, the source line): left out of the text.

@@ -1,4 +1,4 @@
-"""The demo's generated shop (demo/shop.py) on a real PostgreSQL: schema, determinism, life cycle, late rows."""
+"""The demo's generated shop (devstack/shop.py) on a real PostgreSQL: schema, determinism, life cycle, late rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from demo.shop import LATE_WINDOW, Shop, source_checksums
 from devstack.pg import PgCluster
+from devstack.shop import LATE_WINDOW, Shop, source_checksums
 
 UTC = timezone.utc
 DAYS = [date(2026, 3, 1) + timedelta(days=n) for n in range(4)]

@@ -420,11 +420,11 @@ def demo_days(days: int, today: date | None = None, warmup: int = 2) -> list[dat
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m demo.shop [--dsn DSN] [--days 3] [--seed 42]``: a fresh shop up to now."""
+    """``python -m devstack.shop [--dsn DSN] [--days 3] [--seed 42]``: a fresh shop up to now."""
     import argparse
     import os
 
-    parser = argparse.ArgumentParser(prog="python -m demo.shop", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.shop", description=main.__doc__)
     parser.add_argument("--dsn", default=os.environ.get("SHOP_DSN", "dbname=shop"),
                         help="libpq connection string of the source database (default: $SHOP_DSN)")
     parser.add_argument("--days", type=int, default=3, help="complete days before today (default 3)")
