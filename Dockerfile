@@ -9,7 +9,7 @@ WORKDIR /opt/dataeng
 COPY --chown=airflow:root setup.cfg pyproject.toml README.md constraints.txt ./
 COPY --chown=airflow:root airflow_provider_dataeng ./airflow_provider_dataeng
 # Pin apache-airflow to the image's version so pip never up- or downgrades Airflow itself.
-RUN pip install --no-cache-dir -c constraints.txt "apache-airflow==${AIRFLOW_VERSION}" . \
+RUN pip install --no-cache-dir -c constraints.txt "apache-airflow==${AIRFLOW_VERSION}" ".[dbt]" \
  && python -c "import airflow_provider_dataeng.get_provider_info as p; print(p.get_provider_info()['versions'])"
 
 # DAGs (dags/ with dags/configs/) and the dbt project are mounted by docker-compose.yaml; in a

@@ -99,7 +99,8 @@ def loaded(airflow_stack: Any, source_cluster: Any, pg_cluster: Any) -> Iterator
     states = {day: airflow_stack.wait_run(dag_id, run_id, timeout=400) for day, run_id in runs.items()}
     assert states[(first + REJECTED * DAY).isoformat()] == "failed", states  # rejected: the task fails
     assert sorted(states.values()) == ["failed"] + ["success"] * (len(wanted) - 1), states
-    yield {"dag_id": dag_id, "first": first, "today": today, "stack": airflow_stack,
+    yield {"dag_id": dag_id, "first": first, "today": today, "stack": airflow_stack, "source": source,
+           "source_dsn": source_cluster.dsn("shop"),
            "dsn": pg_cluster.dsn("warehouse"), "target": f"warehouse:{dag_id}:raw.{dag_id}"}
 
 
@@ -130,7 +131,7 @@ def _signed_in(browser: Any, stack: Any) -> Any:
 
 
 @pytest.mark.timeout(900)
-def test_page_shows_the_ledger_and_the_backfill_button_fills_a_hole(loaded: dict[str, Any], browser: Any) -> None:
+def test_page_shows_the_ledger_and_its_buttons_fill_the_holes(loaded: dict[str, Any], browser: Any) -> None:
     stack, dag_id, first = loaded["stack"], loaded["dag_id"], loaded["first"]
     ledger = _ledger(loaded["dsn"], dag_id)
     by_status = {s: sum(1 for row in ledger if row[1] == s) for s in ("published", "rejected", "failed")}
@@ -184,9 +185,24 @@ def test_page_shows_the_ledger_and_the_backfill_button_fills_a_hole(loaded: dict
     assert len(backfills) == 1 and backfills[0]["from_date"].startswith((first + hole * DAY).date().isoformat())
     run = stack.run(dag_id, filled[0][3])
     assert run["run_type"] == "backfill" and run["state"] == "success"
+    # The rejected day: its source gets the rows it lacked; "Clear and re-run this run" re-runs that DAG run.
+    rejected_start = first + REJECTED * DAY
+    with psycopg.connect(loaded["source_dsn"], autocommit=True) as conn:
+        conn.execute(f'insert into "{loaded["source"]}" values (100001, 1, %s), (100002, 2, %s)',
+                     [rejected_start + timedelta(hours=20), rejected_start + timedelta(hours=21)])
+    cells.nth(REJECTED).click()
+    assert button.inner_text() == "Clear and re-run this run"
+    rejected_run = [r for r in _ledger(loaded["dsn"], dag_id) if r[0] == rejected_start][0][3]
+    button.click()
+    page.wait_for_selector(f"#calendar .cell[data-index='{REJECTED}'][data-status=published]", timeout=400_000)
+    reloaded = [r for r in _ledger(loaded["dsn"], dag_id) if r[0] == rejected_start]
+    assert [(r[1], r[2], r[3]) for r in reloaded] == [("rejected", 2, rejected_run), ("published", 4, rejected_run)]
+    assert page.locator("#freshness .badge").inner_text() == "fresh"
+
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     assert row.locator("[data-count=missing]").inner_text() == str(len(HOLES) - 1)
+    assert row.locator("[data-count=rejected]").inner_text() == "0"
     assert not errors, errors
     context.close()
 

@@ -4,7 +4,7 @@ selection semantics, and the DbtOperator / profile contracts that need no databa
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,8 @@ def _dag(manifest_path: Path, render: str, **kw):
     from airflow.providers.common.compat.sdk import DAG
 
     operator_kwargs = kw.pop("operator_kwargs", {"threads": 2})
-    spec = DbtRenderSpec(project_dir=str(PROJECT_DIR), manifest_path=str(manifest_path), conn_id="warehouse",
+    conn_id = kw.pop("conn_id", "warehouse")
+    spec = DbtRenderSpec(project_dir=str(PROJECT_DIR), manifest_path=str(manifest_path), conn_id=conn_id,
                          render=render, **operator_kwargs, **kw)
     with DAG(f"dbt_{render}_{kw.get('group_by', 'x')}", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
         entries, exits = build_rendered(render_dbt("dbt", spec))
@@ -239,3 +240,46 @@ def test_generated_profile_references_the_password_and_never_contains_it() -> No
     finally:
         unregister_connection("dbt_profile_case")
     assert "password" not in DbtProfile("h", 1, "u", "d", "s").env()
+
+
+def test_model_assets_are_the_tables_identity_with_the_connections_database(manifest_path: Path) -> None:
+    from airflow_provider_dataeng.publish.assets import table_asset
+
+    register_connection("dbt_assets_wh", host="db1", schema="prod_wh")
+    try:
+        dag, _, _ = _dag(manifest_path, "model", conn_id="dbt_assets_wh")
+        outlets = {a for t in dag.tasks for a in t.outlets}
+        # the same Asset as an extract or publish of that table through this connection
+        assert table_asset("dbt_assets_wh", "analytics.fct_orders") in outlets
+        assert {a.uri for a in outlets} == {u.replace("//warehouse:5432/warehouse/", "//dbt_assets_wh:5432/prod_wh/")
+                                            for u in EXPECTED_URIS}
+    finally:
+        unregister_connection("dbt_assets_wh")
+
+
+def test_sources_with_freshness_become_deferrable_sensors_upstream_of_their_models(manifest_path: Path) -> None:
+    from airflow_provider_dataeng.sensors.freshness import FreshnessSensor
+
+    dag, entries, _ = _dag(manifest_path, "model",
+                           source_freshness={"poke_interval": "5m", "timeout": "2h"})
+    tasks = {t.task_id.split(".", 1)[1]: t for t in dag.tasks}
+    sensors = {name: t for name, t in tasks.items() if isinstance(t, FreshnessSensor)}
+    assert set(sensors) == {f"freshness__raw__{t}" for t in ("orders", "customers", "products", "payments")}
+    orders = sensors["freshness__raw__orders"]
+    # one definition: the thresholds and the load-time column come from the dbt YAML (sources.yml)
+    assert orders.table == "raw.orders" and orders.timestamp_column == "_interval_start"
+    assert orders.warn_after == timedelta(hours=36) and orders.error_after == timedelta(hours=72)
+    assert orders.deferrable is True and orders.poke_interval == 300 and orders.timeout == 7200
+    assert orders.conn_id == "warehouse"
+    # each sensor runs right before the models that read the source, and only those
+    assert tasks["stg_orders"].upstream_task_ids >= {"dbt.freshness__raw__orders"}
+    assert {t.task_id for t in orders.downstream_list} == {"dbt.stg_orders"}
+    assert "dbt.freshness__raw__orders" not in tasks["dim_products"].upstream_task_ids
+    assert {t.task_id for t in entries} == {f"dbt.{s}" for s in sensors}
+    # selecting only the marts: the sensors guard the marts that read sources through unselected staging
+    dag, _, _ = _dag(manifest_path, "model", select="tag:marts", source_freshness=True)
+    tasks = {t.task_id.split(".", 1)[1]: t for t in dag.tasks}
+    assert tasks["fct_orders"].upstream_task_ids == {"dbt.freshness__raw__orders", "dbt.freshness__raw__payments"}
+    # not asked for: no sensors
+    dag, _, _ = _dag(manifest_path, "model")
+    assert not any(isinstance(t, FreshnessSensor) for t in dag.tasks)

@@ -141,7 +141,7 @@ def test_missed_sla_deadline_calls_the_configured_notifier(airflow_stack: Any):
             }},
             "tasks": {"slow": {
                 "operator": "airflow.providers.standard.operators.bash.BashOperator",
-                "kwargs": {"bash_command": "sleep 45"},
+                "kwargs": {"bash_command": "sleep 45"},  # the run outlives its deadline
             }},
         }))
         airflow_stack.add_dag_file(f"{dag_id}.py", f'''

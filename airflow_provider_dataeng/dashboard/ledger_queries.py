@@ -100,18 +100,14 @@ def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
 
 
 def latest_loads(
-    conn: Any, targets: Sequence[LedgerTarget], since: datetime, *, details: bool = False
+    conn: Any, targets: Sequence[LedgerTarget], since: datetime
 ) -> dict[TargetKey, list[IntervalLoad]]:
     """The newest ledger row per target and ``partition_start >= since``, by target (any order).
 
-    ``details`` adds the row's rows, run, task, checks, error, finish time and how many attempts it had.
+    With the row's rows, run, task, checks, error, finish time and how many attempts the interval had.
     """
     if not targets:
         return {}
-    cols = sql.SQL(
-        "l.rows, l.run_id, l.task_id, coalesce(l.finished_at, l.started_at), l.error, l.checks, m.attempts"
-        if details else "null, null, null, null, null, null, 1"
-    )
     # The newest row per interval by max(id) (a hash aggregate; no sort of the whole ledger).
     query = sql.SQL(
         """
@@ -124,10 +120,10 @@ def latest_loads(
           group by pipeline, target_schema, target_table, partition_start
         )
         select l.pipeline, l.target_schema, l.target_table, l.id, l.partition_start, l.partition_end, l.status,
-               {cols}
+               l.rows, l.run_id, l.task_id, coalesce(l.finished_at, l.started_at), l.error, l.checks, m.attempts
         from m join {ledger} l on l.id = m.id
         """
-    ).format(ledger=_ledger(), cols=cols)
+    ).format(ledger=_ledger())
     params = {
         "dags": [t.dag_id for t in targets],
         "schemas": [t.schema for t in targets],

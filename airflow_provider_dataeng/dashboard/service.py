@@ -134,16 +134,16 @@ def window_start(target: LedgerTarget, schedule: airflow_side.DagSchedule, limit
 
 def build_views(
     conn: Any, conn_id: str, targets: Sequence[LedgerTarget], schedules: dict[str, airflow_side.DagSchedule],
-    session: Any, limit: int, now: datetime, *, details: bool = False,
+    session: Any, limit: int, now: datetime,
 ) -> list[TargetView]:
     targets = [t for t in targets if t.dag_id in schedules]
     if not targets:
         return []
     windows = {t.key: window_start(t, schedules[t.dag_id], limit, now) for t in targets}
     since = min(windows.values())
-    loads = ledger_queries.latest_loads(conn, targets, since, details=details)
+    loads = ledger_queries.latest_loads(conn, targets, since)
     catalog = ledger_queries.catalog_states(conn, [(t.schema, t.table) for t in targets])
-    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session, active_only=not details)
+    runs = airflow_side.dag_runs({t.dag_id for t in targets}, since, session)
     views = []
     for t in targets:
         sched = schedules[t.dag_id]
@@ -240,7 +240,7 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
         if target is None:
             return None
         schedules = airflow_side.dag_schedules({dag_id}, session)
-        views = build_views(conn, conn_id, [target], schedules, session, limit, now, details=True)
+        views = build_views(conn, conn_id, [target], schedules, session, limit, now)
         if not views:
             return None
         view = views[0]

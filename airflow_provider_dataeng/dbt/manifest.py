@@ -45,9 +45,23 @@ class _Node(msgspec.Struct):
     alias: str | None = None
 
 
+class _Period(msgspec.Struct):
+    count: int | None = None
+    period: str | None = None
+
+
+class _Freshness(msgspec.Struct):
+    warn_after: _Period | None = None
+    error_after: _Period | None = None
+    filter: str | None = None
+
+
 class _Source(msgspec.Struct):
     unique_id: str
     name: str
+    loaded_at_field: str | None = None
+    loaded_at_query: str | None = None
+    freshness: _Freshness | None = None
     source_name: str = ""
     package_name: str = ""
     original_file_path: str = ""
@@ -78,6 +92,17 @@ _DECODER = msgspec.json.Decoder(_Manifest)
 
 
 @dataclass(frozen=True)
+class SourceFreshness:
+    """A source's dbt freshness: how its load time is read and its thresholds as ``{count, period}``."""
+
+    loaded_at_field: str | None
+    loaded_at_query: str | None
+    warn_after: dict[str, Any] | None
+    error_after: dict[str, Any] | None
+    filter: str | None
+
+
+@dataclass(frozen=True)
 class Node:
     """A model, seed, snapshot, test or source as far as rendering is concerned."""
 
@@ -92,6 +117,7 @@ class Node:
     depends_on: tuple[str, ...]
     materialized: str | None = None
     attached_node: str | None = None
+    freshness: SourceFreshness | None = None  # sources with a load time and at least one threshold
 
     @property
     def selector(self) -> str:
@@ -129,6 +155,18 @@ class Manifest:
         return self._children
 
 
+def _period(p: _Period | None) -> dict[str, Any] | None:
+    return {"count": p.count, "period": p.period} if p is not None and p.count and p.period else None
+
+
+def _source_freshness(s: _Source) -> SourceFreshness | None:
+    f = s.freshness
+    warn, error = (_period(f.warn_after), _period(f.error_after)) if f is not None else (None, None)
+    if not (s.loaded_at_field or s.loaded_at_query) or not (warn or error):
+        return None
+    return SourceFreshness(s.loaded_at_field, s.loaded_at_query, warn, error, f.filter if f else None)
+
+
 def _convert(raw: _Manifest, path: Path | None) -> Manifest:
     nodes: dict[str, Node] = {}
     for uid, n in raw.nodes.items():
@@ -144,7 +182,7 @@ def _convert(raw: _Manifest, path: Path | None) -> Manifest:
         uid: Node(
             unique_id=uid, name=s.name, resource_type="source", package_name=s.package_name,
             path=s.original_file_path, fqn=tuple(s.fqn), tags=tuple(s.tags), relation_name=s.relation_name,
-            depends_on=(),
+            depends_on=(), freshness=_source_freshness(s),
         )
         for uid, s in raw.sources.items()
     }

@@ -14,7 +14,9 @@ resolves again and ``dbt retry`` resumes.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pprint
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,13 @@ PASSWORD_ENV = "DBT_ENV_SECRET_PASSWORD"
 PROFILE_NAME = "dataeng"
 TARGET_NAME = "airflow"
 DEFAULT_TARGET_SCHEMA = "analytics"
+# dbt-postgres's connection_info(): (key, default) in its order; dbt hashes these values into the parse state.
+_CONNECTION_INFO = (
+    ("host", None), ("port", None), ("user", None), ("database", None), ("schema", None),
+    ("connect_timeout", 10), ("role", None), ("search_path", None), ("keepalives_idle", 0), ("sslmode", None),
+    ("sslcert", None), ("sslkey", None), ("sslrootcert", None), ("application_name", "dbt"),
+    ("autocommit", False), ("retries", 1),
+)
 # libpq/dbt-postgres profile keys taken from the connection's extras when present.
 SSL_EXTRAS = ("sslmode", "sslcert", "sslkey", "sslrootcert", "keepalives_idle", "application_name")
 
@@ -67,6 +76,16 @@ class DbtProfile:
         """profiles.yml text (safe to write: references the password, never contains it)."""
         doc = {PROFILE_NAME: {"target": TARGET_NAME, "outputs": {TARGET_NAME: self.as_target()}}}
         return yaml.safe_dump(doc, sort_keys=False)
+
+    def connection_info(self) -> dict[str, Any]:
+        """What dbt-postgres reports as the connection info of this target (no password)."""
+        target = {("database" if k == "dbname" else k): v for k, v in self.as_target().items()}
+        return {key: target.get(key, default) for key, default in _CONNECTION_INFO}
+
+    def parse_hash(self) -> str:
+        """dbt's ``profile_hash`` of a parse made with this target (see :mod:`~.workspace`)."""
+        items = sorted(self.connection_info().items())
+        return hashlib.sha256(pprint.pformat(items).encode("utf-8")).hexdigest()
 
     def env(self) -> dict[str, str]:
         """Non-secret environment for the dbt process (libpq honours PGTARGETSESSIONATTRS)."""

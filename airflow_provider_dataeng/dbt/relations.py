@@ -8,7 +8,7 @@ import re
 import airflow.providers.postgres.assets.postgres  # noqa: F401
 from airflow.providers.common.compat.sdk import Asset
 
-from airflow_provider_dataeng.publish.assets import table_asset, table_asset_uri
+from airflow_provider_dataeng.publish.assets import connection_database, table_asset, table_asset_uri
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 _RELATION = re.compile(r'^(?:"((?:[^"]|"")*)"|([^."]+))\.(?:"((?:[^"]|"")*)"|([^."]+))\.(?:"((?:[^"]|"")*)"|([^."]+))$')
@@ -24,14 +24,20 @@ def parse_relation_name(relation_name: str) -> tuple[str, str, str]:
     return tuple(p.replace('""', '"') for p in parts)  # type: ignore[return-value]
 
 
+def _table(relation_name: str, namespace: str) -> tuple[TableRef, str]:
+    database, schema, table = parse_relation_name(relation_name)
+    # dbt writes into the connection's database; the manifest's (build-time) one when the connection is unknown
+    return TableRef(schema, table), connection_database(namespace) or database
+
+
 def relation_asset_uri(relation_name: str, namespace: str) -> str:
     """The Asset URI of a dbt relation: the project's one table identity
     (:func:`airflow_provider_dataeng.publish.assets.table_asset_uri`, also used by the extracts' outlets)."""
-    database, schema, table = parse_relation_name(relation_name)
-    return table_asset_uri(namespace, TableRef(schema, table), database=database)
+    ref, database = _table(relation_name, namespace)
+    return table_asset_uri(namespace, ref, database=database)
 
 
 def relation_asset(relation_name: str, namespace: str) -> Asset:
     """The Airflow Asset of a dbt relation (same identity as the publish/extract outlets of that table)."""
-    database, schema, table = parse_relation_name(relation_name)
-    return table_asset(namespace, TableRef(schema, table), database=database)
+    ref, database = _table(relation_name, namespace)
+    return table_asset(namespace, ref, database=database)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ class RenderedTask:
     spec: TaskSpec
     outlets: tuple[Any, ...] = ()
     upstream: tuple[str, ...] = ()
+    extra: tuple[tuple[str, Any], ...] = ()  # operator kwargs outside the spec (a sensor's poke_interval...)
 
     def operator_kwargs(self) -> dict[str, Any]:
-        """The spec's explicitly set fields (the operator fills in the rest from the same spec)."""
-        return {name: getattr(self.spec, name) for name in self.spec.model_fields_set}
+        """The spec's explicitly set fields (the operator fills in the rest from the same spec) and ``extra``."""
+        return {**{name: getattr(self.spec, name) for name in self.spec.model_fields_set}, **dict(self.extra)}
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,10 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
         )
 
     if spec.render == "single":
-        return Rendering(None, (RenderedTask(task_id, "dbt", base, assets(sorted(selected))),))
+        if spec.test_behavior == "none" and spec.command in ("build", "test"):
+            base = base.model_copy(update={"exclude": [*(base.exclude or []), "resource_type:test"]})
+        task = RenderedTask(task_id, "dbt", base, assets(sorted(selected)))
+        return Rendering(None, _with_source_sensors([task], {task_id: selected}, manifest, spec))
 
     if spec.render == "model":
         unit_of = {uid: _task_id(manifest.nodes[uid].name) for uid in selected}
@@ -228,13 +232,99 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
             members = [(name, sel.yaml_selector(name)) for name in manifest.selectors]
         unit_of = {uid: _task_id(_group_key(manifest.nodes[uid], spec.group_by, members)) for uid in selected}
     plan = _Plan(manifest, selected, unit_of)
-    with_tests = spec.command == "build"
-    tasks = []
-    for unit, uids in plan.units.items():
-        node_selects = [manifest.nodes[u].selector for u in uids]
-        test_selects = [t.selector for t in plan.tests[unit]] if with_tests else []
-        task_spec = base.model_copy(update={
-            "select": node_selects + test_selects, "exclude": None, "selector": None, "indirect_selection": "empty",
+    tasks = _unit_tasks(plan, base, spec, assets)
+    return Rendering(task_id, _with_source_sensors(tasks, {u: set(uids) for u, uids in plan.units.items()},
+                                                   manifest, spec))
+
+
+def _sources_read(manifest: Manifest, uids: set[str], selected: set[str]) -> set[str]:
+    """Sources that ``uids`` read directly or through models that are not selected."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = [p for u in uids for p in manifest.parents(u)]
+    while stack:
+        uid = stack.pop()
+        if uid in seen:
+            continue
+        seen.add(uid)
+        if uid in manifest.sources:
+            found.add(uid)
+        elif uid in manifest.nodes and uid not in selected:
+            stack.extend(manifest.parents(uid))
+    return found
+
+
+def _with_source_sensors(tasks: list[RenderedTask], units: dict[str, set[str]], manifest: Manifest,
+                         spec: DbtRenderSpec) -> tuple[RenderedTask, ...]:
+    """Add a freshness sensor per dbt source with a freshness block upstream of the tasks reading it."""
+    settings = spec.freshness_sensors()
+    if settings is None:
+        return tuple(tasks)
+    from airflow_provider_dataeng.dbt.relations import parse_relation_name
+    from airflow_provider_dataeng.freshness.spec import FreshnessSpec
+
+    selected = set().union(*units.values()) if units else set()
+    taken = {t.task_id for t in tasks}
+    sensor_of: dict[str, str] = {}
+    sensors: list[RenderedTask] = []
+    reads = {unit: _sources_read(manifest, uids, selected) for unit, uids in units.items()}
+    for source_id in sorted(set().union(*reads.values()) if reads else set()):
+        source = manifest.sources[source_id]
+        fresh = source.freshness
+        if fresh is None or not source.relation_name:
+            continue
+        _, schema, table = parse_relation_name(source.relation_name)
+        name = _task_id(f"freshness__{source.fqn[-2] if len(source.fqn) >= 2 else schema}__{source.name}")
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        sensor_spec = FreshnessSpec.model_validate({
+            "conn_id": spec.conn_id, "table": f"{schema}.{table}", "deferrable": settings.deferrable,
+            **({"loaded_at_query": fresh.loaded_at_query} if fresh.loaded_at_query
+               else {"timestamp_column": fresh.loaded_at_field}),
+            **({"filter": fresh.filter} if fresh.filter and not fresh.loaded_at_query else {}),
+            **{k: v for k, v in (("warn_after", fresh.warn_after), ("error_after", fresh.error_after)) if v},
         })
-        tasks.append(RenderedTask(unit, "dbt", task_spec, assets(uids), tuple(sorted(plan.upstream[unit]))))
-    return Rendering(task_id, tuple(tasks))
+        extra = tuple((k, v.total_seconds()) for k, v in (("poke_interval", settings.poke_interval),
+                                                          ("timeout", settings.timeout)) if v is not None)
+        extra += (("mode", settings.mode),) if settings.mode else ()
+        sensors.append(RenderedTask(name, "freshness", sensor_spec, (), (), extra))
+        sensor_of[source_id] = name
+    wired = [
+        replace(t, upstream=tuple(sorted({*t.upstream, *(sensor_of[s] for s in reads.get(t.task_id, ()) if s in sensor_of)})))
+        for t in tasks
+    ]
+    return (*sensors, *wired)
+
+
+def _unit_tasks(plan: _Plan, base: DbtSpec, spec: DbtRenderSpec, assets: Any) -> list[RenderedTask]:
+    """One task per unit, plus test tasks as ``spec.test_behavior`` asks."""
+    manifest = plan.manifest
+    behavior = spec.test_behavior
+    inline = behavior == "build" and spec.command == "build"
+    taken = set(plan.units)
+
+    def fresh(name: str) -> str:
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
+    def dbt(command: str, selects: list[str]) -> DbtSpec:
+        return base.model_copy(update={"command": command, "select": selects, "exclude": None, "selector": None,
+                                       "indirect_selection": "empty"})
+
+    tests = {unit: [t.selector for t in plan.tests[unit]] for unit in plan.units}
+    waits_on = {u: fresh(f"{u}__test") if behavior == "after_each" and tests[u] else u for u in plan.units}
+    tasks: list[RenderedTask] = []
+    for unit, uids in plan.units.items():
+        selects = [manifest.nodes[u].selector for u in uids] + (tests[unit] if inline else [])
+        upstream = tuple(sorted(waits_on[u] for u in plan.upstream[unit]))
+        tasks.append(RenderedTask(unit, "dbt", dbt(spec.command, selects), assets(uids), upstream))
+        if waits_on[unit] != unit:
+            tasks.append(RenderedTask(waits_on[unit], "dbt", dbt("test", tests[unit]), (), (unit,)))
+    all_tests = [t for unit in plan.units for t in tests[unit]]
+    if behavior == "after_all" and all_tests:
+        last = Rendering(None, tuple(tasks)).exits
+        tasks.append(RenderedTask(fresh("tests"), "dbt", dbt("test", all_tests), (), tuple(last)))
+    return tasks

@@ -10,6 +10,7 @@ dbt-core importable: the ``[dbt]`` extra) or as a child process (``use_subproces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,13 +36,24 @@ from airflow_provider_dataeng.dbt.profile import (
 )
 from airflow_provider_dataeng.dbt.results import FAILED_STATUSES, DbtRunError, DbtRunResult, summarize_results
 from airflow_provider_dataeng.dbt.spec import COMMANDS
-from airflow_provider_dataeng.values import as_list
+from airflow_provider_dataeng.dbt.workspace import (
+    BUILD_INFO_FILE,
+    adopt_parse,
+    anchor_local_packages,
+    copy_project,
+    read_build_info,
+    seed_target,
+    stale_files,
+)
+from airflow_provider_dataeng.values import as_list, first_line
 
 if TYPE_CHECKING:
     from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
 
 _ENV_LOCK = threading.Lock()  # in-process runs change os.environ: one at a time per process
 TERMINATE_GRACE_S = 10.0
+FAILING_ROWS_SHOWN = 20
+PROFILE_STAMP_FILE = "dataeng_profile.json"  # in each try's target/: the profile its parse was made with
 NOT_INSTALLED = (
     "dbt-core is not importable in this environment: install airflow-provider-dataeng[dbt], or set "
     "dbt_executable_path to a dbt executable installed elsewhere (e.g. another virtualenv)"
@@ -72,6 +85,7 @@ class DbtRunner:
         use_subprocess: bool = False,
         dbt_executable_path: str | os.PathLike[str] | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
+        application_name: str | None = None,
     ) -> None:
         if not conn_id:
             raise ValueError("conn_id is empty: expected an Airflow connection id")
@@ -85,6 +99,9 @@ class DbtRunner:
         self.dbt_executable_path = str(dbt_executable_path) if dbt_executable_path else None
         self.use_subprocess = use_subprocess or self.dbt_executable_path is not None
         self.log = log or logging.getLogger(__name__)
+        # Every session dbt opens is named "<token> <label>": cancel() finds them in pg_stat_activity.
+        self.session_token = f"dbt-{uuid.uuid4().hex[:12]}"
+        self.application_name = f"{self.session_token} {application_name or 'dataeng'}"[:63]
         self._proc: subprocess.Popen[str] | None = None
 
     # -- profile ---------------------------------------------------------------------------------
@@ -95,12 +112,16 @@ class DbtRunner:
 
     def profile(self) -> tuple[DbtProfile, str | None]:
         """The generated profile and the connection's password (never logged or written)."""
-        return profile_from_connection(self.warehouse_hook(), target_schema=self.target_schema, threads=self.threads)
+        profile, password = profile_from_connection(self.warehouse_hook(), target_schema=self.target_schema,
+                                                    threads=self.threads)
+        extras = {**profile.extras, "application_name": self.application_name}
+        return dataclasses.replace(profile, extras=extras), password
 
     @contextlib.contextmanager
     def profiles(self) -> Iterator[tuple[Path, dict[str, str], str | None]]:
         """Yield ``(profiles_dir, env, password)``: a temp dir with the generated profiles.yml (removed after)."""
         profile, password = self.profile()
+        self.current_profile = profile
         env = profile.env()
         if password:
             env[PASSWORD_ENV] = password
@@ -130,6 +151,7 @@ class DbtRunner:
         full_refresh: bool = False,
         indirect_selection: str | None = None,
         retry_state: Path | None = None,
+        project_dir: Path | None = None,
     ) -> list[str]:
         """dbt CLI arguments (without the ``dbt`` executable)."""
         if retry_state is not None:
@@ -139,7 +161,7 @@ class DbtRunner:
                 raise ValueError(f"command={command!r}: expected one of {', '.join(COMMANDS)}")
             args = command.split()
         args += [
-            "--project-dir", str(self.project_dir),
+            "--project-dir", str(project_dir or self.project_dir),
             "--profiles-dir", str(profiles_dir),
             "--target-path", str(run_dir / "target"),
             "--log-path", str(run_dir / "logs"),
@@ -179,31 +201,51 @@ class DbtRunner:
         full_refresh: bool = False,
         indirect_selection: str | None = None,
         retry_from: Path | None = None,
+        artifacts_dir: Path | None = None,
+        install_deps: bool = False,
     ) -> DbtRunResult:
         """Run one dbt command with artifacts in ``run_dir`` (``target/``, ``logs/``).
 
         ``retry_from``: a previous try directory; when given, runs ``dbt retry`` on its run_results.json.
-        Raises :class:`DbtRunError` when dbt reports failures.
+        ``artifacts_dir``: the build-time target dir (``manifest.json``, ``partial_parse.msgpack``) this
+        run starts from (default ``<project_dir>/target``). ``install_deps``: ``dbt deps`` in a copy of the
+        project first. Raises :class:`DbtRunError` when dbt reports failures.
         """
         run_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        if retry_from is not None:
-            seed_partial_parse(retry_from / "target", run_dir / "target")
+        project = self.project_dir
+        if install_deps:
+            project = copy_project(self.project_dir, run_dir / "project")
+            anchor_local_packages(project, self.project_dir)
         with self.profiles() as (profiles_dir, env, password):
+            self._seed(run_dir / "target", retry_from, artifacts_dir or self.project_dir / "target")
+            if install_deps:
+                deps = ["deps", "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
+                        "--log-path", str(run_dir / "logs"), "--no-use-colors", "--no-send-anonymous-usage-stats",
+                        "--no-version-check"]
+                if self.profiles_dir is None:
+                    deps += ["--profile", PROFILE_NAME, "--target", TARGET_NAME]
+                self.log.info("dbt deps in the working copy %s", project)
+                ok, error = self._invoke(deps, env, password, project)
+                if not ok:
+                    raise DbtRunError(f"dbt deps failed: {error or 'see ' + str(run_dir / 'logs' / 'dbt.log')}",
+                                      DbtRunResult("deps", False, time.monotonic() - started, str(run_dir),
+                                                   str(run_dir / "target"), str(run_dir / "logs" / "dbt.log"),
+                                                   error=error))
             args = self.build_args(
                 command, profiles_dir=profiles_dir, run_dir=run_dir, select=select, exclude=exclude,
                 selector=selector, vars=vars, full_refresh=full_refresh,
                 indirect_selection=indirect_selection,
-                retry_state=(retry_from / "target") if retry_from is not None else None,
+                retry_state=(retry_from / "target") if retry_from is not None else None, project_dir=project,
             )
             self.log.info(
                 "dbt %s on %s (schema %s), artifacts in %s", " ".join(args[:1] + _display_args(args[1:])),
                 self.warehouse_hook().describe(), self.target_schema or "profile default", run_dir,
             )
-            if self.use_subprocess:
-                ok, error = self._run_subprocess(args, env, password)
-            else:
-                ok, error = self._run_in_process(args, env, password)
+            ok, error = self._invoke(args, env, password, project)
+            if error and "dbt deps" in error and not install_deps:
+                error += (" (install the packages at build time with parse_project, which runs dbt deps, and ship "
+                          "dbt_packages/ with the project; or set install_deps=True)")
         nodes = summarize_results(run_dir / "target")
         result = DbtRunResult(
             command="retry" if retry_from is not None else command,
@@ -219,8 +261,87 @@ class DbtRunner:
         if result.nodes:
             self.log.info("dbt results:\n%s", result.table())
         if not result.success:
+            self.show_failing_tests(result)
             raise DbtRunError(result.failure_message(), result)
         return result
+
+    def show_failing_tests(self, result: DbtRunResult) -> None:
+        """Log each failed test's compiled SQL and the first rows it returns (the failing rows)."""
+        for node in result.failed:
+            if node.resource_type != "test" or not node.compiled_path:
+                continue
+            try:
+                text = Path(node.compiled_path).read_text().strip()
+            except OSError:
+                continue
+            self.log.error("Failing test %s (%s failing row(s)), its SQL:\n%s", node.unique_id,
+                           "?" if node.failures is None else node.failures, text)
+            try:
+                columns, rows = self._query_rows(text, FAILING_ROWS_SHOWN)
+            except Exception as exc:  # the log is best effort: the task fails on the test anyway
+                self.log.warning("Could not read the failing rows of %s: %s", node.unique_id, first_line(exc))
+                continue
+            self.log.error("First %d failing row(s) of %s:\n%s", len(rows), node.unique_id, format_rows(columns, rows))
+
+    def _query_rows(self, select_sql: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a test's SELECT read-only (statement_timeout 60 s), at most ``limit`` rows."""
+        from psycopg import sql
+
+        query = sql.SQL("select * from ({}) as dataeng_failing_rows limit {}").format(
+            sql.SQL(select_sql.rstrip().rstrip(";")), sql.Literal(limit))  # dbt's compiled SQL, run as dbt does
+        with self.warehouse_hook().connection_scope() as conn:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute("set local statement_timeout = '60s'")
+                cur.execute(query)
+                columns = [d.name for d in cur.description or []]
+                rows = cur.fetchall()
+            conn.rollback()
+        return columns, rows
+
+    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> None:
+        """Start from the previous try's parse (a retry) or the build-time one; log a stale project."""
+        profile = self.current_profile
+        stamp = {"profile_hash": profile.parse_hash(), "database": profile.dbname, "schema": profile.schema}
+        target.mkdir(parents=True, exist_ok=True)
+        (target / PROFILE_STAMP_FILE).write_text(json.dumps(stamp))  # what the next try's adopt_parse needs
+        if retry_from is not None and seed_partial_parse(retry_from / "target", target):
+            try:
+                previous = json.loads((retry_from / "target" / PROFILE_STAMP_FILE).read_text())
+            except (OSError, ValueError):
+                previous = None
+            why_not = adopt_parse(target, previous, profile) if previous else "the previous try left no profile stamp"
+            if why_not is None:
+                self.log.info("Starting from the previous try's parse in %s", retry_from / "target")
+            else:
+                self.log.warning("dbt parses the whole project: the previous try's parse cannot be reused, %s", why_not)
+            return
+        info = read_build_info(artifacts_dir)
+        if info is None:
+            if (artifacts_dir / "manifest.json").is_file():
+                self.log.info("No %s in %s (artifacts not built by parse_project): cannot tell whether the "
+                              "project changed since the build", BUILD_INFO_FILE, artifacts_dir)
+        elif stale := stale_files(self.project_dir, info):
+            self.log.warning(
+                "The dbt project %s changed since its artifacts in %s were built: %d file(s) differ (%s). dbt "
+                "re-parses them, but this DAG was rendered from the old manifest.json: rebuild the artifacts "
+                "(make manifest, or python -m airflow_provider_dataeng.dbt.parse_project) and ship them.",
+                self.project_dir, artifacts_dir, len(stale), ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else ""),
+            )
+        if not seed_target(artifacts_dir, target):
+            self.log.info("No build-time partial_parse.msgpack in %s: dbt parses the whole project", artifacts_dir)
+            return
+        why_not = adopt_parse(target, info, self.current_profile) if info is not None else "no build info"
+        if why_not is None:
+            self.log.info("Starting from the build-time parse in %s (partial_parse.msgpack)", artifacts_dir)
+        else:
+            self.log.warning("dbt parses the whole project: the build-time parse in %s cannot be reused, %s",
+                             artifacts_dir, why_not)
+
+    def _invoke(self, args: list[str], env: dict[str, str], password: str | None, cwd: Path) -> tuple[bool, str | None]:
+        if self.use_subprocess:
+            return self._run_subprocess(args, env, password, cwd)
+        return self._run_in_process(args, env, password)
 
     def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
         try:
@@ -238,17 +359,27 @@ class DbtRunner:
             {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
 
         with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
-            res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
-        if res.exception is not None:
-            return False, f"{type(res.exception).__name__}: {res.exception}"
+            try:
+                res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+            except BaseException:
+                self.cancel()  # interrupted (e.g. a timeout signal): dbt's worker threads may still be querying
+                raise
+        exc = res.exception
+        if exc is not None and not type(exc).__module__.split(".")[0].startswith("dbt"):
+            # not dbt's own error: the task was interrupted inside dbt (e.g. Airflow's execution_timeout)
+            self.cancel()
+            raise exc
+        if exc is not None:
+            return False, f"{type(exc).__name__}: {exc}"
         return bool(res.success), None
 
-    def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
+    def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None,
+                        cwd: Path) -> tuple[bool, str | None]:
         child_env = {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         cmd = [*self.executable(), *args, "--log-level", "info"]
         with subprocess.Popen(
             cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            cwd=str(self.project_dir), start_new_session=True,
+            cwd=str(cwd), start_new_session=True,
         ) as proc:
             self._proc = proc
             assert proc.stdout is not None
@@ -276,20 +407,51 @@ class DbtRunner:
             return [found]
         return [str(path)]
 
-    def terminate(self, grace_s: float = TERMINATE_GRACE_S) -> bool:
-        """Stop a running dbt child process (SIGTERM to its process group, SIGKILL after ``grace_s``)."""
+    def cancel(self, grace_s: float = TERMINATE_GRACE_S) -> None:
+        """Stop this runner's dbt: the child process (SIGINT: dbt cancels its queries; then SIGTERM, SIGKILL)
+        and, in any mode, every database session dbt opened (``pg_terminate_backend`` on its
+        application_name), so nothing of it keeps running on the server."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return False
-        self.log.info("Terminating dbt (pid %d)", proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        if proc is not None and proc.poll() is None:
+            self.log.info("Stopping dbt (pid %d)", proc.pid)
+            for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        return True
+            ended = self.terminate_sessions()
+        except Exception as exc:  # on_kill must not raise; the log says what could not be stopped
+            self.log.warning("Could not end dbt's database sessions (%s): %s", self.session_token, first_line(exc))
+            return
+        self.log.info("Ended %d database session(s) of dbt (application_name %s...)", ended, self.session_token)
+
+    def terminate_sessions(self) -> int:
+        """``pg_terminate_backend`` every session whose application_name starts with this run's token."""
+        hook = self.warehouse_hook()
+        with hook.connection_scope() as conn:
+            conn.autocommit = True
+            rows = conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where application_name like %s and pid <> pg_backend_pid()",
+                (self.session_token + " %",),
+            ).fetchall()
+        return sum(1 for (ok,) in rows if ok)
+
+
+def format_rows(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:
+    """A fixed-width text table (cells cut at ``width`` characters)."""
+    def cell(value: Any) -> str:
+        text = "NULL" if value is None else str(value)
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    table = [[cell(c) for c in columns]] + [[cell(v) for v in row] for row in rows]
+    sizes = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip() for r in table]
+    return "\n".join([lines[0], "  ".join("-" * n for n in sizes), *lines[1:]])
 
 
 def dbt_executable() -> list[str]:

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from airflow_provider_dataeng.specs import ConnId, StrList, TaskSpec
+from airflow_provider_dataeng.specs import ConnId, Duration, StrictModel, StrList, TaskSpec
 
-COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse")
-Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse"]
+COMMANDS = ("build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate")
+Command = Literal["build", "run", "test", "seed", "snapshot", "source freshness", "compile", "parse", "docs generate"]
 IndirectSelection = Literal["eager", "cautious", "buildable", "empty"]
 RenderMode = Literal["model", "group", "single"]
 GroupBy = Literal["folder", "tag", "selector"]
@@ -44,12 +44,29 @@ class DbtSpec(TaskSpec):
                                   "model (unless outlets are given)")
     use_subprocess: bool = Field(default=False, description="Run the dbt CLI in a child process instead of "
                                                             "in-process dbtRunner")
+    dbt_executable_path: str | None = Field(
+        default=None, description="Run this dbt executable in a child process (e.g. a dbt installed in another "
+                                  "virtualenv: the Airflow environment then needs no dbt)")
+    install_deps: bool = Field(default=False, description="Run dbt deps in a per-try copy of the project first "
+                                                          "(default: use the packages installed at build time)")
     threads: int = Field(default=1, ge=1, description="dbt threads")
     indirect_selection: IndirectSelection | None = Field(default=None, description="dbt --indirect-selection")
     state_dir: str | None = Field(
         default=None, description="Root of per-run artifacts (default $DATAENG_DBT_STATE_DIR or "
                                   "<tempdir>/dataeng-dbt); a shared volume when retries run in new pods")
     asset_namespace: str | None = Field(default=None, description="Host part of model Asset URIs (default conn_id)")
+    docs_dir: str | None = Field(
+        default=None, description="command 'docs generate': publish the site (index.html, manifest.json, "
+                                  "catalog.json) to <docs_dir>/<dag_id>.<task_id> (default <state root>/docs)")
+
+
+class SourceFreshnessSensors(StrictModel):
+    """Freshness sensors for the dbt sources the rendered models read (thresholds from the dbt YAML)."""
+
+    deferrable: bool = Field(default=True, description="Wait in the triggerer instead of a worker slot")
+    poke_interval: Duration | None = Field(default=None, description="Time between checks")
+    timeout: Duration | None = Field(default=None, description="Give up (fail) after this long")
+    mode: Literal["poke", "reschedule"] | None = Field(default=None, description="Sensor mode when not deferrable")
 
 
 class DbtRenderSpec(DbtSpec):
@@ -58,13 +75,29 @@ class DbtRenderSpec(DbtSpec):
     manifest_path: str | None = Field(default=None, description="Default: <project_dir>/target/manifest.json")
     render: RenderMode = Field(default="model", description="One task per model, per group, or one task")
     group_by: GroupBy = Field(default="folder", description="How render=group groups nodes")
+    test_behavior: TestBehavior = Field(
+        default="build", description="When tests run: build = in each model's task right after the model (one dbt "
+        "build; a failing test stops only the models downstream of it); after_each = a test task after each model "
+        "task (downstream models wait for it); after_all = one test task after all models; none = no tests. "
+        "render=single takes build or none")
+    source_freshness: bool | SourceFreshnessSensors = Field(
+        default=False, description="true (or sensor settings): each dbt source with loaded_at_field (or "
+        "loaded_at_query) and a freshness block becomes a freshness sensor task upstream of the models that read it")
 
     @model_validator(mode="after")
     def _command_fits_render(self) -> DbtRenderSpec:
         if self.render != "single" and self.command not in ("build", "run"):
             raise ValueError(f"command={self.command!r}: render={self.render!r} supports build or run "
                              "(render='single' runs any command)")
+        if self.render == "single" and self.test_behavior not in ("build", "none"):
+            raise ValueError(f"test_behavior={self.test_behavior!r}: render='single' supports build or none")
         return self
+
+    def freshness_sensors(self) -> SourceFreshnessSensors | None:
+        """The sensor settings when source freshness sensors are asked for."""
+        if self.source_freshness is False:
+            return None
+        return SourceFreshnessSensors() if self.source_freshness is True else self.source_freshness
 
     def operator_fields(self) -> dict[str, Any]:
         """The values set on this spec that every rendered :class:`DbtSpec` task gets."""

@@ -46,10 +46,13 @@ class DbtOperator(BaseOperator):
         profiles_dir: str | None = spec_default(DbtSpec, "profiles_dir"),
         manifest_path: str | None = spec_default(DbtSpec, "manifest_path"),
         use_subprocess: bool = spec_default(DbtSpec, "use_subprocess"),
+        dbt_executable_path: str | None = spec_default(DbtSpec, "dbt_executable_path"),
+        install_deps: bool = spec_default(DbtSpec, "install_deps"),
         threads: int = spec_default(DbtSpec, "threads"),
         indirect_selection: str | None = spec_default(DbtSpec, "indirect_selection"),
         state_dir: str | None = spec_default(DbtSpec, "state_dir"),
         asset_namespace: str | None = spec_default(DbtSpec, "asset_namespace"),
+        docs_dir: str | None = spec_default(DbtSpec, "docs_dir"),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -65,10 +68,13 @@ class DbtOperator(BaseOperator):
         self.profiles_dir = str(profiles_dir) if profiles_dir else None
         self.manifest_path = str(manifest_path) if manifest_path else None
         self.use_subprocess = use_subprocess
+        self.dbt_executable_path = dbt_executable_path
+        self.install_deps = install_deps
         self.threads = threads
         self.indirect_selection = indirect_selection
         self.state_dir = str(state_dir) if state_dir else None
         self.asset_namespace = asset_namespace
+        self.docs_dir = docs_dir
         values = spec_values(self, DbtSpec)
         if not is_templated(*values.values()):
             spec = self._spec()
@@ -86,7 +92,9 @@ class DbtOperator(BaseOperator):
 
         return DbtRunner(
             spec.conn_id, spec.project_dir, target_schema=spec.target_schema, profiles_dir=spec.profiles_dir,
-            threads=spec.threads, use_subprocess=spec.use_subprocess, log=self.log,
+            threads=spec.threads, use_subprocess=spec.use_subprocess,
+            dbt_executable_path=spec.dbt_executable_path, log=self.log,
+            application_name=f"{self.dag_id}.{self.task_id}",
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -113,12 +121,27 @@ class DbtOperator(BaseOperator):
             result = self._runner.run(
                 spec.command, run_dir=try_dir, select=spec.select, exclude=spec.exclude, selector=spec.selector,
                 vars=spec.vars, full_refresh=spec.full_refresh, indirect_selection=spec.indirect_selection,
-                retry_from=retry_from,
+                retry_from=retry_from, artifacts_dir=Path(spec.manifest_path).parent if spec.manifest_path else None,
+                install_deps=spec.install_deps,
             )
         except DbtRunError as exc:
             ti.xcom_push(key="dbt_results", value=exc.result.as_xcom())
             raise AirflowException(str(exc)) from None
-        return result.as_xcom()
+        out = result.as_xcom()
+        if spec.command == "docs generate":
+            from airflow_provider_dataeng.dbt.docs import docs_root, publish_docs
+
+            site = publish_docs(Path(result.target_dir), docs_root(spec.docs_dir) / f"{ti.dag_id}.{ti.task_id}")
+            self.log.info("dbt docs published to %s (a model's page: index.html#!/model/<unique id>)", site)
+            out["docs_dir"] = str(site)
+        return out
+
+
+    def on_kill(self) -> None:
+        """Stop dbt and end its database sessions (a task marked failed, or past its execution_timeout)."""
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.cancel()
 
 
 def _manifest_outlets(spec: DbtSpec) -> list[Any]:

@@ -252,6 +252,8 @@
     state.actions.unshift(action);
     try {
       if (plan.kind === "clear") {
+        // Done is when the run is final again with another end date than before the clear.
+        action.previous_end = (await rest("GET", `dags/${enc(plan.dag_id)}/dagRuns/${enc(plan.run_id)}`)).end_date;
         await rest("POST", `dags/${enc(plan.dag_id)}/clearTaskInstances`,
           { dry_run: false, dag_run_id: plan.run_id, only_failed: false, reset_dag_runs: true });
         action.text = `Cleared run ${plan.run_id}`;
@@ -303,7 +305,7 @@
     a.total = Math.max(p.kind === "clear" ? 1 : p.cells.length, runs.length);
     let backfillDone = true;
     if (a.backfill_id !== undefined) backfillDone = Boolean((await rest("GET", `backfills/${a.backfill_id}`)).completed_at);
-    const cleared = p.kind !== "clear" || (new Date(runs[0].queued_at || runs[0].start_date || 0) >= a.started - 5000);
+    const cleared = p.kind !== "clear" || runs[0].end_date !== a.previous_end;
     a.done = backfillDone && cleared && a.finished >= a.total && runs.length > 0;
   }
 
