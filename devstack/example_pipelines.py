@@ -160,7 +160,12 @@ def run_example_day(stack: AirflowStack, pipelines: ExamplePipelines | None = No
                                                         run_type="asset_triggered"))
             dbt_runs.append(run)
             if run.queued_at is not None:
-                after = (run.queued_at - last_extract_end).total_seconds()
+                # From the newest asset event this run consumed (what queued it), else the last extract task.
+                events = stack.api("GET", f"dags/{dag_id}/dagRuns/{run.run_id}/upstreamAssetEvents")
+                stamps = [_ts(e.get("timestamp")) for e in (events.json().get("asset_events", [])
+                                                            if events.status_code == 200 else [])]
+                reference = max([t for t in stamps if t is not None], default=last_extract_end)
+                after = (run.queued_at - reference).total_seconds()
                 dbt_after = after if dbt_after is None else max(dbt_after, after)
             failed = {t: s for t, s in run.tasks.items() if s not in ("success", "skipped")}
             log(f"    {dag_id:<12} {run.run_type:<10} queued {dbt_after if dbt_after is None else round(dbt_after, 1)} s "
