@@ -281,7 +281,7 @@ def test_long_reader_makes_swap_retry_then_succeed(wh_hook, db, dsn, caplog):
     holder = _hold_lock(dsn)
     releaser = threading.Timer(0.8, holder.close)
     releaser.start()
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_dataeng.publish.engine"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_dataeng.publish"):
         publish(make_engine(wh_hook, lock_timeout=0.3, swap_attempts=8, retry_backoff=0.1), 20)
     releaser.join()
     assert any("lock not available" in r.getMessage() for r in caplog.records)
