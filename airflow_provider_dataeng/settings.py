@@ -87,7 +87,8 @@ def get(name: str) -> Any:
         if setting.type == "float":
             return float(text)
     except ValueError:
-        raise ValueError(f"[{SECTION}] {name} must be a {setting.type}, found {text!r}") from None
+        article = "an" if setting.type[0] in "aeiou" else "a"
+        raise ValueError(f"[{SECTION}] {name} must be {article} {setting.type}, found {text!r}") from None
     if setting.type == "boolean":
         return text.lower() in _TRUE
     return text

@@ -8,7 +8,7 @@ each extract for the last complete day and their asset events trigger ``dbt_mart
 (:func:`devstack.example_pipelines.run_example_day`). Everything is stopped at the end.
 
 Measured from the unpause: ``extract_dags_s`` until the four extract runs are finished,
-``dbt_triggered_after_s`` from the last extract run's end to ``dbt_marts``' asset-triggered run being queued
+``dbt_triggered_after_s`` from the newest asset event the dbt run consumed to ``dbt_marts``' asset-triggered run being queued
 (scheduler latency), ``total_s`` until ``dbt_marts`` is finished. Airflow's start-up is printed, not counted.
 
 Last line: ``{"extract_dags_s": .., "dbt_triggered_after_s": .., "total_s": .., "all_succeeded": true}``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.airflow_env import configure_airflow_home, register_cluster_connection
-from devstack.pg import PgCluster
+from devstack.pg import PgCluster, running_cluster
 
 if "AIRFLOW_HOME" not in os.environ:
     configure_airflow_home(Path(tempfile.mkdtemp(prefix="dataeng-bench-airflow-")))
@@ -95,6 +96,101 @@ def bench_incremental_id(history: int = 10_000_000, new: int = 10_000, chunks: i
     return {"history": history, "new": new, "small_s": round(small["seconds"], 3), "big_s": round(big["seconds"], 3),
             "known_ids_small": small["known_ids"], "known_ids_big": big["known_ids"],
             "ratio": round(big["seconds"] / small["seconds"], 3)}
+
+
+# -- part (b): the publish side --------------------------------------------------------------------------------
+START = datetime(2018, 1, 1, tzinfo=timezone.utc)
+SIZES = (10, 3000)  # existing daily partitions
+ROUNDS = 7  # per size: one new interval and one re-publish each round
+ROWS = 1000
+SELECT = ("select g::bigint as id, md5(g::text) as payload, (g % 100)::numeric(10,2) as amount "
+          f"from generate_series(1, {ROWS}) g")
+
+
+def _create_history(cluster, table: str, partitions: int) -> None:
+    """``bench.<table>``: range-partitioned by day with a primary key, ``partitions`` days of 10 rows each."""
+    cluster.psql(f"""
+        set timezone = 'UTC';
+        create table bench.{table} (id bigint, payload text, amount numeric(10,2),
+                                    _interval_start timestamptz not null, primary key (id, _interval_start))
+            partition by range (_interval_start);
+        do $$ begin
+          for i in 0..{partitions - 1} loop
+            execute format('create table bench.%I partition of bench.{table} for values from (%L) to (%L)',
+                           '{table}__p_' || to_char(timestamptz '{START.isoformat()}' + i * interval '1 day', 'YYYYMMDD'),
+                           timestamptz '{START.isoformat()}' + i * interval '1 day',
+                           timestamptz '{START.isoformat()}' + (i + 1) * interval '1 day');
+          end loop;
+        end $$;
+        insert into bench.{table}
+          select g, md5(g::text), 1, timestamptz '{START.isoformat()}' + (g / 10) * interval '1 day'
+          from generate_series(0, {partitions * 10 - 1}) g;""", "bench")
+    cluster.psql(f"vacuum analyze bench.{table}", "bench")
+
+
+class StepClock:
+    """``on_step`` callback: milliseconds between the engine's steps, per table size."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.phases: dict[str, list[float]] = {}
+
+    def start(self) -> None:
+        self.last = time.monotonic()
+
+    def __call__(self, step: str, conn) -> None:
+        now = time.monotonic()
+        self.phases.setdefault(step, []).append((now - self.last) * 1000)
+        self.last = now
+
+
+def _publish(engine: Any, table: str, day: int) -> float:
+    lower = START + timedelta(days=day)
+    started = time.monotonic()
+    engine.on_step.start()
+    engine.publish_partition(f"bench.{table}", partition_column="_interval_start", lower=lower,
+                             upper=lower + timedelta(days=1), select_sql=SELECT,
+                             checks=[{"check": "row_count", "min": ROWS}])
+    return time.monotonic() - started
+
+
+def bench_publish_partitions() -> dict:
+    """Part (b): partition publishes (1,000 rows; a new interval and a re-publish of an existing one,
+    interleaved) into a table with 3,000 existing daily partitions vs 10: median wall time ratio."""
+    from airflow_provider_dataeng.connections import connect
+    from airflow_provider_dataeng.publish import PublishEngine
+
+    settings = {"max_locks_per_transaction": "128"}
+    with running_cluster("scale-bench", settings=settings) as cluster:
+        cluster.create_database("bench")
+        cluster.psql("create schema bench", "bench")
+        register_cluster_connection("scale_bench", cluster, "bench")
+        engines = {size: PublishEngine(connect("scale_bench"), pipeline="benchmark", task_id="scale",
+                                       on_step=StepClock()) for size in SIZES}
+        for size in SIZES:
+            started = time.monotonic()
+            _create_history(cluster, f"h{size}", size)
+            say(f"bench.h{size}: {size} daily partitions of 10 rows in {time.monotonic() - started:.1f}s")
+        for size in SIZES:  # warm-up: first publish of each (ledger, caches)
+            _publish(engines[size], f"h{size}", size + 100)
+            engines[size].on_step.phases.clear()
+        times: dict[int, list[float]] = {size: [] for size in SIZES}
+        for r in range(ROUNDS):
+            for size in SIZES:  # interleaved, so both see the same background load
+                new = _publish(engines[size], f"h{size}", size + r)  # a new interval after the history
+                again = _publish(engines[size], f"h{size}", size // 2)  # re-publish one in the middle
+                times[size] += [new, again]
+                say(f"round {r + 1}/{ROUNDS}: bench.h{size}: new interval {new * 1000:.0f} ms, "
+                    f"re-publish {again * 1000:.0f} ms")
+        for size in SIZES:
+            phases = engines[size].on_step.phases
+            say(f"bench.h{size}: median ms up to each step: " + ", ".join(
+                f"{step} {statistics.median(ms):.0f}" for step, ms in phases.items()))
+    small, big = (statistics.median(times[size]) for size in SIZES)
+    say(f"median partition publish of {ROWS:,} rows: {small * 1000:.0f} ms with {SIZES[0]} partitions, "
+        f"{big * 1000:.0f} ms with {SIZES[1]:,}")
+    return {"publish_ms_10": round(small * 1000, 1), "publish_ms_3000": round(big * 1000, 1),
+            "ratio": round(big / small, 3)}
 
 
 def main() -> None:

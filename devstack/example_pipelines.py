@@ -65,6 +65,7 @@ class RunOutcome:
     start_date: datetime | None
     end_date: datetime | None
     tasks: dict[str, str | None] = field(default_factory=dict)
+    last_task_end: datetime | None = None  # when its last task finished (the publish emits the asset event)
 
     @property
     def ok(self) -> bool:
@@ -100,10 +101,12 @@ def _ts(value: str | None) -> datetime | None:
 
 
 def outcome(stack: AirflowStack, dag_id: str, run: dict[str, Any]) -> RunOutcome:
+    tis = stack.task_instances(dag_id, run["dag_run_id"])
+    ends = [e for e in (_ts(ti.get("end_date")) for ti in tis) if e is not None]
     return RunOutcome(dag_id, run["dag_run_id"], run["run_type"], run["state"],
                       (run.get("data_interval_start"), run.get("data_interval_end")), _ts(run.get("queued_at")),
                       _ts(run.get("start_date")), _ts(run.get("end_date")),
-                      stack.task_states(dag_id, run["dag_run_id"]))
+                      stack.task_states(dag_id, run["dag_run_id"]), max(ends) if ends else None)
 
 
 def wait_first_run(stack: AirflowStack, dag_id: str, timeout: float, run_type: str | None = None) -> dict[str, Any]:
@@ -149,15 +152,24 @@ def run_example_day(stack: AirflowStack, pipelines: ExamplePipelines | None = No
         if not all(r.ok for r in extract_runs):
             raise AirflowStackError("an extract run failed: " + "; ".join(
                 stack.report(r.dag_id, r.run_id) for r in extract_runs if not r.ok))
-        last_extract_end = max(r.end_date for r in extract_runs if r.end_date)
+        # From the last extract task's end (its publish emitted the last asset event), not its DAG run's end:
+        # the scheduler may queue dbt_marts before it marks that extract run finished.
+        last_extract_end = max(r.last_task_end or r.end_date for r in extract_runs)
         for dag_id in pipelines.dbt:
             run = outcome(stack, dag_id, wait_first_run(stack, dag_id, max(1.0, deadline - time.monotonic()),
                                                         run_type="asset_triggered"))
             dbt_runs.append(run)
             if run.queued_at is not None:
-                dbt_after = max(dbt_after or 0.0, (run.queued_at - last_extract_end).total_seconds())
+                # From the newest asset event this run consumed (what queued it), else the last extract task.
+                events = stack.api("GET", f"dags/{dag_id}/dagRuns/{run.run_id}/upstreamAssetEvents")
+                stamps = [_ts(e.get("timestamp")) for e in (events.json().get("asset_events", [])
+                                                            if events.status_code == 200 else [])]
+                reference = max([t for t in stamps if t is not None], default=last_extract_end)
+                after = (run.queued_at - reference).total_seconds()
+                dbt_after = after if dbt_after is None else max(dbt_after, after)
             failed = {t: s for t, s in run.tasks.items() if s not in ("success", "skipped")}
-            log(f"    {dag_id:<12} {run.run_type:<10} queued {dbt_after:.1f} s after the last extract  "
+            log(f"    {dag_id:<12} {run.run_type:<10} queued {dbt_after if dbt_after is None else round(dbt_after, 1)} s "
+                "after the last extract task  "
                 f"{len(run.tasks)} tasks  {run.state}" + (f"  not ok: {failed}" if failed else ""))
             if not run.ok:
                 raise AirflowStackError(stack.report(dag_id, run.run_id))

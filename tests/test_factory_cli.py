@@ -196,3 +196,11 @@ def test_wheel_ships_the_schema(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "airflow_provider_dataeng/schema/pipeline.schema.json" in names
     assert "airflow_provider_dataeng/schema/defaults.schema.json" in names
+
+
+def test_render_shows_where_each_value_came_from(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", str(EXAMPLE_CONFIGS / "orders.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert f'schedule: "@daily"  <- {EXAMPLE_CONFIGS / "orders.yaml"}:3' in out
+    assert f"retries: 3  <- {EXAMPLE_CONFIGS / 'defaults.yaml'}:12" in out
+    assert f'resources.memory: "512Mi"  <- {EXAMPLE_CONFIGS / "defaults.yaml"}:21' in out  # merged key by key

@@ -247,3 +247,19 @@ def test_unusable_file_name_becomes_a_sanitized_placeholder(tmp_path: Path) -> N
     assert bag.import_errors == {}
     assert set(bag.dags) == {"ok", "config_error__my_pipeline"}
     assert "is not a usable dag id" in bag.dags["config_error__my_pipeline"].description
+
+
+def test_queue_pool_and_executor_per_task(tmp_path: Path) -> None:
+    folder = write_dags_folder(tmp_path, {
+        "p.yaml": f"""\
+        tasks:
+          a: {{operator: {EMPTY}, queue: heavy, pool: warehouse_pool, pool_slots: 2, executor: LocalExecutor}}
+        """,
+        "bad.yaml": f"tasks:\n  a: {{operator: {EMPTY}, executor: LocalExecuter}}\n",
+    })
+    bag = dagbag(folder)
+    assert bag.import_errors == {}  # an unknown executor would otherwise fail the whole DAG file
+    a = bag.dags["p"].get_task("a")
+    assert (a.queue, a.pool, a.pool_slots, a.executor) == ("heavy", "warehouse_pool", 2, "LocalExecutor")
+    assert ("bad.yaml:2: tasks.a.executor: executor not configured in [core] executor" in bag.dags["bad"].doc_md
+            and "did you mean 'LocalExecutor'?" in bag.dags["bad"].doc_md)

@@ -276,13 +276,20 @@ def test_long_reader_makes_swap_fail_clearly_after_its_tries_while_new_readers_w
     assert ledger(db)[-1]["status"] == "failed" and "lock_timeout" in ledger(db)[-1]["error"]
 
 
-def test_long_reader_makes_swap_retry_then_succeed(wh_hook, db, dsn, caplog):
+def test_long_reader_makes_swap_retry_then_succeed(wh_hook, db, dsn, caplog, monkeypatch):
     publish(make_engine(wh_hook), 10)
     holder = _hold_lock(dsn)
     releaser = threading.Timer(0.8, holder.close)
     releaser.start()
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_dataeng.publish.engine"):
-        publish(make_engine(wh_hook, lock_timeout=0.3, swap_attempts=8, retry_backoff=0.1), 20)
+    # Airflow's logging config (dictConfig) may disable or detach loggers created before it: listen directly.
+    locks_log = logging.getLogger("airflow_provider_dataeng.publish.locks")
+    monkeypatch.setattr(locks_log, "disabled", False)
+    locks_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_dataeng.publish.locks"):
+            publish(make_engine(wh_hook, lock_timeout=0.3, swap_attempts=8, retry_backoff=0.1), 20)
+    finally:
+        locks_log.removeHandler(caplog.handler)
     releaser.join()
     assert any("lock not available" in r.getMessage() for r in caplog.records)
     assert one(db, "select count(*) from mart.t") == 20

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_dataeng.factory.compat import backoff_value
-from airflow_provider_dataeng.factory.errors import ConfigError
+from airflow_provider_dataeng.factory.errors import ConfigError, did_you_mean
 from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
@@ -26,7 +26,7 @@ from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supp
 from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
-_COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight")
+_COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight", "queue", "executor")
 _DURATION_KEYS = ("retry_delay", "max_retry_delay", "execution_timeout")
 
 
@@ -94,6 +94,29 @@ def _dag_kwargs(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> 
             kwargs["doc_md"] += ("\n\n**SLA not monitored**: `notifications.sla_breach` needs Airflow 3.1+ "
                                  "(Deadline Alerts); this deployment runs an older Airflow.")
     return {k: v for k, v in kwargs.items() if v is not None or k == "schedule"}
+
+
+def configured_executors() -> list[str] | None:
+    """Names and aliases of the executors in ``[core] executor`` (None when they cannot be read)."""
+    try:
+        from airflow.executors.executor_loader import ExecutorLoader
+
+        names = ExecutorLoader.get_executor_names()
+    except Exception:
+        return None
+    return sorted({n for e in names for n in (getattr(e, "alias", None), getattr(e, "module_path", None),
+                                                 str(getattr(e, "module_path", "")).rpartition(".")[2]) if n})
+
+
+def _check_executor(collector: IssueCollector, name: str, task: TaskCommon) -> None:
+    """An unknown executor would fail the whole DAG file in the DagBag: report it on this task instead."""
+    if task.executor is None:
+        return
+    known = configured_executors()
+    if known is not None and task.executor not in known:
+        collector.add(("tasks", name, "executor"), "executor not configured in [core] executor",
+                      expected="one of " + ", ".join(known), found=repr(task.executor),
+                      suggestion=did_you_mean(task.executor, known))
 
 
 def _task_kwargs(loaded: LoadedPipeline, name: str, task: TaskCommon) -> dict[str, Any]:
@@ -213,6 +236,10 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
                 group: Any) -> tuple[list[Any], list[Any]]:
     type_name = loaded.task_types[name]
     tt = TASK_TYPES[type_name]
+    before = len(collector.issues)
+    _check_executor(collector, name, task)
+    if len(collector.issues) > before:
+        raise ConfigError([])
     common = _task_kwargs(loaded, name, task)
     params = task.model_dump(include=set(tt.param_names), exclude_unset=True)
 

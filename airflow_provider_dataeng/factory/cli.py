@@ -152,7 +152,45 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
     for task in (dag.get_task(task_id) for task_id in topological(edges)):
         type_name = by_task_id.get(task.task_id) or _dbt_type(task.task_id, lp)
         print(_task_line(task, type_name, list(task.upstream_task_ids)), file=out)
+    print("effective settings (where each value came from):", file=out)
+    for line in effective_settings(lp):
+        print(f"  {line}", file=out)
     return 0
+
+
+def effective_settings(lp: Any) -> list[str]:
+    """``key: value  <- FILE:LINE`` for every pipeline setting set in the file or inherited from
+    ``defaults.yaml`` (mappings merged key by key are shown per key), then task-level overrides."""
+    import json
+
+    def where(path: tuple[Any, ...]) -> str:
+        line, exact = lp.source.find(path)
+        if exact and _has(lp.source.data, path):
+            return f"{lp.source.display}:{line}"
+        if lp.defaults_source is not None and _has(lp.defaults_source.data, path):
+            d_line, _ = lp.defaults_source.find(path)
+            return f"{lp.defaults_source.display}:{d_line}"
+        return "?"
+
+    out: list[str] = []
+    merged = lp.pipeline.model_dump(exclude_unset=True, exclude={"tasks", "task_groups"})
+    for key in sorted(merged):
+        value = merged[key]
+        if isinstance(value, dict) and value:
+            for sub_key in sorted(value):
+                out.append(f"{key}.{sub_key}: {json.dumps(value[sub_key], default=str)}  <- "
+                           f"{where((key, sub_key))}")
+        else:
+            out.append(f"{key}: {json.dumps(value, default=str)}  <- {where((key,))}")
+    return out
+
+
+def _has(data: Any, path: tuple[Any, ...]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def _dbt_type(task_id: str, lp: Any) -> str:

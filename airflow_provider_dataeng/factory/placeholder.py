@@ -14,27 +14,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import DAG
 from pydantic import ValidationError
 
 from airflow_provider_dataeng.factory.errors import ConfigError
+from airflow_provider_dataeng.values import import_path
 
 PLACEHOLDER_TAG = "config-error"
 _SALVAGED = ("schedule", "start_date", "end_date", "timezone", "owner", "tags", "notifications")
+CONFIG_ERROR_OPERATOR = "airflow_provider_dataeng.operators.config_error.ConfigErrorOperator"
 log = logging.getLogger(__name__)
-
-
-class ConfigErrorOperator(BaseOperator):
-    """Fails with the config errors of its pipeline file (the pipeline itself could not be built)."""
-
-    ui_color = "#f4a6a6"
-
-    def __init__(self, *, errors: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.errors = errors
-
-    def execute(self, context: Any) -> None:
-        raise AirflowFailException(f"The pipeline config is invalid; fix it and the DAG is rebuilt:\n{self.errors}")
 
 
 def placeholder_dag_id(path: Path) -> str:
@@ -105,7 +94,7 @@ def _dag(dag_id: str, path: Path, error: ConfigError, settings: dict[str, Any]) 
     )
     dag = DAG(dag_id, description=f"CONFIG ERROR: {first}"[:500], doc_md=doc, catchup=False, max_active_runs=1,
               auto_register=False, **{"schedule": None, **kwargs})
-    ConfigErrorOperator(task_id="config_error", errors=text, dag=dag, retries=0, doc_md=doc,
+    import_path(CONFIG_ERROR_OPERATOR)(task_id="config_error", errors=text, dag=dag, retries=0, doc_md=doc,
                             on_failure_callback=notifiers or None)
     return dag
 

@@ -63,6 +63,10 @@ class TaskCommon(StrictModel):
         default=None, description="When the task runs given its upstream states (default all_success)")
     pool: str | None = Field(default=None, description="Airflow pool the task takes a slot of")
     pool_slots: int | None = Field(default=None, ge=1, description="Slots it takes in its pool")
+    queue: str | None = Field(default=None, min_length=1, description="Executor queue (e.g. a Celery queue)")
+    executor: str | None = Field(
+        default=None, min_length=1,
+        description="Executor of this task when several are configured ([core] executor), e.g. KubernetesExecutor")
     priority_weight: int | None = Field(default=None, description="Scheduling priority among queued tasks")
     resources: Resources | None = Field(default=None, description="Overrides the pipeline's resources")
     inlets: list[AssetRef] | None = Field(default=None, description="Assets the task reads (lineage)")

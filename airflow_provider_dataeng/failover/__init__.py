@@ -1,10 +1,18 @@
-"""Failover health: is there exactly one primary, enough secondaries, little lag, the expected sync state?
+"""Failover health: verdicts from the pg_auto_failover monitor or from multi-host probes.
 
-Two sources: a pg_auto_failover monitor (:mod:`.formation_health`) or, without one, every host of a
-multi-host connection (:mod:`.replication_health`). Both produce a :class:`HealthVerdict`.
+Names are imported on first use, so reading a config (``failover.spec``) does not load the engine.
 """
 
-from airflow_provider_dataeng.failover.health_check import FailoverHealthCheck
-from airflow_provider_dataeng.failover.verdict import HealthCriteria, HealthVerdict, NodeRow
+from __future__ import annotations
 
-__all__ = ["FailoverHealthCheck", "HealthCriteria", "HealthVerdict", "NodeRow"]
+from airflow_provider_dataeng.values import lazy_exports
+
+_EXPORTS = {
+    "FailoverHealthCheck": "airflow_provider_dataeng.failover.health_check",
+    "HealthCriteria": "airflow_provider_dataeng.failover.verdict",
+    "HealthVerdict": "airflow_provider_dataeng.failover.verdict",
+    "NodeRow": "airflow_provider_dataeng.failover.verdict",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

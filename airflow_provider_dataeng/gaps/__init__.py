@@ -1,16 +1,22 @@
-"""Partition gap check: expected intervals (Airflow timetables) vs. the ledger and the catalog's partitions."""
+"""Partition gaps: expected intervals from the schedule against the ledger and the catalog.
 
-from airflow_provider_dataeng.gaps.check import classify, find_gaps
-from airflow_provider_dataeng.gaps.expected import Interval, expected_intervals, resolve_timetable, to_utc
-from airflow_provider_dataeng.gaps.report import GapReport, Hole
+Names are imported on first use, so reading a config (``gaps.spec``) does not load the engine.
+"""
 
-__all__ = [
-    "GapReport",
-    "Hole",
-    "Interval",
-    "classify",
-    "expected_intervals",
-    "find_gaps",
-    "resolve_timetable",
-    "to_utc",
-]
+from __future__ import annotations
+
+from airflow_provider_dataeng.values import lazy_exports
+
+_EXPORTS = {
+    "classify": "airflow_provider_dataeng.gaps.check",
+    "find_gaps": "airflow_provider_dataeng.gaps.check",
+    "Interval": "airflow_provider_dataeng.gaps.expected",
+    "expected_intervals": "airflow_provider_dataeng.gaps.expected",
+    "resolve_timetable": "airflow_provider_dataeng.gaps.expected",
+    "to_utc": "airflow_provider_dataeng.gaps.expected",
+    "GapReport": "airflow_provider_dataeng.gaps.report",
+    "Hole": "airflow_provider_dataeng.gaps.report",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names are imported on first use, so reading a config (``publish.spec``) does not
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from airflow_provider_dataeng.values import lazy_exports
 
 _EXPORTS = {
     "parse_seconds": "airflow_provider_dataeng.durations",
@@ -29,8 +28,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -86,7 +86,7 @@ def find_partition(conn: psycopg.Connection, parent: catalog.Relation, column_ty
                    lower: Any, upper: Any) -> catalog.PartitionInfo | None:
     """The child with exactly these bounds, or None; any other overlapping child is an error."""
     exact = None
-    for part in catalog.partitions(conn, parent.oid, column_type):
+    for part in catalog.partitions(conn, parent.oid, column_type, lower, upper):
         if part.is_default:
             continue
         if part.lower == lower and part.upper == upper:

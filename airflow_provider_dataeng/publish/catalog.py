@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -165,10 +166,6 @@ class PartitionInfo:
     is_default: bool
 
 
-_BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
-_LITERAL_RE = re.compile(r"^'((?:[^']|'')*)'$", re.S)
-
-
 def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | None:
     """``(strategy, column, column type)`` of a single-column partitioned table, or None."""
     found = rows(conn, """
@@ -184,33 +181,55 @@ def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | 
     return (strat, col, typ)
 
 
-def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str) -> list[PartitionInfo]:
-    """Children of a range-partitioned table with their bounds, read from the catalog.
+def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lower: Any = None,
+               upper: Any = None) -> list[PartitionInfo]:
+    """Children of a range-partitioned table with their bounds; with ``lower``/``upper`` only those that
+    overlap ``[lower, upper)`` (and the default partition).
 
-    Bounds are deparsed without looking the child up by oid (``pg_get_expr(.., 0)``: they are constants), so a
-    sibling that a concurrent publish swaps out and drops while this runs still reads as its bounds.
+    Two statements whatever the number of partitions (the children, then every bound literal cast to
+    ``column_type`` at once). Bounds are deparsed without looking the child up by oid
+    (``pg_get_expr(.., 0)``: they are constants), so a sibling that a concurrent publish swaps out and
+    drops meanwhile still reads as its bounds.
     """
-    out = []
-    for oid, nsp, name, bound in rows(conn, """
-            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
-            from pg_inherits i join pg_class c on c.oid = i.inhrelid
-            join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid]):
-        if bound == "DEFAULT":
-            out.append(PartitionInfo(int(oid), TableRef(nsp, name), None, None, True))
-            continue
-        m = _BOUND_RE.match(bound or "")
-        if not m:
+    children = rows(conn, """
+        select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
+        from pg_inherits i join pg_class c on c.oid = i.inhrelid
+        join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid])
+    parsed = []
+    for oid, nsp, name, bound in children:
+        m = None if bound == "DEFAULT" else _BOUND_RE.match(bound or "")
+        if bound != "DEFAULT" and (not m or not all(_LITERAL_RE.match(t) or t in _INFINITE for t in m.groups())):
             raise ValueError(f"partition {nsp}.{name}: unexpected bound {bound!r}")
-        lo, hi = (_bound_value(conn, text, column_type) for text in m.groups())
-        out.append(PartitionInfo(int(oid), TableRef(nsp, name), lo, hi, False))
+        parsed.append((int(oid), TableRef(nsp, name), m.groups() if m else None))
+    literals = {t for _, _, texts in parsed if texts for t in texts if t not in _INFINITE}
+    values = {t: v for t in literals if (v := _parse_literal(t, column_type)) is not None}
+    if unparsed := sorted(literals - set(values)):  # not ISO text (DateStyle, infinity, BC): the server casts
+        values.update(rows(conn, sql.SQL("select t, replace(substr(t, 2, length(t) - 2), '''''', '''')::{} "
+                                         "from unnest(%s::text[]) t").format(sql.SQL(column_type)), [unparsed]))
+    out = []
+    for oid, ref, texts in parsed:
+        if texts is None:
+            out.append(PartitionInfo(oid, ref, None, None, True))
+            continue
+        lo, hi = (values.get(t) for t in texts)  # MINVALUE / MAXVALUE: None
+        if upper is None or ((lo is None or lo < upper) and (hi is None or lower < hi)):
+            out.append(PartitionInfo(oid, ref, lo, hi, False))
     return out
 
 
-def _bound_value(conn: psycopg.Connection, text: str, column_type: str) -> Any:
-    text = text.strip()
-    if text in ("MINVALUE", "MAXVALUE"):
+def _parse_literal(text: str, column_type: str) -> Any:
+    """A quoted ISO date/timestamp literal as the value psycopg would return for ``column_type``, or None."""
+    body = text[1:-1]
+    try:
+        if column_type == "date":
+            return date.fromisoformat(body)
+        value = datetime.fromisoformat(body)
+    except ValueError:
         return None
-    m = _LITERAL_RE.match(text)
-    if not m:
-        raise ValueError(f"unexpected partition bound value {text!r}")
-    return scalar(conn, sql.SQL("select %s::{}").format(sql.SQL(column_type)), [m.group(1).replace("''", "'")])
+    aware = column_type == "timestamp with time zone"
+    return value if (value.tzinfo is not None) == aware else None
+
+
+_BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
+_LITERAL_RE = re.compile(r"^'(?:[^']|'')*'$", re.S)
+_INFINITE = ("MINVALUE", "MAXVALUE")

@@ -151,7 +151,8 @@ class PartitionSwap(SwapStrategy):
         return [self.target, self.staging, self.previous] + ([self.live.ref] if self.live else [])
 
     def lock_live(self, conn: psycopg.Connection) -> None:
-        lock_tables(conn, [self.target], "access exclusive" if self.live else "share update exclusive")
+        # ONLY: LOCK TABLE on a partitioned table would also lock every partition (thousands of locks)
+        lock_tables(conn, [self.target], "access exclusive" if self.live else "share update exclusive", only=True)
         if self.live is not None:
             lock_tables(conn, [self.live.ref])
 

@@ -102,10 +102,12 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def lock_tables(conn: psycopg.Connection, refs: list[TableRef], mode: str = "access exclusive") -> None:
+def lock_tables(conn: psycopg.Connection, refs: list[TableRef], mode: str = "access exclusive",
+                only: bool = False) -> None:
+    """LOCK TABLE ``refs`` (``only``: not their partitions or inheritance children)."""
     if refs:
-        execute(conn, sql.SQL("lock table {} in {} mode").format(
-            sql.SQL(", ").join(r.ident() for r in refs), sql.SQL(mode)))
+        execute(conn, sql.SQL("lock table {}{} in {} mode").format(
+            sql.SQL("only " if only else ""), sql.SQL(", ").join(r.ident() for r in refs), sql.SQL(mode)))
 
 
 def swap_transaction(conn: psycopg.Connection, s: SwapStrategy, incoming: TableRef, keep_previous: bool,
