@@ -254,6 +254,8 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
         if task.manifest_path:
             params["manifest_path"] = _resolve_path(base, task.manifest_path)
         rendering = import_path(DBT_RENDER_PATH)(name, tt.params_model.model_validate(params))
+        if task.pod is not None:  # the task's resources size the dbt pods (requests == limits)
+            common["container_resources"] = common["executor_config"]["pod_override"].spec.containers[0].resources
         return build_rendered(rendering, common, group)
 
     if type_name == "operator":
