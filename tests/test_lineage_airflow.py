@@ -3,7 +3,8 @@ and a dbt build run by the LocalExecutor; the OpenLineage provider's file transp
 (``AIRFLOW__OPENLINEAGE__TRANSPORT``, set by the ``airflow_stack`` fixture) receives one START and one
 COMPLETE per task, whose datasets carry the same namespace/name as the tasks' Assets (read back through
 the REST API), the columns and types from the catalog, the checks as data-quality assertions, the rows
-written, and for dbt the models' parents and relations from the manifest.
+written, and for dbt the models' parents and relations from the manifest. A publish rejected by its checks
+and a dbt build whose test fails emit FAIL events with the failed assertions.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def _dag_source(dag_id: str, source_table: str, wh: str, state_dir: Path) -> str
         ''')
 
 
-def _events(path: Path, dag_id: str, timeout: float = 60) -> dict[str, dict[str, dict]]:
-    """``{task_id: {eventType: event}}`` of the DAG's task events, once each task has START and COMPLETE."""
+def _events(path: Path, dag_id: str, tasks: tuple[str, ...] = TASKS, kinds: tuple[str, ...] = ("START", "COMPLETE"),
+            timeout: float = 60) -> dict[str, dict[str, dict]]:
+    """``{task_id: {eventType: event}}`` of the DAG's task events, once each task has every kind."""
     deadline = time.monotonic() + timeout
     while True:
         found: dict[str, dict[str, dict]] = {}
@@ -85,7 +87,9 @@ def _events(path: Path, dag_id: str, timeout: float = 60) -> dict[str, dict[str,
                 task = name[len(dag_id) + 1:]
                 assert event["eventType"] not in found.get(task, {}), f"two {event['eventType']} events for {task}"
                 found.setdefault(task, {})[event["eventType"]] = event
-        if all({"START", "COMPLETE"} <= set(found.get(t, {})) for t in TASKS) or time.monotonic() > deadline:
+        if all(set(kinds) <= set(found.get(t, {})) for t in tasks) or time.monotonic() > deadline:
+            for t in tasks:
+                assert set(kinds) <= set(found.get(t, {})), (t, kinds, found.get(t))
             return found
         time.sleep(1)
 
@@ -124,7 +128,6 @@ def test_extract_publish_quality_and_dbt_emit_openlineage_events(airflow_stack, 
 
     events = _events(Path(stack.home) / "openlineage.jsonl", dag_id)
     for task in TASKS:
-        assert {"START", "COMPLETE"} <= set(events.get(task, {})), (task, events.get(task))
         assert events[task]["START"]["run"]["runId"] == events[task]["COMPLETE"]["run"]["runId"]
 
     # The Assets the scheduler knows for this DAG's outlets, and the datasets the events name: one identity.
@@ -182,3 +185,55 @@ def test_extract_publish_quality_and_dbt_emit_openlineage_events(airflow_stack, 
         a[2]: a for a in _assertions(by_name[stg[1]]).values()}.items()
     assert "product_id" in _schema(by_name[dim[1]])
     assert _schema(done["inputs"][0])["price"] == "numeric(10,2)"
+
+
+def _failing_dag_source(dag_id: str, wh: str, state_dir: Path) -> str:
+    return textwrap.dedent(f'''\
+        from datetime import datetime, timezone
+
+        from airflow.sdk import DAG
+
+        from airflow_provider_dataeng.operators.dbt import DbtOperator
+        from airflow_provider_dataeng.operators.publish import StagingSwapOperator
+
+        with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                 default_args={{"retries": 0}}):
+            StagingSwapOperator(
+                task_id="publish", conn_id={wh!r}, target_table="lin.rejected",
+                select_sql="select distinct id, name from raw.products",
+                checks=[{{"check": "row_count", "min": 100}}, {{"check": "unique", "columns": ["id"]}}])
+            DbtOperator(task_id="dbt", conn_id={wh!r}, project_dir={str(dbt_shop.PROJECT_DIR)!r},
+                        command="build", select=["stg_products"], state_dir={str(state_dir)!r})
+        ''')
+
+
+def test_failed_checks_and_dbt_tests_are_failed_assertions_in_the_fail_events(airflow_stack, pg_cluster, pg_db,
+                                                                             tmp_path: Path) -> None:
+    stack = airflow_stack
+    dbt_shop.create_raw_tables(pg_cluster, pg_db)
+    pg_cluster.psql("insert into raw.products values (3, 'Box', 'office', null, '2024-01-01 00:00+00', "
+                    "'2024-01-01')", pg_db)  # stg_products' not_null(price) fails
+    wh = _add_connection(stack, pg_cluster, pg_db)
+    dag_id = f"lineage_fail_{uuid.uuid4().hex[:8]}"
+    stack.add_dag_file(f"{dag_id}.py", _failing_dag_source(dag_id, wh, tmp_path / "dbt-state"))
+    stack.wait_dag(dag_id)
+    run_id = stack.trigger(dag_id)
+    assert stack.wait_run(dag_id, run_id, timeout=300) == "failed", stack.report(dag_id, run_id)
+    assert stack.task_states(dag_id, run_id) == {"publish": "failed", "dbt": "failed"}
+
+    events = _events(Path(stack.home) / "openlineage.jsonl", dag_id, ("publish", "dbt"), ("START", "FAIL"))
+    # the publish was rejected by its checks: the target is named, with the failed assertion, no rows written
+    fail = events["publish"]["FAIL"]
+    rejected = (f"postgres://{wh}:5432", f"{wh}.lin.rejected")
+    assert (_ids(fail["inputs"]), _ids(fail["outputs"])) == ([(f"postgres://{wh}:5432", f"{wh}.raw.products")],
+                                                             [rejected])
+    assert _assertions(fail["outputs"][0]) == {"row_count": ("row_count", False, None),
+                                               "unique(id)": ("unique", True, "id")}
+    assert "outputStatistics" not in fail["outputs"][0]["outputFacets"]
+    # dbt built the view, then its not_null(price) test failed
+    fail = events["dbt"]["FAIL"]
+    assert _ids(fail["outputs"]) == [(f"postgres://{wh}:5432", "warehouse.analytics_staging.stg_products")]
+    assert _assertions(fail["outputs"][0]) == {
+        "not_null_stg_products_price": ("not_null", False, "price"),
+        "not_null_stg_products_product_id": ("not_null", True, "product_id"),
+        "unique_stg_products_product_id": ("unique", True, "product_id")}

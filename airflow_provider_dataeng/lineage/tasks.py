@@ -1,8 +1,9 @@
 """The lineage of each task type: what ``get_openlineage_facets_on_start/on_complete`` return.
 
-At start: the datasets known from the task's (rendered) arguments, no database access. At completion:
-the same datasets with facets from the task's result (its XCom return value: rows, bytes, check results)
-and the catalog (columns and types). Each enrichment is best effort: a facet that cannot be built is
+At start: the datasets known from the task's (rendered) arguments, no database access. At completion
+(success or failure): the same datasets with facets from the catalog (columns and types) and the task's
+outcome: for a publish the ledger row of its attempt (rows, bytes, check results; also for a rejected
+load), else its XCom return value. Each enrichment is best effort: a facet that cannot be built is
 logged and left out; the event still names the datasets.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_dataeng.lineage import facets as f
-from airflow_provider_dataeng.lineage.catalog import table_columns
+from airflow_provider_dataeng.lineage.catalog import Attempt, describe
 from airflow_provider_dataeng.lineage.datasets import DatasetId, sql_tables, table_dataset
 from airflow_provider_dataeng.publish.table_ref import TableRef
 from airflow_provider_dataeng.specs import build_spec
@@ -55,18 +56,26 @@ def query_inputs(conn_id: str, query: str | None) -> list[DatasetId]:
 def schemas(operator: Any, conn_id: str, datasets: Sequence[DatasetId], *, role: Any = "warehouse"
             ) -> dict[TableRef, Any]:
     """``{table: schema facet}`` from ``conn_id``'s catalog."""
-    columns = best_effort(f"schema facets from {conn_id}", lambda: table_columns(
-        conn_id, [d.table for d in datasets], role=role, application_name=app_name(operator)), {})
+    columns, _ = best_effort(f"schema facets from {conn_id}", lambda: describe(
+        conn_id, [d.table for d in datasets], role=role, application_name=app_name(operator)), ({}, None))
     return {ref: f.schema_facet(cols) for ref, cols in columns.items()}
 
 
-def published_output(operator: Any, conn_id: str, target: DatasetId, result: Any, checks: Any) -> Any:
-    """The output dataset of a publish (extract, publish, rollback): schema, checks and rows written."""
+def published_output(operator: Any, conn_id: str, target: DatasetId, task_instance: Any, checks: Any) -> Any:
+    """The output dataset of a publish (extract, publish, rollback): its schema, the check results and the
+    rows written, from the ledger row of the attempt (also when the checks rejected it and the task
+    failed), else from the task's return value."""
+    dag_id = operator.dag_id if operator.has_dag() else None
+    attempt = Attempt(dag_id, operator.task_id, task_instance.run_id, target.table)
+    columns, row = best_effort(f"schema and ledger row from {conn_id}", lambda: describe(
+        conn_id, [target.table], application_name=app_name(operator), attempt=attempt), ({}, None))
+    result = row if row is not None else task_result(task_instance)
     result = result if isinstance(result, dict) else {}
-    facets = {"schema": schemas(operator, conn_id, [target]).get(target.table),
+    facets = {"schema": f.schema_facet(columns[target.table]) if target.table in columns else None,
               "dataQualityAssertions": best_effort(
                   "data quality assertions", lambda: f.assertions_facet(result.get("checks") or [], checks), None)}
-    stats = f.output_statistics(result["rows"], result.get("bytes")) if result.get("rows") is not None else None
+    written = result.get("status") == "published" and result.get("rows") is not None
+    stats = f.output_statistics(result["rows"], result.get("bytes")) if written else None
     return f.output_dataset(target, facets, {"outputStatistics": stats})
 
 
@@ -83,7 +92,7 @@ def extract_lineage(operator: Any, task_instance: Any = None) -> Any:
         return f.operator_lineage([f.input_dataset(s) for s in sources], [f.output_dataset(target)], job_facets=job)
     source_schemas = schemas(operator, spec.source_conn_id, sources, role="source")
     inputs = [f.input_dataset(s, {"schema": source_schemas.get(s.table)}) for s in sources]
-    output = published_output(operator, spec.target_conn_id, target, task_result(task_instance), spec.checks)
+    output = published_output(operator, spec.target_conn_id, target, task_instance, spec.checks)
     return f.operator_lineage(inputs, [output], job_facets=job)
 
 
@@ -99,7 +108,7 @@ def publish_lineage(operator: Any, task_instance: Any = None) -> Any:
         return f.operator_lineage([f.input_dataset(s) for s in sources], [f.output_dataset(target)], job_facets=job)
     found = schemas(operator, spec.conn_id, sources)
     inputs = [f.input_dataset(s, {"schema": found.get(s.table)}) for s in sources]
-    output = published_output(operator, spec.conn_id, target, task_result(task_instance), spec.checks)
+    output = published_output(operator, spec.conn_id, target, task_instance, spec.checks)
     return f.operator_lineage(inputs, [output], job_facets=job)
 
 
@@ -111,7 +120,7 @@ def rollback_lineage(operator: Any, task_instance: Any = None) -> Any:
     target = table_dataset(spec.conn_id, spec.target_table)
     if task_instance is None:
         return f.operator_lineage([], [f.output_dataset(target)])
-    return f.operator_lineage([], [published_output(operator, spec.conn_id, target, task_result(task_instance), [])])
+    return f.operator_lineage([], [published_output(operator, spec.conn_id, target, task_instance, [])])
 
 
 def quality_lineage(operator: Any, task_instance: Any = None) -> Any:
