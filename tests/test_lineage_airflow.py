@@ -127,12 +127,14 @@ def test_extract_publish_quality_and_dbt_emit_openlineage_events(airflow_stack, 
     assert stack.wait_run(dag_id, run_id, timeout=300) == "success", stack.report(dag_id, run_id)
 
     events = _events(Path(stack.home) / "openlineage.jsonl", dag_id)
+    print(json.dumps(events, indent=1))  # shown when an assertion below fails
     for task in TASKS:
         assert events[task]["START"]["run"]["runId"] == events[task]["COMPLETE"]["run"]["runId"]
 
     # The Assets the scheduler knows for this DAG's outlets, and the datasets the events name: one identity.
     assets = stack.api("GET", "/assets", params={"dag_ids": dag_id, "limit": 100}).json()["assets"]
     asset_ids = {dataset_id_of_uri(a["uri"]).key for a in assets}
+    print("assets:", sorted(asset_ids))
     source = ("postgres://shop_source:5432", f"shop.{schema}.orders")  # the env connection's database
     orders = (f"postgres://{wh}:5432", f"{wh}.lin.orders")  # an API connection: the database is the conn id
     totals = (f"postgres://{wh}:5432", f"{wh}.lin.order_totals")
@@ -222,6 +224,7 @@ def test_failed_checks_and_dbt_tests_are_failed_assertions_in_the_fail_events(ai
     assert stack.task_states(dag_id, run_id) == {"publish": "failed", "dbt": "failed"}
 
     events = _events(Path(stack.home) / "openlineage.jsonl", dag_id, ("publish", "dbt"), ("START", "FAIL"))
+    print(json.dumps(events, indent=1))  # shown when an assertion below fails
     # the publish was rejected by its checks: the target is named, with the failed assertion, no rows written
     fail = events["publish"]["FAIL"]
     rejected = (f"postgres://{wh}:5432", f"{wh}.lin.rejected")
