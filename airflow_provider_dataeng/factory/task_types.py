@@ -71,6 +71,7 @@ DBT_RENDER_PATH = f"{_PKG}.dbt.render.render_dbt"
 # The operator of each task type a renderer emits (RenderedTask.task_type -> class path).
 RENDERED_OPERATORS = {
     "dbt": f"{_PKG}.operators.dbt.DbtOperator",
+    "dbt_pod": f"{_PKG}.operators.dbt_pod.DbtKubernetesPodOperator",
     "freshness": f"{_PKG}.sensors.freshness.FreshnessSensor",
 }
 

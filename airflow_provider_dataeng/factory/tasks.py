@@ -8,7 +8,7 @@ did-you-mean).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,14 @@ TRIGGER_RULES = (
 
 
 # --- fields every task has ----------------------------------------------------------------------------------
+class XComRef(StrictModel):
+    """The result of an upstream task of this pipeline (a list), e.g. ``{xcom: list_tables}``."""
+
+    xcom: Identifier = Field(description="Name of a task of this pipeline whose result (a list) is mapped over; "
+                                         "it runs before this task")
+    key: str = Field(default="return_value", min_length=1, description="The XCom key (default: the task's result)")
+
+
 class TaskCommon(StrictModel):
     """Fields every task accepts, whatever its type."""
 
@@ -47,7 +55,7 @@ class TaskCommon(StrictModel):
     execution_timeout: Duration | None = Field(default=None, description="A try running longer fails")
     trigger_rule: Literal[TRIGGER_RULES] | None = Field(  # type: ignore[valid-type]
         default=None, description="When the task runs given its upstream states (default all_success)")
-    pool: str | None = Field(default=None, description="Airflow pool the task takes a slot of")
+    pool: str | None = Field(default=None, min_length=1, description="Airflow pool the task takes a slot of")
     pool_slots: int | None = Field(default=None, ge=1, description="Slots it takes in its pool")
     queue: str | None = Field(default=None, min_length=1, description="Executor queue (e.g. a Celery queue)")
     executor: str | None = Field(
@@ -59,6 +67,18 @@ class TaskCommon(StrictModel):
     outlets: list[AssetRef] | None = Field(default=None, description="Assets the task updates (schedule others)")
     notifications: TaskNotifications | None = Field(
         default=None, description="Notifiers on this task's failure, success or retry")
+    expand: dict[Identifier, Annotated[list[Any], Field(min_length=1)] | XComRef] | None = Field(
+        default=None, min_length=1,
+        description="Dynamic task mapping: one task instance per value. Parameter name -> a list of values, or "
+                    "{xcom: <task>} (that task's result, a list). Several parameters: one instance per "
+                    "combination (Airflow's expand)")
+    expand_kwargs: Annotated[list[dict[Identifier, Any]], Field(min_length=1)] | XComRef | None = Field(
+        default=None,
+        description="Dynamic task mapping: one task instance per set of parameters, e.g. [{source_table: "
+                    "public.a, target_table: raw.a}, ...], or {xcom: <task>} returning such a list (Airflow's "
+                    "expand_kwargs)")
+    max_active_tis_per_dagrun: int | None = Field(
+        default=None, ge=1, description="Most instances of this (mapped) task running at once in one run")
 
 
 class SensorFields(StrictModel):
