@@ -488,3 +488,62 @@ def test_dbt_docs_are_served_with_a_link_per_model(dashboard_api: dict[str, Any]
     assert httpx.get(secret, headers=admin, timeout=60).status_code == 200
     for name in ("dataeng_build_info.json", "..%2F..%2Fdash_secret.docs%2Findex.html", "logs"):
         assert httpx.get(url.join(name), headers=admin, timeout=60).status_code == 404, name
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+def test_page_in_chromium_shows_sensor_freshness_and_opens_dbt_docs(dashboard_api: dict[str, Any]) -> None:
+    """The page as a user sees it (headless Chromium, the UI's cookie): friendly times, the sensor's SLA on the
+    payments row, and the dbt docs link of raw.orders (a dbt source) opening dbt's own docs page."""
+    from playwright.sync_api import sync_playwright
+
+    server = dashboard_api["server"]
+    artifacts = Path(os.environ.get("DATAENG_ARTIFACTS_DIR") or REPO / ".artifacts") / "dashboard"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.add_cookies([{"name": "_token", "value": dashboard_api["limited"], "url": server.base_url + "/"}])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{server.base_url}/dataeng/dashboard/")
+            page.wait_for_selector("body[data-ready=true][data-dbt-ready=true]")
+            status = page.inner_text("#status")
+            assert re.fullmatch(r"2 target\(s\), as of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", status), status
+            payments = page.locator("tr[data-target='warehouse:dash_ok_payments:raw.payments']")
+            assert re.fullmatch(r"warn: lag \S+", payments.locator(".badge").inner_text())
+            assert "dash_ok_monitor.payments_fresh" in payments.locator(".badge").get_attribute("title")
+            orders = page.locator("tr[data-target='warehouse:dash_ok_orders:raw.orders']")
+            assert orders.locator(".badge").inner_text() == "fresh"
+            link = orders.locator("a.dbt-link")
+            assert link.get_attribute("href") == "../dbt-docs/dash_ok_orders.docs/#!/source/source.dataeng_shop.raw.orders"
+            model = page.locator("#dbt a[data-node='model.dataeng_shop.fct_orders']")
+            assert model.get_attribute("href") == "../dbt-docs/dash_ok_orders.docs/#!/model/model.dataeng_shop.fct_orders"
+            page.screenshot(path=str(artifacts / "dashboard-sla-and-dbt.png"), full_page=True)
+            orders.click()
+            page.wait_for_selector("#detail:not([hidden]) .cell")
+            assert page.inner_text("#freshness [data-field=sla]").startswith("no freshness sensor on this table")
+            page.locator("#calendar .cell").nth(3).click()
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d 00:00 UTC \.\. \d{4}-\d\d-\d\d 00:00 UTC",
+                                page.locator("#selection dd").first.inner_text())
+            page.screenshot(path=str(artifacts / "dashboard-detail.png"), full_page=True)
+            assert not errors, errors
+
+            with context.expect_page() as opened:
+                model.click()  # target=_blank: dbt's docs app in a new tab, loading manifest/catalog with the cookie
+            docs = opened.value
+            loaded: dict[str, int] = {}
+            docs.on("response", lambda r: loaded.__setitem__(r.url.rsplit("/", 1)[-1].split("?")[0], r.status))
+            docs.wait_for_load_state()
+            assert docs.url.startswith(f"{server.base_url}/dataeng/dbt-docs/dash_ok_orders.docs/")
+            docs.get_by_text("fct_orders").first.wait_for(timeout=60_000)
+            docs.screenshot(path=str(artifacts / "dbt-docs-from-dashboard.png"))
+            # The site's data came through the plugin with the user's cookie (dbt's page may also ask for its
+            # own unrendered template URLs: those 404s are dbt's, not ours).
+            assert loaded.get("manifest.json") == 200 and loaded.get("catalog.json") == 200, loaded
+            context.close()
+        finally:
+            browser.close()

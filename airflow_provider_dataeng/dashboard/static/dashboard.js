@@ -189,8 +189,8 @@
     state.current = t;
     state.selection = []; state.anchor = null;
     for (const tr of document.querySelectorAll("#targets tbody tr")) tr.classList.toggle("current", tr.dataset.target === t.id);
+    $("#detail").hidden = false;  // before rendering: the chart takes the panel's width
     await loadDetail();
-    $("#detail").hidden = false;
     $("#detail").scrollIntoView({ block: "start" });
   }
 
@@ -207,7 +207,7 @@
     const d = state.detail;
     $("#detail-title").replaceChildren(`${d.schema}.${d.table} `, el("small", {}, "by "), uiLink(dagUrl(d.dag_id), d.dag_id));
     $("#detail-meta").textContent =
-      `${d.schedule} · ${d.intervals} intervals ${fmtDate(d.first_start)} .. ${fmtDate(d.last_end)} · ` +
+      `${d.schedule_description || d.schedule} · ${d.intervals} intervals ${fmtDate(d.first_start)} .. ${fmtDate(d.last_end)} · ` +
       `${d.counts.published} published, ${d.counts.rejected} rejected, ${d.counts.failed} failed, ${d.counts.missing} missing` +
       (d.counts.running ? `, ${d.counts.running} running` : "") +
       (d.partitioned ? ` · ${d.partitions} partitions attached` : d.table_exists === false ? " · table does not exist" : "");
