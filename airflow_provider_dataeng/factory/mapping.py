@@ -47,12 +47,21 @@ def xcom_sources(raw_task: Any) -> list[tuple[PathT, str]]:
 
 
 @cache
-def open_model(type_name: str, open_fields: frozenset[str]) -> type[BaseModel]:
-    """The task model with ``open_fields`` accepting anything (default: :data:`MAPPED`)."""
+def open_model(type_name: str, open_fields: frozenset[str], cross_checks: bool = True) -> type[BaseModel]:
+    """The task model with ``open_fields`` accepting anything (default: :data:`MAPPED`); without
+    ``cross_checks`` the spec's cross-field validation is left to run time (the values are unknown)."""
+    from airflow_provider_dataeng.factory.tasks import SensorFields, TaskCommon
+
     base = task_model(type_name)
+    if not cross_checks:  # the same fields, without the spec's model validators
+        tt = TASK_TYPES[type_name]
+        fields = {f: (info.annotation, info) for f, info in base.model_fields.items()
+                  if f in tt.params_model.model_fields or f == "type"}
+        bases = (TaskCommon, SensorFields) if tt.sensor else (TaskCommon,)
+        base = create_model(f"{base.__name__}Fields", __base__=bases, **fields)
     if not open_fields:
         return base
-    fields: dict[str, Any] = {f: (Any, Field(default=MAPPED)) for f in open_fields}
+    fields = {f: (Any, Field(default=MAPPED)) for f in open_fields}
     return create_model(f"{base.__name__}Mapped", __base__=base, **fields)
 
 
@@ -77,6 +86,7 @@ def validate_mapped(collector: IssueCollector, name: str, type_name: str, raw_ta
     mapped: dict[str, PathT] = {}
     instances: list[tuple[dict[str, Any], dict[str, PathT], PathT]] = []  # values, their paths, the entry
     open_fields: set[str] = set()
+    cross_checks = True
     if isinstance(expand, dict):
         for key, value in expand.items():
             mapped[key] = (*where, "expand", key)
@@ -99,6 +109,7 @@ def validate_mapped(collector: IssueCollector, name: str, type_name: str, raw_ta
     elif isinstance(expand_kwargs, dict):  # {xcom: task}: any parameter not set here may come from it
         required = {f for f, info in task_model(type_name).model_fields.items() if info.is_required()}
         open_fields |= (required & set(params)) - set(base)
+        cross_checks = False
 
     for key, path in mapped.items():
         if not is_operator and key not in params:
@@ -126,7 +137,7 @@ def validate_mapped(collector: IssueCollector, name: str, type_name: str, raw_ta
                     collector.add(path, issue.message, expected=issue.expected, found=issue.found,
                                   suggestion=issue.suggestion)
         open_fields |= set(mapped)
-    model = open_model(type_name, frozenset(open_fields & set(params)))
+    model = open_model(type_name, frozenset(open_fields & set(params)), cross_checks)
     try:
         return model.model_validate(raw_task)
     except ValidationError as exc:
