@@ -547,3 +547,31 @@ def test_page_in_chromium_shows_sensor_freshness_and_opens_dbt_docs(dashboard_ap
             context.close()
         finally:
             browser.close()
+
+
+def test_pool_reuses_connections_and_replaces_dead_or_old_ones(pg_cluster: Any, pg_db: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_dataeng.dashboard.pool import WarehousePool
+
+    monkeypatch.setenv("AIRFLOW_CONN_POOL_WH", json.dumps(
+        {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": pg_db}))
+    pool = WarehousePool(max_age=60)
+    pid = lambda conn: conn.execute("select pg_backend_pid()").fetchone()[0]  # noqa: E731
+    with pool.connection("pool_wh") as conn:
+        first = pid(conn)
+        assert conn.read_only and conn.isolation_level == psycopg.IsolationLevel.REPEATABLE_READ
+    with pool.connection("pool_wh") as conn:
+        assert pid(conn) == first and pool.opened == 1
+    with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as admin:
+        admin.execute("select pg_terminate_backend(%s)", [first])
+    with pool.connection("pool_wh") as conn:  # the dead one is noticed before it is handed out
+        second = pid(conn)
+        assert second != first and pool.opened == 2
+    with pytest.raises(psycopg.errors.UndefinedTable), pool.connection("pool_wh") as conn:
+        conn.execute("select * from no_such_table")
+    with pool.connection("pool_wh") as conn:  # a request that failed does not give its connection back
+        assert pid(conn) != second and pool.opened == 3
+    pool.max_age = 0
+    with pool.connection("pool_wh") as conn:
+        assert pool.opened == 4
+    pool.clear()

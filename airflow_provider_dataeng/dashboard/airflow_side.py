@@ -47,15 +47,18 @@ _schedules_lock = threading.Lock()
 
 def latest_hashes(dag_ids: Iterable[str], session: Any) -> dict[str, str]:
     """The ``dag_hash`` of each DAG's latest serialized version (one query; DAGs not serialized are left out)."""
-    from airflow.models.serialized_dag import SerializedDagModel
-    from sqlalchemy import select
+    from airflow.models.serialized_dag import SerializedDagModel as Sdm
+    from sqlalchemy import and_, func, select
 
     ids = sorted(set(dag_ids))
     if not ids:
         return {}
     latest: dict[str, tuple[Any, str]] = {}
-    stmt = select(SerializedDagModel.dag_id, SerializedDagModel.created_at, SerializedDagModel.dag_hash).where(
-        SerializedDagModel.dag_id.in_(ids))
+    # Airflow 3 keeps one row per DAG version: only the newest of each DAG is read.
+    newest = (select(Sdm.dag_id, func.max(Sdm.created_at).label("created_at")).where(Sdm.dag_id.in_(ids))
+              .group_by(Sdm.dag_id).subquery())
+    stmt = select(Sdm.dag_id, Sdm.created_at, Sdm.dag_hash).join(
+        newest, and_(Sdm.dag_id == newest.c.dag_id, Sdm.created_at == newest.c.created_at))
     for dag_id, created_at, dag_hash in session.execute(stmt):
         if dag_id not in latest or created_at > latest[dag_id][0]:
             latest[dag_id] = (created_at, dag_hash)

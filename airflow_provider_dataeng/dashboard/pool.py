@@ -3,8 +3,8 @@
 A connection is opened by :func:`airflow_provider_dataeng.connections.connect` (failover-aware hook,
 ``target_session_attrs`` from the Airflow connection), used by one request at a time, and put back after a
 rollback. It is closed instead when the request failed, when it is older than ``max_age`` seconds (so a
-changed Airflow connection or a failover is picked up within that time), or when more than ``max_idle`` are
-idle. Opening a connection costs about as much as the whole overview query; reusing one saves that.
+changed Airflow connection or a failover is picked up within that time), when the server ended it (checked
+with one round trip before reuse), or when more than ``max_idle`` are idle. Opening a connection costs about as much as the whole overview query; reusing one saves that.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class WarehousePool:
                     return None
                 born, conn = idle.pop()
             if now - born <= self.max_age and not conn.closed and (
-                    conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+                    conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE) and _alive(conn):
                 return born, conn
             _close(conn)
 
@@ -80,6 +80,16 @@ class WarehousePool:
         for conns in idle.values():
             for _born, conn in conns:
                 _close(conn)
+
+
+def _alive(conn: Any) -> bool:
+    """One round trip: a connection the server ended (restart, failover, idle timeout) is not handed out."""
+    try:
+        conn.execute("select 1")
+        conn.rollback()
+        return True
+    except Exception:
+        return False
 
 
 def _close(conn: Any) -> None:

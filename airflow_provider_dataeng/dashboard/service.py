@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,17 @@ from airflow_provider_dataeng.dashboard.loads_cache import LOADS
 from airflow_provider_dataeng.dashboard.pool import POOL
 from airflow_provider_dataeng.dashboard.settings import DashboardSettings
 from airflow_provider_dataeng.values import first_line
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso_of(value: datetime, offset: timedelta | None) -> str:
+    return value.isoformat()
+
+
+def _isoformat(value: datetime) -> str:
+    """The interval bounds repeat on every request: format each once (keyed with the offset too, as equal
+    instants in other zones compare equal)."""
+    return _iso_of(value, value.utcoffset())
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -288,9 +300,9 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
 def _cell(c: Cell) -> dict[str, Any]:
     load = c.load
     return {
-        "start": c.interval.start.isoformat(),
-        "end": c.interval.end.isoformat(),
-        "logical_date": c.interval.run_date.isoformat(),
+        "start": _isoformat(c.interval.start),
+        "end": _isoformat(c.interval.end),
+        "logical_date": _isoformat(c.interval.run_date),
         "status": c.status,
         "detail": c.detail,
         "rows": load.rows if load else None,

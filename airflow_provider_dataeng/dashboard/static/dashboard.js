@@ -510,6 +510,7 @@
     loadDbt().catch((e) => { $("#dbt").hidden = false; $("#dbt").textContent = `dbt docs: ${e.message}`; })
       .finally(() => { document.body.dataset.dbtReady = "true"; });
     document.body.dataset.ready = "true";
+    if (window.performance && performance.mark) performance.mark("dataeng-ready");
   }
   start();
 })();
