@@ -155,12 +155,18 @@ def test_parallel_model_tasks_create_their_shared_schema_once(airflow_stack, pg_
         holder.execute("create schema analytics_staging")
         holder_pid = holder.info.backend_pid
         run_id = stack.trigger(dag_id)
-        deadline, waiting = time.monotonic() + 240, 0
-        while time.monotonic() < deadline and waiting < 4:  # every model task blocked on the schema
+        deadline, waiting, most = time.monotonic() + 240, 0, 0
+        settle = deadline
+        while time.monotonic() < deadline and waiting < 4:  # the model tasks block on the schema
+            if most >= 2 and time.monotonic() > settle:
+                break  # several at once, and no more within 20 s (the executor's slots are taken)
             state = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
             assert state in ("queued", "running"), stack.report(dag_id, run_id)
             waiting = _lock_waiters(pg_cluster, pg_db, holder_pid)
+            if waiting > most:
+                most, settle = waiting, time.monotonic() + 20
             time.sleep(0.5)
+        waiting = most
         assert waiting >= 2, f"only {waiting} task(s) ever waited on the schema at once: no concurrency shown"
         holder.commit()
 
@@ -243,7 +249,8 @@ def test_source_freshness_sensors_defer_in_the_triggerer_and_gate_the_models_rea
         "freshness__raw__orders": ("success", 1), "freshness__raw__customers": ("success", 1),
         "stg_orders": ("success", 1), "stg_customers": ("success", 1)}
     orders_log = stack.task_log(dag_id, run_id, "dbt.freshness__raw__orders")
-    assert "deferring" in orders_log and "exceeds error_after" not in orders_log, orders_log[-3000:]
+    assert "Pausing task as DEFERRED" in orders_log and "Freshness SLA breached" not in orders_log, orders_log[-3000:]
+    assert "raw.orders is fresh" in orders_log, orders_log[-3000:]
     assert "Freshness warning" in stack.task_log(dag_id, run_id, "dbt.freshness__raw__customers")
     assert rows_of(pg_cluster, pg_db, "select note from analytics_staging.stg_orders where order_id = 9") == \
         [("fresh",)]
