@@ -10,6 +10,12 @@ The DAGs folder (``<home>/dags``) holds a link ``dataeng`` to this repository's 
 the example configs, as a deployment would mount them) and the DAG files added with
 :meth:`AirflowStack.add_dag_file`; the DAG processor looks for new files every second or two.
 
+Tuned for a local demo/test stack (README.md, "The local stack"): the migrated metadata schema is restored
+from a per-virtualenv ``pg_dump`` cache instead of running ``airflow db migrate`` each time, the scheduler
+starts through :mod:`devstack.preloaded_airflow` (task processes, forked from it, start with the provider,
+psycopg and dbt imported), the DAG processor finds new files within 2 s and leaves known ones alone for
+10 min, and the LocalExecutor runs 8 tasks at once.
+
 Every process is started in its own session and stopped (SIGTERM, then SIGKILL, then a sweep for any
 process whose ``AIRFLOW_HOME`` is this home) by :meth:`AirflowStack.stop`, which also runs at interpreter
 exit. Component logs stay under ``<home>/logs`` and :meth:`AirflowStack.log_tails` prints them on failure.
