@@ -4,7 +4,8 @@ Generates 100 pipelines x 20 tasks (EmptyOperator tasks, each with the same
 ``executor_config={"pod_override": V1Pod}``: container ``base``, requests == limits; a 2-edge dependency
 pattern; daily schedule; retries in default_args), in three equivalent forms:
 
-* ours: ``dags/dataeng_dags.py`` + ``configs/*.yaml`` (``operator:`` tasks) + ``defaults.yaml``;
+* ours: ``dags/dataeng_dags.py`` + ``configs/*.yaml`` (``operator:`` tasks) + ``defaults.yaml``, with the
+  shipped ``dags/.airflowignore`` (so the DagBag does not itself walk and zip-check the YAML files);
 * plain Python: one ``.py`` file per DAG, V1Pod models sharing one kubernetes ``Configuration`` (as the
   factory does; a fresh ``Configuration`` per model is the client's default and much slower);
 * dag-factory 1.1: ``load_yaml_dags`` over equivalent YAML; the pod comes from dag-factory's ``__type__``
@@ -101,6 +102,7 @@ def write_ours(root: Path, pipelines: int = PIPELINES) -> None:
     configs = root / "configs"
     configs.mkdir(parents=True)
     shutil.copy(REPO / "dags" / "dataeng_dags.py", root / "dataeng_dags.py")
+    shutil.copy(REPO / "dags" / ".airflowignore", root / ".airflowignore")  # as shipped: DagBag skips configs/
     (configs / "defaults.yaml").write_text(textwrap.dedent("""\
         owner: bench
         start_date: 2026-01-01

@@ -163,7 +163,7 @@ def test_invalid_defaults_fail_every_pipeline_visibly(tmp_path: Path) -> None:
     folder = write_dags_folder(tmp_path, {"p.yaml": empty_pipeline("a")}, defaults="retries: lots\n")
     dag = dagbag(folder).dags["p"]
     assert dag.task_ids == ["config_error"]
-    assert "inherits an invalid defaults.yaml" in dag.doc_md and "defaults.yaml:1: retries" in dag.doc_md
+    assert "inherits an invalid defaults file defaults.yaml" in dag.doc_md and "defaults.yaml:1: retries" in dag.doc_md
 
 
 def test_operator_errors_at_build_time_name_the_task(tmp_path: Path) -> None:

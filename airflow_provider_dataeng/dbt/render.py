@@ -219,7 +219,7 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
         if spec.test_behavior == "none" and spec.command in ("build", "test"):
             base = base.model_copy(update={"exclude": [*(base.exclude or []), "resource_type:test"]})
         task = RenderedTask(task_id, "dbt", base, assets(sorted(selected)))
-        return Rendering(None, _with_source_sensors([task], {task_id: selected}, manifest, spec))
+        return Rendering(None, _with_source_sensors(_in_pods([task], spec), {task_id: selected}, manifest, spec))
 
     if spec.render == "model":
         unit_of = {uid: _task_id(manifest.nodes[uid].name) for uid in selected}
@@ -232,9 +232,18 @@ def render_dbt(task_id: str, spec: DbtRenderSpec) -> Rendering:
             members = [(name, sel.yaml_selector(name)) for name in manifest.selectors]
         unit_of = {uid: _task_id(_group_key(manifest.nodes[uid], spec.group_by, members)) for uid in selected}
     plan = _Plan(manifest, selected, unit_of)
-    tasks = _unit_tasks(plan, base, spec, assets)
+    tasks = _in_pods(_unit_tasks(plan, base, spec, assets), spec)
     return Rendering(task_id, _with_source_sensors(tasks, {u: set(uids) for u, uids in plan.units.items()},
                                                    manifest, spec))
+
+
+def _in_pods(tasks: list[RenderedTask], spec: DbtRenderSpec) -> list[RenderedTask]:
+    """With ``spec.pod``: each dbt task runs in its own pod (DbtKubernetesPodOperator), same selection."""
+    if spec.pod is None:
+        return tasks
+    extra = tuple(spec.pod.operator_kwargs().items())
+    return [replace(t, task_type="dbt_pod", spec=spec.pod_spec(t.spec), extra=(*t.extra, *extra))  # type: ignore[arg-type]
+            if t.task_type == "dbt" else t for t in tasks]
 
 
 def _sources_read(manifest: Manifest, uids: set[str], selected: set[str]) -> set[str]:

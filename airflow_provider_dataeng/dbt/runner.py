@@ -103,12 +103,17 @@ class DbtRunner:
         self.session_token = f"dbt-{uuid.uuid4().hex[:12]}"
         self.application_name = f"{self.session_token} {application_name or 'dataeng'}"[:63]
         self._proc: subprocess.Popen[str] | None = None
+        self._hook: Any = None
 
     # -- profile ---------------------------------------------------------------------------------
     def warehouse_hook(self) -> FailoverPostgresHook:
-        from airflow_provider_dataeng.connections import connect
+        """The warehouse hook (built once: cancel() reuses it without another connection lookup)."""
+        if self._hook is None:
+            from airflow_provider_dataeng.connections import connect
 
-        return connect(self.conn_id, role="warehouse")  # type: ignore[return-value]
+            self._hook = connect(self.conn_id, role="warehouse")
+            _ = self._hook.connection  # looked up now, not from a signal handler in on_kill
+        return self._hook  # type: ignore[return-value]
 
     def profile(self) -> tuple[DbtProfile, str | None]:
         """The generated profile and the connection's password (never logged or written)."""
@@ -358,17 +363,30 @@ class DbtRunner:
             text = _scrub(str(info.msg), password)
             {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
 
-        with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+        outcome: dict[str, Any] = {}
+
+        def invoke() -> None:
             try:
-                res = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+                outcome["res"] = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+            except BaseException as exc:  # handed to the waiting thread
+                outcome["exc"] = exc
+
+        # dbt runs in its own thread: the task's thread stays in this loop, where Airflow's timeout (or any
+        # interruption) lands; dbt itself would wait for its running query before letting it through.
+        with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+            worker = threading.Thread(target=invoke, name="dbt", daemon=True)
+            worker.start()
+            try:
+                while worker.is_alive():
+                    worker.join(0.5)
             except BaseException:
-                self.cancel()  # interrupted (e.g. a timeout signal): dbt's worker threads may still be querying
+                self.cancel()  # ends dbt's sessions: its query fails and the thread finishes
+                worker.join(TERMINATE_GRACE_S)
                 raise
+        if "exc" in outcome:
+            raise outcome["exc"]
+        res = outcome["res"]
         exc = res.exception
-        if exc is not None and not type(exc).__module__.split(".")[0].startswith("dbt"):
-            # not dbt's own error: the task was interrupted inside dbt (e.g. Airflow's execution_timeout)
-            self.cancel()
-            raise exc
         if exc is not None:
             return False, f"{type(exc).__name__}: {exc}"
         return bool(res.success), None

@@ -26,7 +26,8 @@ from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supp
 from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
-_COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight", "queue", "executor")
+_COMMON_KEYS = ("retries", "trigger_rule", "pool", "pool_slots", "priority_weight", "queue", "executor",
+                "max_active_tis_per_dagrun")
 _DURATION_KEYS = ("retry_delay", "max_retry_delay", "execution_timeout")
 
 
@@ -56,7 +57,8 @@ def _notifiers(specs: list[Any] | None) -> list[Any] | None:
 def _dag_kwargs(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> dict[str, Any]:
     p = loaded.pipeline
     default_args: dict[str, Any] = {"owner": p.owner or "airflow"}
-    for key in ("retries", "retry_delay", "max_retry_delay", "execution_timeout"):
+    for key in ("retries", "retry_delay", "max_retry_delay", "execution_timeout", "queue", "pool", "pool_slots",
+                "executor", "priority_weight"):
         if getattr(p, key) is not None:
             default_args[key] = getattr(p, key)
     if (backoff := _backoff(p.retry_exponential_backoff)) is not None:
@@ -108,15 +110,15 @@ def configured_executors() -> list[str] | None:
                                                  str(getattr(e, "module_path", "")).rpartition(".")[2]) if n})
 
 
-def _check_executor(collector: IssueCollector, name: str, task: TaskCommon) -> None:
-    """An unknown executor would fail the whole DAG file in the DagBag: report it on this task instead."""
-    if task.executor is None:
+def _check_executor(collector: IssueCollector, where: tuple[str, ...], executor: str | None) -> None:
+    """An unknown executor would fail the whole DAG file in the DagBag: report it on this config instead."""
+    if executor is None:
         return
     known = configured_executors()
-    if known is not None and task.executor not in known:
-        collector.add(("tasks", name, "executor"), "executor not configured in [core] executor",
-                      expected="one of " + ", ".join(known), found=repr(task.executor),
-                      suggestion=did_you_mean(task.executor, known))
+    if known is not None and executor not in known:
+        collector.add((*where, "executor"), "executor not configured in [core] executor",
+                      expected="one of " + ", ".join(known), found=repr(executor),
+                      suggestion=did_you_mean(executor, known))
 
 
 def _task_kwargs(loaded: LoadedPipeline, name: str, task: TaskCommon) -> dict[str, Any]:
@@ -177,7 +179,7 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
     """
     from airflow.providers.common.compat.sdk import DAG, TaskGroup
 
-    collector = IssueCollector(loaded.source, loaded.defaults_source)
+    collector = IssueCollector(loaded.source, loaded.defaults)
     p = loaded.pipeline
     if isinstance(p.schedule, ScheduleOn):
         for i, name in enumerate(p.schedule.after or []):
@@ -190,6 +192,8 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
             except LookupError as exc:
                 collector.add(("schedule", "after", i), str(exc).strip("'\""), found=repr(name))
         collector.raise_if_any()
+    _check_executor(collector, (), p.executor)
+    collector.raise_if_any()
     try:
         dag = DAG(**_dag_kwargs(loaded, outlets_of))
     except ConfigError:
@@ -213,7 +217,7 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
         for name in loaded.order:
             task = loaded.tasks[name]
             try:
-                built[name] = _build_task(loaded, collector, name, task, dag, groups.get(task.group or ""))
+                built[name] = _build_task(loaded, collector, name, task, dag, groups.get(task.group or ""), built)
             except ConfigError as exc:
                 collector.issues.extend(exc.issues)
             except ImportError as exc:
@@ -233,15 +237,16 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
 
 
 def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, task: Any, dag: Any,
-                group: Any) -> tuple[list[Any], list[Any]]:
+                group: Any, built: dict[str, tuple[list[Any], list[Any]]]) -> tuple[list[Any], list[Any]]:
     type_name = loaded.task_types[name]
     tt = TASK_TYPES[type_name]
     before = len(collector.issues)
-    _check_executor(collector, name, task)
+    _check_executor(collector, ("tasks", name), task.executor)
     if len(collector.issues) > before:
         raise ConfigError([])
     common = _task_kwargs(loaded, name, task)
     params = task.model_dump(include=set(tt.param_names), exclude_unset=True)
+    mapping = _mapping(collector, name, task, built)
 
     if type_name == "dbt":
         base = loaded.file.parent
@@ -249,6 +254,8 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
         if task.manifest_path:
             params["manifest_path"] = _resolve_path(base, task.manifest_path)
         rendering = import_path(DBT_RENDER_PATH)(name, tt.params_model.model_validate(params))
+        if task.pod is not None:  # the task's resources size the dbt pods (requests == limits)
+            common["container_resources"] = common["executor_config"]["pod_override"].spec.containers[0].resources
         return build_rendered(rendering, common, group)
 
     if type_name == "operator":
@@ -269,10 +276,58 @@ def _build_task(loaded: LoadedPipeline, collector: IssueCollector, name: str, ta
             kwargs.update(_sensor_kwargs(task))
     before = len(collector.issues)
     _check_templates(collector, name, cls, kwargs)
+    for key, value in mapping.literal.items():
+        _check_templates(collector, name, cls, {key: value})
     if len(collector.issues) > before:
         raise ConfigError([])
-    op = cls(task_id=name, dag=dag, task_group=group, **kwargs, **common)
-    return [op], [op]
+    if mapping.kind is None:
+        op = cls(task_id=name, dag=dag, task_group=group, **kwargs, **common)
+        return [op], [op]
+    partial = cls.partial(task_id=name, dag=dag, task_group=group, **kwargs, **common)
+    if mapping.kind == "expand":
+        mapped = partial.expand(**mapping.values)
+    else:
+        mapped = partial.expand_kwargs(mapping.values)
+    return [mapped], [mapped]
+
+
+class _Mapping:
+    """What a task maps over: ``kind`` (None, "expand", "expand_kwargs"), the values to pass (lists and
+    XComArgs), and the literal values by parameter (for the template check)."""
+
+    def __init__(self, kind: str | None = None, values: Any = None, literal: dict[str, Any] | None = None) -> None:
+        self.kind, self.values, self.literal = kind, values, literal or {}
+
+
+def _mapping(collector: IssueCollector, name: str, task: Any, built: dict[str, tuple[list[Any], list[Any]]]) -> _Mapping:
+    from airflow_provider_dataeng.factory.tasks import XComRef
+
+    def resolve(value: Any, path: tuple[Any, ...]) -> Any:
+        if not isinstance(value, XComRef):
+            return value
+        from airflow.sdk import XComArg
+
+        exits = built.get(value.xcom, ([], []))[1]
+        if len(exits) != 1:
+            collector.add((*path, "xcom"), f"task '{value.xcom}' is not a single task (e.g. a dbt task renders "
+                          "several), so it has no one result to map over")
+            raise ConfigError([])
+        return XComArg(exits[0], key=value.key)
+
+    where = ("tasks", name)
+    if task.expand is not None:
+        values = {k: resolve(v, (*where, "expand", k)) for k, v in task.expand.items()}
+        literal = {k: v for k, v in task.expand.items() if isinstance(v, list)}
+        return _Mapping("expand", values, literal)
+    if task.expand_kwargs is not None:
+        values = resolve(task.expand_kwargs, (*where, "expand_kwargs"))
+        literal: dict[str, Any] = {}
+        if isinstance(values, list):
+            for entry in values:
+                for k, v in entry.items():
+                    literal.setdefault(k, []).append(v)
+        return _Mapping("expand_kwargs", values, literal)
+    return _Mapping()
 
 
 def build_rendered(rendering: Any, common: dict[str, Any] | None = None,

@@ -18,50 +18,67 @@ HELP_RENDER = "Print the task graph of one pipeline config, with types, resource
 HELP_SCHEMA = "Print the JSON Schema of pipeline configs (or defaults.yaml), as shipped in the package"
 
 
+def given_root(path: Path) -> Path:
+    """The config root of a path given on the command line, spelled relative to it as it was given (so
+    messages name files as the user wrote them)."""
+    from airflow_provider_dataeng.factory.tree import find_root
+
+    start = path if path.is_dir() else path.parent
+    resolved = find_root(path)
+    up = len(start.resolve().relative_to(resolved).parts) if resolved in start.resolve().parents else 0
+    return Path(os.path.normpath(os.path.join(start, *([".."] * up)))) if up else start
+
+
 def _issues_for_paths(paths: Sequence[str], build: bool) -> tuple[list[Any], int]:
     """All issues of the given files/directories, and how many pipelines were checked."""
     from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue
-    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory, winners
-    from airflow_provider_dataeng.factory.loader import (
-        DEFAULTS_NAMES,
-        IssueCollector,
-        load_defaults,
-        load_pipeline,
-    )
+    from airflow_provider_dataeng.factory.folder import build_loaded, duplicate_error, load_directory, winners
+    from airflow_provider_dataeng.factory.loader import DEFAULTS_NAMES
     from airflow_provider_dataeng.factory.reading import Limits
+    from airflow_provider_dataeng.factory.tree import scan
 
     issues: list[ConfigIssue] = []
     loaded: dict[Path, Any] = {}
     checked = 0
+    limits = Limits.from_settings()
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             issues.append(ConfigIssue(file=raw, path=(), line=1, message="no such file or directory"))
             continue
-        if path.is_dir():
-            good, bad = load_directory(path)
-            loaded.update(good)
-            checked += len(good) + len(bad)
-            for err in bad.values():
-                issues.extend(err.issues)
-            continue
-        checked += 1
+        root = given_root(path)
         try:
-            defaults = load_defaults(path.parent)
+            tree = scan(root)
+        except OSError as exc:
+            issues.append(ConfigIssue(file=raw, path=(), line=1, message=f"cannot read the folder: {exc}"))
+            continue
+        for folder, reason in tree.skipped:
+            if reason.startswith("cannot"):
+                issues.append(ConfigIssue(file=str(folder), path=(), line=1, message=reason))
+        if path.is_dir():
+            good, bad = load_directory(root, limits=limits, tree=tree, under=Path(os.path.normpath(path)))
+        else:
+            if path.name in DEFAULTS_NAMES:  # a defaults file alone: it and the ones above it
+                tree.pipelines = []
+            else:
+                tree.pipelines = [Path(os.path.normpath(path))]
+            good, bad = load_directory(root, limits=limits, tree=tree, under=root)
             if path.name in DEFAULTS_NAMES:
+                from airflow_provider_dataeng.factory.folder import DefaultsCache
+
+                chain = DefaultsCache(tree, limits).chain(path.parent)
+                if isinstance(chain, ConfigError):
+                    issues.extend(chain.issues)
                 continue
-            loaded[path] = load_pipeline(path, defaults)
-        except ConfigError as exc:
-            issues.extend(exc.issues)
+        loaded.update(good)
+        checked += len(good) + len(bad)
+        for err in bad.values():
+            issues.extend(err.issues)
     # dag ids must be unique across everything validated together
     for loser, winner in winners({p: lp.dag_id for p, lp in loaded.items()}).items():
-        lp = loaded.pop(loser)
-        collector = IssueCollector(lp.source)
-        collector.add(("dag_id",), f"dag_id '{lp.dag_id}' is already defined by {winner}; dag ids must be "
-                      "unique across config files", found=repr(lp.dag_id))
-        issues.extend(collector.issues)
+        issues.extend(duplicate_error(loaded.pop(loser), winner).issues)
     if build:
-        _, errors = build_loaded(loaded, Limits.from_settings(), {})
+        _, errors = build_loaded(loaded, limits, {})
         for exc in errors.values():
             issues.extend(exc.issues)
     return issues, checked
@@ -100,7 +117,9 @@ def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
                 res += " qos=" + ("Guaranteed" if req == lim else "Burstable")
                 if c.image:
                     res += f" image={c.image}"
-    line = f"  {task.task_id}  [{type_name}: {type(task).__name__}]  retries={task.retries}"
+    cls = getattr(task, "operator_class", None) if type(task).__name__ == "MappedOperator" else None
+    cls_name = f"{cls.__name__}, mapped" if isinstance(cls, type) else type(task).__name__
+    line = f"  {task.task_id}  [{type_name}: {cls_name}]  retries={task.retries}"
     if res:
         line += f"  {res}"
     if upstream:
@@ -109,25 +128,42 @@ def _task_line(task: Any, type_name: str, upstream: list[str]) -> str:
 
 
 def render(path_text: str, *, out: TextIO | None = None) -> int:
-    """Print the DAG built from one config: schedule, defaults, and each task with type, resources, upstream."""
+    """Print the DAG built from one config (schedule, each task with type, resources, upstream), then its
+    effective config: every value with where it came from (FILE:LINE of the file or of a defaults.yaml,
+    the pipeline-wide setting, or "default")."""
     out = out or sys.stdout
+    from airflow_provider_dataeng.factory.effective import effective_config
     from airflow_provider_dataeng.factory.errors import ConfigError
-    from airflow_provider_dataeng.factory.folder import build_loaded, load_directory
+    from airflow_provider_dataeng.factory.folder import (
+        DefaultsCache,
+        _inherited_error,
+        build_loaded,
+        load_directory,
+    )
     from airflow_provider_dataeng.factory.graph import airflow_task_id, topological
-    from airflow_provider_dataeng.factory.loader import load_defaults, load_pipeline
+    from airflow_provider_dataeng.factory.loader import load_pipeline
     from airflow_provider_dataeng.factory.reading import Limits
     from airflow_provider_dataeng.factory.schedule import describe_schedule
+    from airflow_provider_dataeng.factory.tree import scan
 
     path = Path(path_text)
     if not path.is_file():
         print(f"{path_text}:1: <root>: no such file", file=out)
         return 1
     try:
-        lp = load_pipeline(path, load_defaults(path.parent))
+        limits = Limits.from_settings()
+        root = given_root(path)
+        tree = scan(root)
+        path = Path(os.path.normpath(path))
+        chain = DefaultsCache(tree, limits).chain(path.parent)
+        if isinstance(chain, ConfigError):
+            raise _inherited_error(path, chain, tree, limits)
+        lp = load_pipeline(path, chain, limits)
         # with the pipelines it is scheduled after (schedule: {after: [...]}), as the DAG file does
-        loaded, _ = load_directory(path.parent, lp.dag_id)
+        loaded, _ = load_directory(root, lp.dag_id, limits, tree=tree)
+        loaded = {f: other for f, other in loaded.items() if other.dag_id != lp.dag_id}
         loaded[path] = lp
-        built, errors = build_loaded(loaded, Limits.from_settings(), {})
+        built, errors = build_loaded(loaded, limits, {})
         if path in errors:
             raise errors[path]
         dag = built[path]
@@ -152,45 +188,11 @@ def render(path_text: str, *, out: TextIO | None = None) -> int:
     for task in (dag.get_task(task_id) for task_id in topological(edges)):
         type_name = by_task_id.get(task.task_id) or _dbt_type(task.task_id, lp)
         print(_task_line(task, type_name, list(task.upstream_task_ids)), file=out)
-    print("effective settings (where each value came from):", file=out)
-    for line in effective_settings(lp):
+    print('effective config (each value <- where it came from: FILE:LINE, "(pipeline-wide)" for a task '
+          'setting inherited from the pipeline, "default" for the default):', file=out)
+    for line in effective_config(lp):
         print(f"  {line}", file=out)
     return 0
-
-
-def effective_settings(lp: Any) -> list[str]:
-    """``key: value  <- FILE:LINE`` for every pipeline setting set in the file or inherited from
-    ``defaults.yaml`` (mappings merged key by key are shown per key), then task-level overrides."""
-    import json
-
-    def where(path: tuple[Any, ...]) -> str:
-        line, exact = lp.source.find(path)
-        if exact and _has(lp.source.data, path):
-            return f"{lp.source.display}:{line}"
-        if lp.defaults_source is not None and _has(lp.defaults_source.data, path):
-            d_line, _ = lp.defaults_source.find(path)
-            return f"{lp.defaults_source.display}:{d_line}"
-        return "?"
-
-    out: list[str] = []
-    merged = lp.pipeline.model_dump(exclude_unset=True, exclude={"tasks", "task_groups"})
-    for key in sorted(merged):
-        value = merged[key]
-        if isinstance(value, dict) and value:
-            for sub_key in sorted(value):
-                out.append(f"{key}.{sub_key}: {json.dumps(value[sub_key], default=str)}  <- "
-                           f"{where((key, sub_key))}")
-        else:
-            out.append(f"{key}: {json.dumps(value, default=str)}  <- {where((key,))}")
-    return out
-
-
-def _has(data: Any, path: tuple[Any, ...]) -> bool:
-    for part in path:
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
 
 
 def _dbt_type(task_id: str, lp: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dataeng.factory.errors import did_you_mean
+from airflow_provider_dataeng.factory.errors import PathT, did_you_mean
 
 if TYPE_CHECKING:
     from airflow_provider_dataeng.factory.loader import IssueCollector
@@ -34,13 +34,17 @@ class Node:
 
     depends_on: tuple[str, ...]
     group: str | None
+    xcom: tuple[tuple[PathT, str], ...] = ()  # tasks whose result it maps over (upstream too)
 
     @classmethod
     def of(cls, raw: Any) -> Node:
+        from airflow_provider_dataeng.factory.mapping import xcom_sources
+
         deps = raw.get("depends_on") if isinstance(raw, dict) else None
         deps = [deps] if isinstance(deps, str) else deps if isinstance(deps, list) else []
         group = raw.get("group") if isinstance(raw, dict) else None
-        return cls(tuple(d for d in deps if isinstance(d, str)), group if isinstance(group, str) else None)
+        return cls(tuple(d for d in deps if isinstance(d, str)), group if isinstance(group, str) else None,
+                   tuple(xcom_sources(raw)))
 
 
 def tasks_in_group(pipeline: Pipeline, tasks: dict[str, Node], group: str) -> list[str]:
@@ -102,6 +106,14 @@ def check_graph(collector: IssueCollector, pipeline: Pipeline, raw_tasks: dict[s
             else:
                 collector.add(path, "unknown depends_on target", found=repr(dep),
                               expected="a task or task group of this pipeline", suggestion=did_you_mean(dep, targets))
+        for sub_path, source in task.xcom:
+            if source == name:
+                collector.add(("tasks", name, *sub_path), "a task cannot map over its own result")
+            elif source in tasks:
+                edges[source].add(name)
+            else:
+                collector.add(("tasks", name, *sub_path), "unknown task", found=repr(source),
+                              expected="a task of this pipeline", suggestion=did_you_mean(source, tasks))
     if len(collector.issues) > before:
         return []
     cycle = _find_cycle(edges)

@@ -17,16 +17,18 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_provider_dataeng.factory.errors import ConfigError, ConfigIssue, PathT, did_you_mean, found_repr
 from airflow_provider_dataeng.factory.graph import check_graph
+from airflow_provider_dataeng.factory.mapping import is_mapped, validate_mapped
 from airflow_provider_dataeng.factory.pipeline import Defaults, Pipeline
 from airflow_provider_dataeng.factory.reading import Budget, Limits, load_file, read_text_prefix
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.secrets import find_secrets
 from airflow_provider_dataeng.factory.task_types import TASK_TYPES, task_model, type_of
+from airflow_provider_dataeng.factory.tree import CONFIG_SUFFIXES, DEFAULTS_NAMES
 from airflow_provider_dataeng.factory.validation import issues_from_validation_error
 
-DEFAULTS_NAMES = ("defaults.yaml", "defaults.yml")
-CONFIG_SUFFIXES = (".yaml", ".yml")
+__all__ = ["CONFIG_SUFFIXES", "DEFAULTS_NAMES"]
 _DAG_ID_LINE = re.compile(r"""^dag_id:[ \t]*["']?([A-Za-z0-9_.\-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
+PRESCAN_BYTES = 64 * 1024
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 QOS_WHY = (
     "pods get limits equal to requests (Guaranteed QoS): autoscaling on relative usage is measured against "
@@ -90,18 +92,6 @@ def deep_merge(base: Any, override: Any) -> Any:
     return override
 
 
-def config_files(directory: Path) -> list[Path]:
-    """Pipeline files of a config directory (``*.yaml``/``*.yml`` except ``defaults.yaml``), sorted.
-
-    Anything so named that is not a directory counts (a FIFO, a broken link...): reading it says what is
-    wrong, where skipping it would silently drop the pipeline."""
-    return sorted(
-        p for p in directory.iterdir()
-        if p.suffix in CONFIG_SUFFIXES and p.name not in DEFAULTS_NAMES and not p.name.startswith((".", "_"))
-        and not p.is_dir()
-    )
-
-
 def defaults_file(directory: Path) -> Path | None:
     for name in DEFAULTS_NAMES:
         if (directory / name).is_file():
@@ -109,20 +99,64 @@ def defaults_file(directory: Path) -> Path | None:
     return None
 
 
+def has_path(data: Any, path: Sequence[str | int]) -> bool:
+    """Whether ``data`` (mappings and lists) holds an entry at ``path``."""
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+@dataclass
+class DefaultsChain:
+    """The ``defaults.yaml`` files that apply to one folder, root first; nearer files override farther ones
+    (mappings merge key by key, anything else replaces)."""
+
+    sources: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for source in self.sources:
+            merged = deep_merge(merged, source.data if isinstance(source.data, dict) else {})
+        return merged
+
+    def origin(self, path: Sequence[str | int]) -> tuple[SourceFile, int] | None:
+        """The nearest defaults file that sets ``path``, and the line."""
+        for source in reversed(self.sources):
+            if has_path(source.data, path):
+                line, _ = source.find(path)
+                return source, line or 1
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)
+
+
+def as_chain(defaults: DefaultsChain | SourceFile | None) -> DefaultsChain | None:
+    if defaults is None or isinstance(defaults, DefaultsChain):
+        return defaults or None
+    return DefaultsChain([defaults])
+
+
 def prescan_dag_id(path: Path) -> str:
     """The dag id of a config without parsing it: a top-level ``dag_id:`` line, else the file name.
 
     Never raises: an unreadable or undecodable file is known by its file name."""
-    match = _DAG_ID_LINE.search(read_text_prefix(path, 64 * 1024))
+    match = _DAG_ID_LINE.search(read_text_prefix(path, PRESCAN_BYTES))
     return match.group(1) if match else path.stem
 
 
 class IssueCollector:
     """Collects issues for one pipeline, locating each in the pipeline file or in ``defaults.yaml``."""
 
-    def __init__(self, source: SourceFile, defaults: SourceFile | None = None) -> None:
+    def __init__(self, source: SourceFile, defaults: DefaultsChain | SourceFile | None = None) -> None:
         self.source = source
-        self.defaults = defaults
+        self.defaults = as_chain(defaults)
         self.issues: list[ConfigIssue] = []
 
     def add(self, path: PathT, message: str, *, expected: str | None = None,
@@ -132,9 +166,9 @@ class IssueCollector:
         line, exact = self.source.find(path)
         file = self.source.display
         if not exact and path and self.defaults is not None:
-            d_line, d_exact = self.defaults.find(path)
-            if d_exact:
-                line, file = d_line, self.defaults.display
+            origin = self.defaults.origin(path)
+            if origin is not None:
+                line, file = origin[1], origin[0].display
         self.issues.append(ConfigIssue(file=file, path=tuple(path), line=line, message=message,
                                        expected=expected, found=found, suggestion=suggestion))
 
@@ -164,18 +198,26 @@ class LoadedPipeline:
     task_types: dict[str, str]  # name -> type name
     resources: dict[str, Resources]  # name -> effective resources
     order: list[str]  # a topological order of the task names
-    defaults_source: SourceFile | None = None
+    defaults: DefaultsChain | None = None
 
     @property
     def file(self) -> Path:
         return self.source.path
 
+    @property
+    def merged(self) -> Any:
+        """The config as the pipeline sees it: its defaults merged with the file."""
+        return deep_merge(self.defaults.data, self.source.data) if self.defaults else self.source.data
+
 
 def load_defaults(directory: Path, limits: Limits | None = None) -> SourceFile | None:
     """Read and validate ``defaults.yaml`` of a directory (None if there is none)."""
     path = defaults_file(directory)
-    if path is None:
-        return None
+    return None if path is None else load_defaults_file(path, limits)
+
+
+def load_defaults_file(path: Path, limits: Limits | None = None) -> SourceFile:
+    """Read and validate one ``defaults.yaml`` on its own; every problem raises :class:`ConfigError`."""
     source = read_yaml(path, limits, Budget(path, (limits or Limits.from_settings()).budget_s))
     if source.data is None:
         source.data = {}
@@ -198,12 +240,14 @@ def _secret_message(key: str) -> str:
             "Airflow connections (or a secrets backend)")
 
 
-def load_pipeline(path: Path, defaults: SourceFile | None = None, limits: Limits | None = None,
+def load_pipeline(path: Path, defaults: DefaultsChain | SourceFile | None = None, limits: Limits | None = None,
                   budget: Budget | None = None) -> LoadedPipeline:
     """Read and validate one pipeline file; raise :class:`ConfigError` with every problem found.
 
-    The error's ``salvage`` is the merged config as far as it could be read (the defaults alone when the
-    file itself is unreadable)."""
+    ``defaults``: the ``defaults.yaml`` files above it (a chain, root first; or one file). The error's
+    ``salvage`` is the merged config as far as it could be read (the defaults alone when the file itself
+    is unreadable)."""
+    defaults = as_chain(defaults)
     limits = limits or Limits.from_settings()
     budget = budget or Budget(path, limits.budget_s)
     try:
@@ -241,6 +285,11 @@ def load_pipeline(path: Path, defaults: SourceFile | None = None, limits: Limits
         if type_name is None or type_name not in TASK_TYPES:
             _report_type(collector, name, raw_task)
             continue
+        if is_mapped(raw_task):
+            instance = validate_mapped(collector, name, type_name, raw_task)
+            if instance is not None:
+                tasks[name], types[name] = instance, type_name
+            continue
         model = task_model(type_name)
         try:
             tasks[name] = model.model_validate(raw_task)
@@ -272,7 +321,7 @@ def load_pipeline(path: Path, defaults: SourceFile | None = None, limits: Limits
     budget.check("validating the config")
     assert pipeline is not None
     return LoadedPipeline(source=source, dag_id=pipeline.dag_id or path.stem, pipeline=pipeline, tasks=tasks,
-                          task_types=types, resources=resources, order=order, defaults_source=defaults)
+                          task_types=types, resources=resources, order=order, defaults=defaults)
 
 
 def _graph_shape(merged: dict[str, Any]) -> Pipeline | None:

@@ -41,6 +41,16 @@ class PipelineSettings(StrictModel):
     )
     max_retry_delay: Duration | None = Field(default=None, description="Cap of the backed-off retry delay")
     execution_timeout: Duration | None = Field(default=None, description="A task try running longer fails")
+    queue: str | None = Field(default=None, min_length=1,
+                              description="Executor queue of every task (e.g. a Celery queue); a task may override")
+    pool: str | None = Field(default=None, min_length=1,
+                             description="Airflow pool every task takes a slot of; a task may override")
+    pool_slots: int | None = Field(default=None, ge=1, description="Slots each task takes in its pool")
+    executor: str | None = Field(
+        default=None, min_length=1,
+        description="Executor of every task when several are configured ([core] executor), e.g. "
+                    "KubernetesExecutor; a task may override")
+    priority_weight: int | None = Field(default=None, description="Scheduling priority of every task")
     notifications: Notifications | None = Field(
         default=None, description="Notifiers on failure, success, retry and SLA breach (see docs/sla.md)")
     resources: Resources | None = Field(default=None, description="Kubernetes resources for every task pod")

@@ -26,9 +26,16 @@ CONFIG_ERROR_OPERATOR = "airflow_provider_dataeng.operators.config_error.ConfigE
 log = logging.getLogger(__name__)
 
 
-def placeholder_dag_id(path: Path) -> str:
-    """Id of a placeholder when the pipeline's own dag id cannot be used (duplicates, unusable ids)."""
-    return "config_error__" + re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)
+def placeholder_dag_id(path: Path, root: Path | None = None) -> str:
+    """Id of a placeholder when the pipeline's own dag id cannot be used (duplicates, unusable ids):
+    ``config_error__<file name>``, with its folders below ``root`` as ``folder.sub.<file name>``."""
+    parts = [path.stem]
+    if root is not None:
+        try:
+            parts = [*path.relative_to(root).parent.parts, path.stem]
+        except ValueError:
+            pass
+    return "config_error__" + ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p) for p in parts)
 
 
 def salvage_settings(raw: Any) -> dict[str, Any]:
@@ -99,11 +106,11 @@ def _dag(dag_id: str, path: Path, error: ConfigError, settings: dict[str, Any]) 
     return dag
 
 
-def build_placeholder(dag_id: str, path: Path, error: ConfigError) -> dict[str, Any]:
+def build_placeholder(dag_id: str, path: Path, error: ConfigError, root: Path | None = None) -> dict[str, Any]:
     """``{dag_id: placeholder}`` for a broken config; falls back to no salvaged settings, then to the id
     ``config_error__<file name>``, so it never raises for a bad file."""
     settings = salvage_settings(error.salvage)
-    attempts = [(dag_id, settings), (dag_id, {}), (placeholder_dag_id(path), {})]
+    attempts = [(dag_id, settings), (dag_id, {}), (placeholder_dag_id(path, root), {})]
     for attempt_id, attempt_settings in attempts:
         try:
             return {attempt_id: _dag(attempt_id, path, error, attempt_settings)}

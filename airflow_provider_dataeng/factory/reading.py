@@ -276,17 +276,22 @@ def load_file(path: Path, limits: Limits | None = None, budget: Budget | None = 
     return text, data, root
 
 
-def read_text_prefix(path: Path, max_bytes: int) -> str:
-    """Up to ``max_bytes`` of a file as text (undecodable bytes replaced), '' when it cannot be read."""
+def read_bytes_prefix(path: Path, max_bytes: int) -> bytes:
+    """Up to ``max_bytes`` of a regular file, b'' when it cannot be read (never blocks)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return ""
+        return b""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return os.read(fd, max_bytes).decode("utf-8", errors="replace")
+            return b""
+        return os.read(fd, max_bytes)
     except OSError:
-        return ""
+        return b""
     finally:
         os.close(fd)
+
+
+def read_text_prefix(path: Path, max_bytes: int) -> str:
+    """Up to ``max_bytes`` of a file as text (undecodable bytes replaced), '' when it cannot be read."""
+    return read_bytes_prefix(path, max_bytes).decode("utf-8", errors="replace")

@@ -1,29 +1,19 @@
-"""Task config models: fields common to every task, and one params model per task type.
+"""Task config models: fields common to every task, and the params of ``operator:`` tasks.
 
-A task type's params model is its engine's spec (``freshness.spec.FreshnessSpec``, ...): a config key is
-the spec field, which is also the operator's parameter name. Unknown keys are errors (with a did-you-mean).
-The ``*Params`` models below are task types whose owners have not moved them into a spec yet.
+Every other task type's params model is its engine's spec (``freshness.spec.FreshnessSpec``, ...; the
+registry in :mod:`.task_types` names them by import path, so only the specs a pipeline uses are imported):
+a config key is the spec field, which is also the operator's parameter name. Unknown keys are errors (with a
+did-you-mean).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
-from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.factory.notifications import TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
-from airflow_provider_dataeng.failover.spec import (
-    FailoverHealthReportSpec,
-    FailoverHealthSensorSpec,
-)
-from airflow_provider_dataeng.freshness.spec import FreshnessSpec
-from airflow_provider_dataeng.gaps.spec import GapCheckSpec
-from airflow_provider_dataeng.publish.spec import PublishSpec as PublishParams  # noqa: F401  (task_types)
-from airflow_provider_dataeng.publish.spec import QualitySpec as QualityParams  # noqa: F401  (task_types)
-from airflow_provider_dataeng.publish.spec import RollbackSpec as RollbackParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.specs import (
     AssetRef,
     DottedPath,
@@ -33,10 +23,6 @@ from airflow_provider_dataeng.specs import (
     StrList,
 )
 
-__all__ = [  # the specs are the params models of their task types
-    "FailoverHealthReportSpec", "FailoverHealthSensorSpec", "FreshnessSpec", "GapCheckSpec",
-]
-
 TRIGGER_RULES = (
     "all_success", "all_failed", "all_done", "all_done_min_one_success", "all_skipped", "one_success",
     "one_done", "one_failed", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
@@ -45,6 +31,14 @@ TRIGGER_RULES = (
 
 
 # --- fields every task has ----------------------------------------------------------------------------------
+class XComRef(StrictModel):
+    """The result of an upstream task of this pipeline (a list), e.g. ``{xcom: list_tables}``."""
+
+    xcom: Identifier = Field(description="Name of a task of this pipeline whose result (a list) is mapped over; "
+                                         "it runs before this task")
+    key: str = Field(default="return_value", min_length=1, description="The XCom key (default: the task's result)")
+
+
 class TaskCommon(StrictModel):
     """Fields every task accepts, whatever its type."""
 
@@ -61,7 +55,7 @@ class TaskCommon(StrictModel):
     execution_timeout: Duration | None = Field(default=None, description="A try running longer fails")
     trigger_rule: Literal[TRIGGER_RULES] | None = Field(  # type: ignore[valid-type]
         default=None, description="When the task runs given its upstream states (default all_success)")
-    pool: str | None = Field(default=None, description="Airflow pool the task takes a slot of")
+    pool: str | None = Field(default=None, min_length=1, description="Airflow pool the task takes a slot of")
     pool_slots: int | None = Field(default=None, ge=1, description="Slots it takes in its pool")
     queue: str | None = Field(default=None, min_length=1, description="Executor queue (e.g. a Celery queue)")
     executor: str | None = Field(
@@ -73,6 +67,18 @@ class TaskCommon(StrictModel):
     outlets: list[AssetRef] | None = Field(default=None, description="Assets the task updates (schedule others)")
     notifications: TaskNotifications | None = Field(
         default=None, description="Notifiers on this task's failure, success or retry")
+    expand: dict[Identifier, Annotated[list[Any], Field(min_length=1)] | XComRef] | None = Field(
+        default=None, min_length=1,
+        description="Dynamic task mapping: one task instance per value. Parameter name -> a list of values, or "
+                    "{xcom: <task>} (that task's result, a list). Several parameters: one instance per "
+                    "combination (Airflow's expand)")
+    expand_kwargs: Annotated[list[dict[Identifier, Any]], Field(min_length=1)] | XComRef | None = Field(
+        default=None,
+        description="Dynamic task mapping: one task instance per set of parameters, e.g. [{source_table: "
+                    "public.a, target_table: raw.a}, ...], or {xcom: <task>} returning such a list (Airflow's "
+                    "expand_kwargs)")
+    max_active_tis_per_dagrun: int | None = Field(
+        default=None, ge=1, description="Most instances of this (mapped) task running at once in one run")
 
 
 class SensorFields(StrictModel):
@@ -85,10 +91,7 @@ class SensorFields(StrictModel):
     soft_fail: bool | None = Field(default=None, description="On timeout, skip instead of failing")
 
 
-# --- params per task type ------------------------------------------------------------------------------------
-ExtractParams = ExtractSpec  # the extract task type's params model is its spec (extract/spec.py)
-
-
+# --- params of `operator:` tasks ------------------------------------------------------------------------------
 class OperatorParams(StrictModel):
     """Any operator by import path, with its keyword arguments."""
 

@@ -26,7 +26,7 @@ from airflow_provider_dataeng.dbt.profile import (
     TARGET_NAME,
     profile_from_connection,
 )
-from airflow_provider_dataeng.dbt.spec import COMMANDS, DbtSpec
+from airflow_provider_dataeng.dbt.spec import COMMANDS, DbtPodSpec
 from airflow_provider_dataeng.specs import spec_default
 from airflow_provider_dataeng.values import as_list
 
@@ -45,7 +45,8 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
     :param password_secret: name of a Kubernetes Secret holding the connection's password; required
         when the connection has a password (it is never copied into the pod spec).
     :param password_secret_key: key of the password inside that Secret.
-    Other dbt parameters as in DbtOperator; remaining kwargs go to KubernetesPodOperator.
+    Every dbt parameter is a field of :class:`~airflow_provider_dataeng.dbt.spec.DbtPodSpec`; remaining
+    kwargs go to KubernetesPodOperator. A factory dbt task with ``pod:`` renders its tasks as this operator.
     """
 
     template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "dbt_select", "dbt_exclude")
@@ -55,17 +56,18 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
         *,
         conn_id: str,
         image: str,
-        command: str = spec_default(DbtSpec, "command"),
-        project_dir: str = "/dbt",
-        select: list[str] | str | None = spec_default(DbtSpec, "select"),
-        exclude: list[str] | str | None = spec_default(DbtSpec, "exclude"),
-        selector: str | None = spec_default(DbtSpec, "selector"),
-        vars: dict[str, Any] | None = spec_default(DbtSpec, "vars"),
-        full_refresh: bool = spec_default(DbtSpec, "full_refresh"),
-        target_schema: str | None = spec_default(DbtSpec, "target_schema"),
-        threads: int = spec_default(DbtSpec, "threads"),
-        password_secret: str | None = None,
-        password_secret_key: str = "password",
+        command: str = spec_default(DbtPodSpec, "command"),
+        project_dir: str = spec_default(DbtPodSpec, "project_dir"),
+        select: list[str] | str | None = spec_default(DbtPodSpec, "select"),
+        exclude: list[str] | str | None = spec_default(DbtPodSpec, "exclude"),
+        selector: str | None = spec_default(DbtPodSpec, "selector"),
+        vars: dict[str, Any] | None = spec_default(DbtPodSpec, "vars"),
+        full_refresh: bool = spec_default(DbtPodSpec, "full_refresh"),
+        target_schema: str | None = spec_default(DbtPodSpec, "target_schema"),
+        threads: int = spec_default(DbtPodSpec, "threads"),
+        indirect_selection: str | None = spec_default(DbtPodSpec, "indirect_selection"),
+        password_secret: str | None = spec_default(DbtPodSpec, "password_secret"),
+        password_secret_key: str = spec_default(DbtPodSpec, "password_secret_key"),
         **kwargs: Any,
     ) -> None:
         if command not in COMMANDS:
@@ -86,6 +88,8 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
             args += ["--vars", json.dumps(vars)]
         if full_refresh and command in ("build", "run", "seed"):
             args.append("--full-refresh")
+        if indirect_selection and command in ("build", "test"):
+            args += ["--indirect-selection", indirect_selection]
         secrets = list(kwargs.pop("secrets", None) or [])
         if password_secret:
             secrets.append(Secret("env", PASSWORD_ENV, password_secret, password_secret_key))
@@ -96,6 +100,7 @@ class DbtKubernetesPodOperator(KubernetesPodOperator):
         self.dbt_exclude = exclude
         self.target_schema = target_schema
         self.threads = int(threads)
+        self.indirect_selection = indirect_selection
         self.password_secret = password_secret
         self._base_env = list(self.env_vars or [])
 
