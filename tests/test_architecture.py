@@ -8,12 +8,21 @@
 - Hooks import no operator, sensor, trigger, engine or factory module.
 - Only ``connections.py`` constructs hooks; a raw driver connect happens only in the modules listed in
   RAW_CONNECT, each with its reason.
+- Parsing a DAG file of the factory imports no driver, dbt, jsonschema or the full kubernetes client (checked
+  in a fresh process, the one test here that imports the package): operators import their engines when they
+  run, the factory imports only the specs of the task types a pipeline uses.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,3 +220,101 @@ def test_small_helpers_have_one_definition(rel: str):
         markers = [f"{rel}:{node.lineno}" for node in ast.walk(tree)
                    if isinstance(node, ast.Constant) and node.value in ("{{", "{%")]
         assert not markers, f"use airflow_provider_dataeng.values.is_templated: {markers}"
+
+
+# --- what parsing a DAG file may import ------------------------------------------------------------------------
+# Imported while a DAG file of the factory is parsed, they would cost every parse (the DAG processor's, each
+# task pod's) tens to hundreds of milliseconds for what only a running task needs.
+PARSE_FORBIDDEN = {
+    "psycopg": "the engines' driver (~0.1 s to import): operators import their engine in execute()",
+    "psycopg2": "dbt-postgres's driver",
+    "psycopg_pool": "connection pools belong to running tasks",
+    "dbt": "dbt-core: dbt tasks render from manifest.json; dbt itself runs in the task",
+    "jsonschema": "the shipped JSON Schema is for editors and `dataeng schema`; parsing validates with pydantic",
+    "kubernetes.client.api": "the full kubernetes client: a pod override needs five model classes",
+    "kubernetes.config": "the kubernetes client's config loading (the executor's business)",
+    "airflow.providers.cncf.kubernetes": "KubernetesPodOperator and the executor: dbt's pod mode only",
+    "airflow.providers.common.sql": "SQL operators/hooks are not used to build DAGs",
+    "airflow.providers.postgres.hooks": "hooks are built when a task runs (connections.connect)",
+    "airflow_provider_dataeng.hooks": "hooks are built when a task runs (connections.connect)",
+}
+# Allowed, and why: `kubernetes` / `kubernetes.client` / `kubernetes.client.models` are deferred packages
+# (factory/kubernetes.py) holding only the model modules of the pod override, which import
+# `kubernetes.client.configuration` and so `urllib3`; `airflow.providers.postgres.assets` is how Airflow
+# normalizes the postgres:// URIs of the tables' Assets.
+
+PARSE_CHILD = textwrap.dedent("""
+    import json, sys
+    import airflow  # noqa: F401
+    from airflow.dag_processing.dagbag import DagBag
+    before = set(sys.modules)
+    bag = DagBag(dag_folder=sys.argv[1])
+    print(json.dumps({"dags": sorted(bag.dags), "errors": {k: v[-2000:] for k, v in bag.import_errors.items()},
+                      "imported": sorted(set(sys.modules) - before)}))
+""")
+
+EVERY_ENGINE_TASK = """\
+schedule: "@daily"
+start_date: 2026-01-01
+tasks:
+  load:
+    type: publish
+    conn_id: warehouse
+    target_table: marts.daily
+    sql: select 1 as x
+    checks: [{check: row_count, min: 1}, {check: unique, columns: [x]}]
+  check:
+    type: quality
+    conn_id: warehouse
+    table: marts.daily
+    checks: [{check: null_fraction, column: x, max: 0}]
+    depends_on: load
+  undo:
+    type: rollback
+    conn_id: warehouse
+    target_table: marts.daily
+    trigger_rule: all_failed
+    depends_on: check
+"""
+
+
+def _parse_dag_file(config_dir: Path, dag_id: str | None) -> dict:
+    env = {**os.environ, "AIRFLOW__DATAENG__CONFIG_DIR": str(config_dir), "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"}
+    env.pop("DATAENG_CONFIG_DIR", None)
+    env.pop("_AIRFLOW_PARSING_CONTEXT_DAG_ID", None)
+    if dag_id:
+        env["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
+    dag_file = ROOT.parent / "dags" / "dataeng_dags.py"
+    proc = subprocess.run([sys.executable, "-c", PARSE_CHILD, str(dag_file)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _forbidden(imported: list[str]) -> list[str]:
+    """``"<forbidden module> (<why>)"`` for each entry of PARSE_FORBIDDEN that ``imported`` holds."""
+    return [f"{top} ({why})" for top, why in PARSE_FORBIDDEN.items()
+            if any(m == top or m.startswith(top + ".") for m in imported)]
+
+
+@pytest.mark.parametrize("dag_id", [None, "orders"], ids=["dag-processor", "task-pod"])
+def test_parsing_the_dag_file_imports_no_driver_dbt_or_full_kubernetes(tmp_path: Path, dag_id: str | None):
+    """A fresh process parses dags/dataeng_dags.py over the example configs plus a publish/quality/rollback
+    pipeline: every task type of the registry (but failover_health_sensor, whose operator imports the same as
+    failover_health's) is built, and none of PARSE_FORBIDDEN is imported. ``task-pod``: the parsing context
+    of a task (one DAG)."""
+    configs = tmp_path / "configs"
+    shutil.copytree(ROOT.parent / "dags" / "configs", configs)
+    (configs / "every_engine_task.yaml").write_text(EVERY_ENGINE_TASK)
+    out = _parse_dag_file(configs, dag_id)
+    assert not out["errors"], out["errors"]
+    expected = {"orders"} if dag_id else {p.stem for p in configs.glob("*.yaml") if p.stem != "defaults"}
+    assert set(out["dags"]) == expected
+    assert "kubernetes.client.models.v1_pod" in out["imported"]  # the pods were built ...
+    assert not _forbidden(out["imported"])  # ... without the full client, and no driver or dbt
+    assert "airflow_provider_dataeng.operators.extract" in out["imported"]
+
+
+def test_the_parse_import_check_sees_a_driver_import():
+    assert _forbidden(["psycopg.sql", "psycopgx", "kubernetes.client.models.v1_pod", "dbt.cli.main"]) == [
+        f"psycopg ({PARSE_FORBIDDEN['psycopg']})", f"dbt ({PARSE_FORBIDDEN['dbt']})"]

@@ -167,3 +167,114 @@ def test_delete_detection_writes_tombstones_that_latest_hides(source_cluster, so
     assert latest() == [(1, "placed"), (3, "shipped")]
     assert rows_of(pg_cluster, pg_db, "select updated_at from raw.orders where _deleted and id = 2") == [
         (datetime(2024, 1, 3, 5, 0, 0, 1, tzinfo=timezone.utc),)]
+
+
+# -- 14.3 (extract side): every check of the target runs before any DDL ----------------------------------------
+REFUSED_TARGETS = {
+    "ordinary_table": ("create table raw.orders (id int, note text, _interval_start timestamptz)",
+                       "is an ordinary table"),
+    "list_partitioned": ("create table raw.orders (id int, note text, _interval_start timestamptz) "
+                         "partition by list (_interval_start)", "not range-partitioned on '_interval_start'"),
+    "other_key": ("create table raw.orders (id int, note text, created_at timestamptz, _interval_start timestamptz)"
+                  " partition by range (created_at)", "not range-partitioned on '_interval_start'"),
+    "naive_key": ("create table raw.orders (id int, note text, _interval_start timestamp) "
+                  "partition by range (_interval_start)", "expected a timestamptz or date column"),
+    "a_partition": ("create table raw.top (id int, note text, _interval_start timestamptz) "
+                    "partition by range (_interval_start);"
+                    "create table raw.orders partition of raw.top for values from ('2024-01-01') to ('2025-01-01')"
+                    " partition by range (_interval_start)", "is itself a partition of raw.top"),
+    "overlapping_partition": ("create table raw.orders (id int, note text, _interval_start timestamptz) "
+                              "partition by range (_interval_start);"
+                              "create table raw.orders_2024_01 partition of raw.orders "
+                              "for values from ('2024-01-01 00:00+00') to ('2024-02-01 00:00+00')",
+                              "overlaps the bounds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_TARGETS))
+def test_a_refused_target_is_never_altered_by_schema_drift(case, source_cluster, source_db, pg_cluster, pg_db,
+                                                          source_conn_id, warehouse_conn_id):
+    """Before: schema_drift add_columns added the source's new column to a target that the publish step then
+    refused (or that PostgreSQL refused mid-way); now every check runs first and nothing is changed."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    ddl, message = REFUSED_TARGETS[case]
+    source_cluster.psql("create table orders (id int primary key, note text, extra text);"
+                        "insert into orders values (1, 'a', 'x')", source_db)
+    pg_cluster.psql("create schema raw;" + ddl, pg_db)
+    catalog_sql = ("select c.relname::text, c.relkind::text, array(select attname::text from pg_attribute where "
+                   "attrelid = c.oid and attnum > 0 and not attisdropped order by attnum)::text from pg_class c "
+                   "join pg_namespace n on n.oid = c.relnamespace where n.nspname in ('raw', 'dataeng') order by 1")
+    before = rows_of(pg_cluster, pg_db, catalog_sql)
+    with pytest.raises(AirflowException, match=message) as raised:
+        run_extract(D1 + timedelta(days=3), source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id,
+                    source_table="orders", target_table="raw.orders", mode="full_snapshot",
+                    schema_drift="add_columns")
+    assert isinstance(raised.value, AirflowFailException), "a refused layout is not fixed by a retry"
+    assert "Nothing was changed" in str(raised.value)
+    assert rows_of(pg_cluster, pg_db, catalog_sql) == before  # no column, index, staging table, ledger
+
+
+# -- 14.7 (extract side): the __latest view is replaced under lock_timeout, with the swap's retries -------------
+def test_latest_view_replacement_waits_at_most_lock_timeout_and_retries(source_cluster, source_db, pg_cluster,
+                                                                        pg_db, source_conn_id, warehouse_conn_id):
+    """Before: CREATE OR REPLACE VIEW waited without limit behind a long reader of ``__latest`` (and every reader
+    queued behind it). Now each attempt waits lock_timeout, retries with backoff, and finally fails naming the
+    holder; the view is replaced once the reader is gone."""
+    import logging
+    import threading
+
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    source_cluster.psql("create table orders (id int primary key, updated_at timestamptz not null);"
+                        "insert into orders values (1, '2024-01-01 10:00+00'), (2, '2024-01-02 10:00+00')", source_db)
+    params = dict(source_conn_id=source_conn_id, target_conn_id=warehouse_conn_id, source_table="orders",
+                  target_table="raw.orders", mode="incremental_timestamp", lag="0s", key_columns=["id"],
+                  lock_timeout="0.3s", swap_attempts=2)
+    run_extract(D1, **params)
+    # a view written by an older version (no definition digest) is replaced by the next run
+    pg_cluster.psql("comment on view raw.orders__latest is null", pg_db)
+    reader = psycopg.connect(pg_cluster.dsn(pg_db))
+    reader.execute("select count(*) from raw.orders__latest")  # a long BI query: holds ACCESS SHARE on the view
+    outcome: dict = {}
+
+    def second_run() -> None:
+        try:
+            outcome["xcom"] = run_extract(D1 + timedelta(days=1), **params)
+        except BaseException as exc:  # asserted below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=second_run, daemon=True)
+    worker.start()
+    worker.join(30)
+    hung = worker.is_alive()
+    reader.rollback()
+    worker.join(30)
+    assert not hung, "the view replacement waited for the reader without lock_timeout"
+    error = outcome.get("error")
+    assert isinstance(error, AirflowException), outcome
+    assert "view raw.orders__latest failed: could not get its locks within lock_timeout 0.3s in 2 attempts" in str(
+        error) and f"pid {reader.info.backend_pid}" in str(error)
+    # the partition itself was published before the view step (readers of raw.orders see it)
+    assert rows_of(pg_cluster, pg_db, "select id from raw.orders order by id") == [(1,), (2,)]
+
+    # a reader that finishes within the retries: the run logs the retry and succeeds
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    locks_log = logging.getLogger("airflow_provider_dataeng.publish.locks")
+    locks_log.addHandler(handler)
+    pg_cluster.psql("comment on view raw.orders__latest is null", pg_db)
+    reader.execute("select count(*) from raw.orders__latest")
+    releaser = threading.Timer(1.0, reader.rollback)
+    releaser.start()
+    try:  # a new interval (its swap does not conflict with the reader; the view does)
+        run_extract(D1 + timedelta(days=2), **{**params, "swap_attempts": 6})
+    finally:
+        releaser.join()
+        locks_log.removeHandler(handler)
+        reader.close()
+    assert any("DDL of view raw.orders__latest: lock not available" in r.getMessage() for r in records)
+    assert rows_of(pg_cluster, pg_db, "select obj_description('raw.orders__latest'::regclass)")[0][0].startswith(
+        "dataeng latest-row view of raw.orders")
+    assert rows_of(pg_cluster, pg_db, "select id from raw.orders__latest order by id") == [(1,), (2,)]

@@ -7,6 +7,7 @@ keeps one row per key, the most recently modified (ties: the most recent partiti
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import psycopg
@@ -55,21 +56,27 @@ def ensure_latest_view(
     order_column: str,
     tiebreak_columns: Sequence[str] = ("_interval_start",),
     view: TableRef | None = None,
-) -> TableRef:
-    """Create or replace ``<schema>.<table>__latest`` over ``target`` (all its current columns).
+) -> bool:
+    """Create or replace ``<schema>.<table>__latest`` over ``target`` (all its current columns); False when
+    the view is already exactly that (nothing is locked then).
 
     Columns added to ``target`` later are picked up by calling this again (they are appended, which
-    CREATE OR REPLACE VIEW allows). The caller commits.
+    CREATE OR REPLACE VIEW allows). The view's comment records a digest of its definition. Run it inside
+    :func:`extract.target.target_ddl` (one transaction, lock_timeout, retries, one run at a time).
     """
     view = view or target.with_suffix(VIEW_SUFFIX)
     with conn.cursor() as cur:
         cur.execute(
-            """select a.attname::text from pg_attribute a join pg_class c on c.oid = a.attrelid
-               join pg_namespace n on n.oid = c.relnamespace
-               where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped order by a.attnum""",
-            [target.schema, target.table],
+            """select array(select a.attname::text from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
+                              and not a.attisdropped order by a.attnum),
+                      (select obj_description(v.oid, 'pg_class') from pg_class v join pg_namespace vn
+                          on vn.oid = v.relnamespace where vn.nspname = %s and v.relname = %s and v.relkind = 'v')
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = %s and c.relname = %s""",
+            [view.schema, view.table, target.schema, target.table],
         )
-        columns = [r[0] for r in cur.fetchall()]
+        row = cur.fetchone()
+        columns, comment = (row[0], row[1]) if row else ([], None)
         if not columns:
             raise ValueError(f"target {target}: table not found (publish it before creating its latest view)")
         missing = [c for c in [*key_columns, order_column] if c not in columns]
@@ -82,5 +89,10 @@ def ensure_latest_view(
             target.ident(), columns=columns, key_columns=key_columns, order_column=order_column,
             tiebreak_columns=tiebreak, tombstone_column=tombstone,
         )
+        marker = "dataeng latest-row view of " + target.qualified + "; definition " + hashlib.sha256(
+            query.as_string(conn).encode()).hexdigest()[:32]
+        if comment == marker:
+            return False
         cur.execute(sql.SQL("create or replace view {} as {}").format(view.ident(), query))
-    return view
+        cur.execute(sql.SQL("comment on view {} is {}").format(view.ident(), sql.Literal(marker)))
+    return True

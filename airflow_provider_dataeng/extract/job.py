@@ -17,7 +17,7 @@ from psycopg import sql
 
 from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.extract.copy_stream import CopyStats, copy_in_sql, copy_out_sql, stream_copy
-from airflow_provider_dataeng.extract.dedup import TOMBSTONE_COLUMN, ensure_latest_view
+from airflow_provider_dataeng.extract.dedup import TOMBSTONE_COLUMN, VIEW_SUFFIX, ensure_latest_view
 from airflow_provider_dataeng.extract.deletes import (
     live_keys_query,
     stream_live_keys,
@@ -37,17 +37,16 @@ from airflow_provider_dataeng.extract.modes import (
 from airflow_provider_dataeng.extract.schema_drift import (
     Column,
     DriftPlan,
-    DriftReport,
     add_columns,
     binary_compatible,
     compare,
     describe_query,
     ensure_enum_types,
     plan,
-    table_columns,
 )
 from airflow_provider_dataeng.extract.spec import DEFAULT_PARTITION_COLUMN, ExtractSpec
-from airflow_provider_dataeng.extract.watermark import ensure_id_index, id_watermark
+from airflow_provider_dataeng.extract.target import read_target, refuse_unusable, target_ddl
+from airflow_provider_dataeng.extract.watermark import ensure_id_index, has_id_index, id_watermark
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 log = logging.getLogger(__name__)
@@ -116,55 +115,64 @@ class ExtractJob:
             finally:
                 src.rollback()
 
-    def prepare_target(self, engine: Any, source_cols: list[Column]) -> _Target:
+    def prepare_target(self, engine: Any, source_cols: list[Column], lower: datetime, upper: datetime) -> _Target:
+        """Create or reconcile the target. Every check of the target (kind, partition key and column, types,
+        overlapping partitions, schema drift) runs before any DDL on it, so a refused target is never touched;
+        every catalog read is one statement and every DDL is safe against concurrent runs of other intervals."""
         spec, target = self.spec, self.target
         pc = spec.partition_column
         source_names = [c.name for c in source_cols]
         stamp = pc not in source_names
+        lock_timeout = spec.lock_timeout.total_seconds()
         with self.warehouse_hook.connection_scope() as wh:
             wh.autocommit = True
-            existing = table_columns(wh, target.schema, target.table)
-            if existing is None:
-                drift = DriftPlan(load=list(source_cols), add=[], report=DriftReport())
+            state = read_target(wh, target)
+            enum_changes: list[str] = []
+            if state is None:
                 enum_changes = ensure_enum_types(wh, target.schema, source_cols)
                 columns = [(c.name, c.warehouse_type(target.schema)) for c in source_cols]
                 if stamp:
                     columns.append((pc, "timestamp with time zone"))
                 if spec.detect_deletes:
                     columns.append((TOMBSTONE_COLUMN, "boolean"))
-                self.log.info("Creating %s partitioned by range (%s)", target, pc)
-                engine.ensure_partitioned_parent(target, columns, pc)
-            else:
-                skip = [pc] if stamp else []
-                if TOMBSTONE_COLUMN not in source_names:
-                    skip.append(TOMBSTONE_COLUMN)
-                report = compare(source_cols, existing, skip=skip)
-                drift = plan(source_cols, report, spec.schema_drift, target=str(target))
-                enum_changes = ensure_enum_types(wh, target.schema, drift.load)
-                tombstone = spec.detect_deletes and all(c.name != TOMBSTONE_COLUMN for c in existing)
-                if drift.add or tombstone:
-                    with wh.transaction(), wh.cursor() as cur:
-                        cur.execute(sql.SQL("set local lock_timeout = {}").format(
-                            sql.Literal(f"{int(spec.lock_timeout.total_seconds() * 1000)}ms")))
-                        if drift.add:
-                            add_columns(wh, target.ident(), target.schema, drift.add)
-                        if tombstone:
-                            cur.execute(sql.SQL("alter table {} add column if not exists {} boolean").format(
-                                target.ident(), sql.Identifier(TOMBSTONE_COLUMN)))
-                for note in drift.notes:
-                    self.log.warning("Schema drift on %s: %s", target, note)
-                if not report.empty:
-                    self.log.warning("Schema drift on %s:\n%s", target, report.describe())
-            current = table_columns(wh, target.schema, target.table) or []
-            if spec.mode == "incremental_id" and any(c.name == spec.id_column for c in current):
-                ensure_id_index(wh, self.target, spec.id_column, spec.lock_timeout, self.log)
-        by_name = {c.name: c for c in current}
-        if pc not in by_name:
+                self.log.info("Creating %s partitioned by range (%s) unless another run just did", target, pc)
+                engine.ensure_partitioned_parent(target, columns, pc)  # under a lock, a no-op when it exists
+                state = read_target(wh, target)  # re-read: created by this run or a concurrent one
+                if state is None:
+                    raise AirflowException(f"{target} vanished right after it was created (dropped concurrently?)")
+            refuse_unusable(wh, state, pc, lower, upper)
+            skip = [pc] if stamp else []
+            if TOMBSTONE_COLUMN not in source_names:
+                skip.append(TOMBSTONE_COLUMN)
+            report = compare(source_cols, state.columns, skip=skip)
+            drift = plan(source_cols, report, spec.schema_drift, target=str(target))
+            # every refusal is behind us: from here on the target may change
+            enum_changes += [c for c in ensure_enum_types(wh, target.schema, drift.load) if c not in enum_changes]
+            tombstone = spec.detect_deletes and state.column(TOMBSTONE_COLUMN) is None
+            id_index = spec.mode == "incremental_id" and (
+                state.column(spec.id_column) is not None or any(c.name == spec.id_column for c in drift.add)
+            ) and not has_id_index(wh, target, spec.id_column)
+            if drift.add or tombstone or id_index:
+
+                def alter(conn: psycopg.Connection) -> None:
+                    if drift.add:
+                        add_columns(conn, target.ident(), target.schema, drift.add)
+                    if tombstone:
+                        conn.execute(sql.SQL("alter table {} add column if not exists {} boolean").format(
+                            target.ident(), sql.Identifier(TOMBSTONE_COLUMN)))
+                    if id_index:
+                        ensure_id_index(conn, target, spec.id_column, self.log)
+
+                target_ddl(wh, target, f"schema of {target}", alter, lock_timeout=lock_timeout,
+                           attempts=spec.swap_attempts)
+            for note in drift.notes:
+                self.log.warning("Schema drift on %s: %s", target, note)
+            if not report.empty:
+                self.log.warning("Schema drift on %s:\n%s", target, report.describe())
+            current = read_target(wh, target) if drift.add or tombstone else state
+        by_name = {c.name: c for c in (current.columns if current else [])}
+        if pc not in by_name:  # dropped concurrently
             raise AirflowFailException(f"partition_column={pc!r}: not a column of {target}")
-        if by_name[pc].type not in ("timestamp with time zone", "date"):
-            raise AirflowFailException(
-                f"partition_column={pc!r}: expected a timestamptz or date column in {target}, found {by_name[pc].type}"
-            )
         binary = all(binary_compatible(c, by_name[c.name]) for c in drift.load if c.name in by_name)
         if stamp and by_name[pc].type != "timestamp with time zone":
             binary = False
@@ -210,7 +218,7 @@ class ExtractJob:
                 raise AirflowFailException(
                     f"detect_deletes: key_columns {missing} are not source columns" if missing else
                     f"detect_deletes: the source has a column {TOMBSTONE_COLUMN!r}, the name of the tombstone flag")
-        prepared = self.prepare_target(engine, source_cols)
+        prepared = self.prepare_target(engine, source_cols, lower, upper)
         load_cols = prepared.plan.load
         id_col = next((c for c in load_cols if c.name == spec.id_column), None)
         interval = IntervalSelect(
@@ -236,12 +244,15 @@ class ExtractJob:
             )
         if spec.mode == "incremental_timestamp" and spec.key_columns:
             with self.warehouse_hook.connection_scope() as wh:
-                view = ensure_latest_view(
-                    wh, self.target, key_columns=spec.key_columns, order_column=spec.timestamp_column,
-                    tiebreak_columns=[spec.partition_column],
-                )
-                wh.commit()
-            self.log.info("Latest-row view %s is up to date", view)
+                wh.autocommit = True
+                view = self.target.with_suffix(VIEW_SUFFIX)
+                changed = target_ddl(
+                    wh, self.target, f"view {view}",
+                    lambda conn: ensure_latest_view(conn, self.target, key_columns=spec.key_columns or [],
+                                                    order_column=spec.timestamp_column,
+                                                    tiebreak_columns=[spec.partition_column]),
+                    lock_timeout=spec.lock_timeout.total_seconds(), attempts=spec.swap_attempts, watched=[view])
+            self.log.info("Latest-row view %s %s", view, "replaced" if changed else "is up to date")
         return result
 
     def _late_commit_risk(self, src: psycopg.Connection, interval: IntervalSelect) -> list[dict[str, Any]]:

@@ -96,7 +96,9 @@ def binary_compatible(source: Column, target: Column) -> bool:
     return source.kind == "enum" and target.kind == "enum"
 
 
-def _describe(conn: psycopg.Connection, names: Sequence[str], oids: Sequence[int], mods: Sequence[int]) -> list[Column]:
+def describe_columns(conn: psycopg.Connection, names: Sequence[str], oids: Sequence[int],
+                     mods: Sequence[int]) -> list[Column]:
+    """Columns from names, type OIDs and type modifiers (types resolved in one statement)."""
     if not names:
         return []
     with conn.cursor() as cur:
@@ -128,28 +130,30 @@ def describe_query(conn: psycopg.Connection, query: sql.Composable) -> list[Colu
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"source query returns duplicate column names {dupes}: give each column a unique alias")
-    return _describe(conn, names, oids, mods)
+    return describe_columns(conn, names, oids, mods)
 
 
 def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column] | None:
-    """The columns of ``schema.table`` in attribute order, or None when the table does not exist."""
+    """The columns of ``schema.table`` in attribute order, or None when the table does not exist.
+
+    One statement (one snapshot): a table another session creates meanwhile reads as absent or with all
+    its columns, never as a table without columns."""
     with conn.cursor() as cur:
         cur.execute(
-            """select a.attname::text, a.atttypid::int8, a.atttypmod from pg_attribute a
-               join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
-               where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
-               order by a.attnum""",
+            """select array(select a.attname::text from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
+                              and not a.attisdropped order by a.attnum),
+                      array(select a.atttypid::int8 from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
+                              and not a.attisdropped order by a.attnum),
+                      array(select a.atttypmod::int from pg_attribute a where a.attrelid = c.oid and a.attnum > 0
+                              and not a.attisdropped order by a.attnum)
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+               where n.nspname = %s and c.relname = %s""",
             [schema, table],
         )
-        rows = cur.fetchall()
-        if not rows:
-            cur.execute(
-                "select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-                " where n.nspname = %s and c.relname = %s", [schema, table],
-            )
-            if cur.fetchone() is None:
-                return None
-    return _describe(conn, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return describe_columns(conn, *row)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -70,22 +70,24 @@ def id_watermark(conn: psycopg.Connection, target: TableRef, id_col: Column, id_
     return Watermark(low, top, recent)
 
 
-def ensure_id_index(wh: psycopg.Connection, target: TableRef, id_column: str, lock_timeout: timedelta,
+def ensure_id_index(wh: psycopg.Connection, target: TableRef, id_column: str,
                     log: logging.Logger | logging.LoggerAdapter) -> None:
     """incremental_id targets carry an index on ``id_column`` (every partition; staging gets it too), so the
     ids above the watermark are read by an index range scan, not a scan of whole partitions. Created with
-    the table; added once to a target that lacks it (that one build reads the whole table)."""
-    found = wh.execute(
-        """select 1 from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n
-             on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
-           where n.nspname = %s and c.relname = %s and a.attname = %s limit 1""",
-        [target.schema, target.table, id_column]).fetchone()
-    if found:
+    the table; added once to a target that lacks it (that one build reads the whole table). Runs inside
+    :func:`extract.target.target_ddl` (its lock makes the look-up and the CREATE one step)."""
+    if has_id_index(wh, target, id_column):
         return
     index = sql.Identifier(f"{target.table[:40]}__{id_column[:15]}_idx")
     log.info("Creating index %s on %s (%s) for the incremental_id watermark", index.as_string(wh), target, id_column)
-    with wh.transaction(), wh.cursor() as cur:
-        cur.execute(sql.SQL("set local lock_timeout = {}").format(
-            sql.Literal(f"{int(lock_timeout.total_seconds() * 1000)}ms")))
-        cur.execute(sql.SQL("create index if not exists {} on {} ({})").format(
-            index, target.ident(), sql.Identifier(id_column)))
+    wh.execute(sql.SQL("create index if not exists {} on {} ({})").format(
+        index, target.ident(), sql.Identifier(id_column)))
+
+
+def has_id_index(wh: psycopg.Connection, target: TableRef, id_column: str) -> bool:
+    """True when an index of ``target`` leads with ``id_column``."""
+    return wh.execute(
+        """select 1 from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n
+             on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid and a.attnum = i.indkey[0]
+           where n.nspname = %s and c.relname = %s and a.attname = %s limit 1""",
+        [target.schema, target.table, id_column]).fetchone() is not None

@@ -1,8 +1,9 @@
-"""Task config models: fields common to every task, and one params model per task type.
+"""Task config models: fields common to every task, and the params of ``operator:`` tasks.
 
-A task type's params model is its engine's spec (``freshness.spec.FreshnessSpec``, ...): a config key is
-the spec field, which is also the operator's parameter name. Unknown keys are errors (with a did-you-mean).
-The ``*Params`` models below are task types whose owners have not moved them into a spec yet.
+Every other task type's params model is its engine's spec (``freshness.spec.FreshnessSpec``, ...; the
+registry in :mod:`.task_types` names them by import path, so only the specs a pipeline uses are imported):
+a config key is the spec field, which is also the operator's parameter name. Unknown keys are errors (with a
+did-you-mean).
 """
 
 from __future__ import annotations
@@ -11,19 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from airflow_provider_dataeng.dbt.spec import DbtRenderSpec  # noqa: F401  (the dbt task type's params)
-from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.factory.notifications import TaskNotifications
 from airflow_provider_dataeng.factory.resources import Resources
-from airflow_provider_dataeng.failover.spec import (
-    FailoverHealthReportSpec,
-    FailoverHealthSensorSpec,
-)
-from airflow_provider_dataeng.freshness.spec import FreshnessSpec
-from airflow_provider_dataeng.gaps.spec import GapCheckSpec
-from airflow_provider_dataeng.publish.spec import PublishSpec as PublishParams  # noqa: F401  (task_types)
-from airflow_provider_dataeng.publish.spec import QualitySpec as QualityParams  # noqa: F401  (task_types)
-from airflow_provider_dataeng.publish.spec import RollbackSpec as RollbackParams  # noqa: F401  (task_types)
 from airflow_provider_dataeng.specs import (
     AssetRef,
     DottedPath,
@@ -32,10 +22,6 @@ from airflow_provider_dataeng.specs import (
     StrictModel,
     StrList,
 )
-
-__all__ = [  # the specs are the params models of their task types
-    "FailoverHealthReportSpec", "FailoverHealthSensorSpec", "FreshnessSpec", "GapCheckSpec",
-]
 
 TRIGGER_RULES = (
     "all_success", "all_failed", "all_done", "all_done_min_one_success", "all_skipped", "one_success",
@@ -105,10 +91,7 @@ class SensorFields(StrictModel):
     soft_fail: bool | None = Field(default=None, description="On timeout, skip instead of failing")
 
 
-# --- params per task type ------------------------------------------------------------------------------------
-ExtractParams = ExtractSpec  # the extract task type's params model is its spec (extract/spec.py)
-
-
+# --- params of `operator:` tasks ------------------------------------------------------------------------------
 class OperatorParams(StrictModel):
     """Any operator by import path, with its keyword arguments."""
 

@@ -12,13 +12,13 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
-
-from psycopg import errors as pg_errors
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dataeng import values
 from airflow_provider_dataeng.freshness.errors import FreshnessConfigError
+
+if TYPE_CHECKING:  # psycopg is imported when a probe runs, not when a DAG is parsed
+    from psycopg import sql
 
 
 def split_table_name(text: str, *, field: str = "table", default_schema: str = "public") -> tuple[str, str]:
@@ -69,6 +69,8 @@ class FreshnessQuery:
 
     def sql(self) -> sql.Composed:
         """The probe statement; identifiers quoted, the filter / custom query are the DAG author's SQL."""
+        from psycopg import sql
+
         if self.loaded_at_query:
             inner: sql.Composable = sql.SQL(self.loaded_at_query.strip().rstrip(";"))
         else:
@@ -110,6 +112,8 @@ def _as_utc(query: FreshnessQuery, value: Any) -> datetime | None:
 
 def translate_error(query: FreshnessQuery, exc: BaseException) -> FreshnessConfigError | None:
     """A clear, non-retryable error for a probe that can never succeed (missing table/column, bad SQL)."""
+    from psycopg import errors as pg_errors
+
     first_line = values.first_line(exc)
     if isinstance(exc, pg_errors.UndefinedTable):
         return FreshnessConfigError(f"table {query.display_table} does not exist ({first_line})")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
 from airflow_provider_dataeng.extract.interval import resolve_interval
-from airflow_provider_dataeng.extract.job import ExtractJob
 from airflow_provider_dataeng.extract.spec import ExtractSpec
 from airflow_provider_dataeng.publish.assets import table_asset
 from airflow_provider_dataeng.specs import build_spec, spec_default
 from airflow_provider_dataeng.values import as_list, is_templated
+
+if TYPE_CHECKING:  # the engine (psycopg) is imported when the task runs, not when its DAG is parsed
+    from airflow_provider_dataeng.extract.job import ExtractJob
 
 
 def target_outlets(conn_id: str, target_table: str) -> list[Asset]:
@@ -94,6 +96,8 @@ class IdempotentExtractOperator(BaseOperator):
             build_spec(self, ExtractSpec)
 
     def execute(self, context: Context) -> dict:
+        from airflow_provider_dataeng.extract.job import ExtractJob
+
         spec = build_spec(self, ExtractSpec)
         interval = resolve_interval(context)  # type: ignore[arg-type]
         self.log.info("Interval [%s, %s): %s", interval.lower.isoformat(), interval.upper.isoformat(),
@@ -113,3 +117,15 @@ class IdempotentExtractOperator(BaseOperator):
         """Cancel the running statements on the source and the warehouse (libpq cancel requests)."""
         if self._job is not None:
             self._job.cancel()
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.tasks import extract_lineage
+
+        return extract_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.tasks import extract_lineage
+
+        return extract_lineage(self, task_instance)

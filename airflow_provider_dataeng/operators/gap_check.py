@@ -16,7 +16,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, Context
 
 from airflow_provider_dataeng.freshness import split_table_name
-from airflow_provider_dataeng.gaps import find_gaps, resolve_timetable, to_utc
+from airflow_provider_dataeng.gaps import resolve_timetable, to_utc
 from airflow_provider_dataeng.gaps.spec import GapCheckSpec
 from airflow_provider_dataeng.specs import spec_default, task_spec
 from airflow_provider_dataeng.values import is_templated
@@ -88,6 +88,7 @@ class PartitionGapCheckOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_dataeng.connections import connect
+        from airflow_provider_dataeng.gaps.check import find_gaps  # the engine (psycopg): at run time
 
         dag = context.get("dag")
         try:

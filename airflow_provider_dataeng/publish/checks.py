@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_dataeng.publish.table_ref import TableRef
+
+if TYPE_CHECKING:  # psycopg is imported when checks run; building them (DAG parse time) does not need it
+    import psycopg
+    from psycopg import sql
 
 
 @dataclass
@@ -109,6 +110,8 @@ class NullFractionCheck(Check):
         self.name = self.name or f"null_fraction({self.column})"
 
     def evaluate(self, ctx: CheckContext) -> CheckResult:
+        from psycopg import sql
+
         nulls = ctx.scalar(sql.SQL("select count(*) from {} where {} is null").format(
             ctx.table.ident(), sql.Identifier(self.column)))
         fraction = (nulls / ctx.rows) if ctx.rows else 0.0
@@ -129,6 +132,8 @@ class UniqueCheck(Check):
         self.name = self.name or f"unique({', '.join(self.columns)})"
 
     def evaluate(self, ctx: CheckContext) -> CheckResult:
+        from psycopg import sql
+
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         dupes = ctx.scalar(sql.SQL(
             "select coalesce(sum(n - 1), 0)::bigint from (select count(*) as n from {} group by {} "
@@ -150,6 +155,8 @@ class AcceptedValuesCheck(Check):
         self.name = self.name or f"accepted_values({self.column})"
 
     def evaluate(self, ctx: CheckContext) -> CheckResult:
+        from psycopg import sql
+
         col = sql.Identifier(self.column)
         bad = ctx.scalar(
             sql.SQL("select count(*) from {} where {} is not null and not ({}::text = any(%s::text[]))").format(
@@ -177,6 +184,8 @@ class SqlCheck(Check):
 
     def query(self, table: TableRef) -> sql.Composed:
         """The query with ``{table}`` quoted in."""
+        from psycopg import sql
+
         pieces = self.sql.split("{table}")
         parts: list[sql.Composable] = [sql.SQL(pieces[0])]
         for piece in pieces[1:]:
@@ -201,6 +210,8 @@ class DriftCheck(Check):
     kind: ClassVar[str] = "drift"
 
     def evaluate(self, ctx: CheckContext) -> CheckResult:
+        from psycopg import sql
+
         threshold = f"+-{self.max_change_pct}%"
         if ctx.baseline is None:
             return self.result(None, threshold, True, "no published data to compare with")
@@ -281,6 +292,8 @@ def _describe(where: str, error: dict, item: dict) -> str:
 
 def run_checks(ctx: CheckContext, checks: Sequence[Check]) -> list[CheckResult]:
     """Evaluate every check (all of them, so the report is complete). A check that cannot run raises."""
+    import psycopg
+
     results = []
     for check in checks:
         try:

@@ -73,10 +73,12 @@ def set_lock_timeout(conn: psycopg.Connection, seconds: float) -> None:
 
 
 def with_lock_retries(conn: psycopg.Connection, what: str, watched: Sequence[TableRef], attempt_fn: Callable[[], Any],
-                      *, lock_timeout: float, attempts: int, backoff: float) -> tuple[Any, float]:
+                      *, lock_timeout: float, attempts: int, backoff: float, action: str = "swap",
+                      unchanged: str = "Live data is unchanged") -> tuple[Any, float]:
     """Run one transaction, retrying on lock timeout or deadlock with exponential backoff (with jitter).
 
-    Returns the attempt's result and how long the successful attempt took.
+    Returns the attempt's result and how long the successful attempt took. ``action`` names the transaction
+    in messages (the swap, or an extract's DDL), ``unchanged`` says what a final failure left as it was.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -89,13 +91,13 @@ def with_lock_retries(conn: psycopg.Connection, what: str, watched: Sequence[Tab
             blockers = describe_lock_holders(conn, watched)
             if attempt >= attempts:
                 raise SwapLockTimeout(
-                    f"swap of {what} failed: could not get its locks within lock_timeout {lock_timeout:g}s in "
+                    f"{action} of {what} failed: could not get its locks within lock_timeout {lock_timeout:g}s in "
                     f"{attempts} attempts (last error: {exc.sqlstate} {first_line(exc)}). Sessions holding locks: "
-                    f"{blockers or 'none found'}. Live data is unchanged."
+                    f"{blockers or 'none found'}. {unchanged}."
                 ) from exc
             delay = min(10.0, backoff * 2 ** min(attempt - 1, 30)) * random.uniform(0.5, 1.0)
-            log.warning("Swap of %s: lock not available within %gs (attempt %d/%d, %s); holders: %s; "
-                        "retrying in %.2fs", what, lock_timeout, attempt, attempts, exc.sqlstate,
+            log.warning("%s of %s: lock not available within %gs (attempt %d/%d, %s); holders: %s; "
+                        "retrying in %.2fs", action[:1].upper() + action[1:], what, lock_timeout, attempt, attempts, exc.sqlstate,
                         blockers or "none found", delay)
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from psycopg import sql
+if TYPE_CHECKING:  # psycopg is imported when SQL is built, not when a DAG is parsed
+    from psycopg import sql
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a silently truncated "__staging" name could
 # collide with another table, so derived names are shortened deterministically instead.
@@ -103,6 +105,8 @@ class TableRef:
 
     def ident(self) -> sql.Composed:
         """The quoted ``"schema"."table"``."""
+        from psycopg import sql
+
         return sql.Composed([sql.Identifier(self.schema), sql.SQL("."), sql.Identifier(self.table)])
 
     def with_suffix(self, suffix: str) -> TableRef:
