@@ -17,8 +17,15 @@ install:
 system-deps:
 	@scripts/system_deps.sh
 
-manifest: install
+# dbt's build-time artifacts (manifest.json, partial_parse.msgpack, build info): rebuilt only when the dbt
+# project, the provider's dbt package or the locked versions changed (`make -B manifest` forces it).
+DBT_INPUTS := $(shell find dbt_project -type f -not -path 'dbt_project/target/*' -not -path 'dbt_project/logs/*' \
+                -not -path 'dbt_project/dbt_packages/*' 2>/dev/null) $(wildcard airflow_provider_dataeng/dbt/*.py)
+manifest: dbt_project/target/manifest.json
+
+dbt_project/target/manifest.json: $(DBT_INPUTS) setup.cfg constraints.txt | install
 	@$(PY) -m airflow_provider_dataeng.dbt.parse_project dbt_project
+	@touch $@
 
 lint: install
 	@echo "==> ruff"; $(VENV)/bin/ruff check .

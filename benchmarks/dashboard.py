@@ -13,10 +13,15 @@ DAG per target (daily ``CronDataIntervalTimetable``) serialized into a fresh Air
 - ``changed_api_ms`` (progress lines and the JSON): the same call when one new ledger row arrived since the
   previous call (what a page polling during a backfill sees): the new rows are merged, one target recomputed;
 - ``page_load_ms``: median time from navigation to the rendered overview (50 rows, their calendar strips)
-  in headless Chromium (Debian's ``chromium``, driven by Playwright), one fresh page per sample.
+  in headless Chromium (Debian's ``chromium``, driven by Playwright), one fresh page per sample, as the
+  driver sees it; ``page_ready_ms``: the same in the page's own clock (navigation start to the ``dataeng-ready``
+  mark), with its parts ``page_html_ms`` (the HTML received) and ``page_api_ms`` (the overview request);
+- ``detail_api_ms``: median time of ``GET /dataeng/api/target`` (one target's 1,000 cells, checks and
+  freshness: what a click on a row loads), and ``overview_kb`` / ``detail_kb``: the responses' sizes as sent
+  (gzip).
 
 The counts the API returns are checked against the ledger before timing. The last line is one JSON object:
-``{"targets": 50, "intervals": 1000, "api_ms": .., "page_load_ms": .., "cold_api_ms": .., "changed_api_ms": ..}``.
+``{"targets": 50, "intervals": 1000, "api_ms": .., "page_load_ms": .., "cold_api_ms": .., "changed_api_ms": .., ...}``.
 The screenshot of the overview goes to ``$DATAENG_ARTIFACTS_DIR`` (default ``.artifacts/``).
 Targets: api_ms <= 300, page_load_ms <= 2000.
 """
@@ -55,6 +60,25 @@ for i in range({targets}):
         EmptyOperator(task_id="extract")
     globals()[dag.dag_id] = dag
 """
+
+
+IN_PAGE_TIMES = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const api = performance.getEntriesByType("resource").find((e) => e.name.includes("/api/targets"));
+  const ready = performance.getEntriesByName("dataeng-ready")[0];
+  return {page_ready_ms: ready ? ready.startTime : NaN, page_html_ms: nav ? nav.responseEnd : NaN,
+          page_api_ms: api ? api.responseEnd - api.startTime : NaN};
+}"""
+
+
+def _wire_kb(base: str, token: str, path: str, params: dict[str, str] | None = None) -> float:
+    """Size of a response as the browser receives it (gzip), in kB."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=300) as client, client.stream(
+            "GET", path, params=params, headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}) as r:
+        r.raise_for_status()
+        return round(sum(len(chunk) for chunk in r.iter_raw()) / 1024, 1)
 
 
 def say(msg: str) -> None:
@@ -201,6 +225,19 @@ def main() -> None:
             samples.append((time.perf_counter() - t0) * 1000)
         api_ms = statistics.median(samples)
         say(f"api_ms median of {args.repeat}: {api_ms:.0f} (min {min(samples):.0f}, max {max(samples):.0f})")
+        overview_kb = _wire_kb(base, token, "/dataeng/api/targets")
+
+        detail_params = {"conn_id": "warehouse", "dag_id": "bench_dash_007", "schema": "raw", "table": "bench_007"}
+        detail = client.get("/dataeng/api/target", params=detail_params).raise_for_status().json()
+        assert len(detail["cells"]) == args.intervals, len(detail["cells"])
+        detail_samples = []
+        for _ in range(max(3, args.repeat // 3)):
+            t0 = time.perf_counter()
+            client.get("/dataeng/api/target", params=detail_params).raise_for_status()
+            detail_samples.append((time.perf_counter() - t0) * 1000)
+        detail_ms = statistics.median(detail_samples)
+        detail_kb = _wire_kb(base, token, "/dataeng/api/target", detail_params)
+        say(f"detail_api_ms median: {detail_ms:.0f}; sizes as sent: overview {overview_kb} kB, detail {detail_kb} kB")
 
         changed = []
         with psycopg.connect(cluster.dsn("warehouse"), autocommit=True) as conn:
@@ -216,7 +253,7 @@ def main() -> None:
         changed_ms = statistics.median(changed)
         say(f"changed_api_ms median of {args.repeat}: {changed_ms:.0f}")
 
-        page_samples = []
+        page_samples, in_page = [], []
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -229,6 +266,7 @@ def main() -> None:
                 rows = page.locator("#targets tbody tr").count()
                 page_samples.append((time.perf_counter() - t0) * 1000)
                 assert rows == args.targets, rows
+                in_page.append(page.evaluate(IN_PAGE_TIMES))
                 page.close()
             artifacts = Path(os.environ.get("DATAENG_ARTIFACTS_DIR") or Path(__file__).resolve().parents[1] / ".artifacts")
             artifacts.mkdir(parents=True, exist_ok=True)
@@ -239,14 +277,16 @@ def main() -> None:
             page.screenshot(path=str(shot))
             browser.close()
         page_ms = statistics.median(page_samples)
-        say(f"page_load_ms median of {args.page_repeat}: {page_ms:.0f}; screenshot {shot}")
+        parts = {k: round(statistics.median(s[k] for s in in_page), 1) for k in ("page_ready_ms", "page_html_ms", "page_api_ms")}
+        say(f"page_load_ms median of {args.page_repeat}: {page_ms:.0f}; in the page: {parts}; screenshot {shot}")
     finally:
         if proc is not None:
             stop(proc)
         cluster.destroy()
     print(json.dumps({"targets": args.targets, "intervals": args.intervals, "api_ms": round(api_ms, 1),
                       "page_load_ms": round(page_ms, 1), "cold_api_ms": round(cold_ms, 1),
-                      "changed_api_ms": round(changed_ms, 1)}))
+                      "changed_api_ms": round(changed_ms, 1), **parts, "detail_api_ms": round(detail_ms, 1),
+                      "overview_kb": overview_kb, "detail_kb": detail_kb, "load_avg_1m": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":

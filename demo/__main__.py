@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_standalone(plain=args.plain, days=args.days, seed=args.seed)
 
     from demo.run import Demo, DemoOptions, report_json
+    from demo.standalone import dashboard_hint
     from demo.summary import render_report
 
     options = DemoOptions(days=args.days, plain=args.plain, seed=args.seed, keep=args.keep)
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.close()
         print(f"==> every server stopped ({time.monotonic() - t0:.0f} s); "
               f"total {time.monotonic() - started:.0f} s", flush=True)
+        print(dashboard_hint(), flush=True)
 
 
 if __name__ == "__main__":

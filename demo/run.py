@@ -226,19 +226,27 @@ def published_partitions(ledger: Iterable[LedgerRow], start: datetime) -> list[L
     return list(latest.values())
 
 
-def parse_lag(text: str | None) -> timedelta:
-    """``"15m"`` / ``"2h"`` / ``"30s"`` / ``"1d"`` (the extract's ``lag`` format) as a timedelta."""
-    text = (text or "0s").strip()
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].replace(".", "", 1).isdigit():
-        raise ValueError(f"lag={text!r}: expected a number and a unit s, m, h or d (e.g. '15m')")
-    return timedelta(**{units[text[-1]]: float(text[:-1])})
+def extract_setting(task: dict[str, Any], name: str) -> Any:
+    """An extract task's setting as the operator sees it: the config's value, else the spec's default
+    (:class:`~airflow_provider_dataeng.extract.spec.ExtractSpec`; e.g. ``lag`` defaults to 15m, not 0s)."""
+    from airflow_provider_dataeng.extract.spec import ExtractSpec
+    from airflow_provider_dataeng.specs import spec_default
+
+    value = task.get(name)
+    return spec_default(ExtractSpec, name) if value is None else value
+
+
+def parse_lag(value: Any) -> timedelta:
+    """An extract's ``lag`` (``"15m"``, ``"2h"``, seconds, ...) as a timedelta; ``None`` is the spec's default."""
+    from airflow_provider_dataeng.durations import require_duration
+
+    return require_duration(extract_setting({"lag": value}, "lag"), "lag")
 
 
 def late_rows(source_dsn: str, wh_dsn: str, pipeline: str, target: str, task: dict[str, Any],
               start: datetime, end: datetime) -> dict[str, Any]:
     """Source rows dated in [start, end) that the interval's run did not see (committed after it)."""
-    column = str(task.get("timestamp_column") or "updated_at")
+    column = str(extract_setting(task, "timestamp_column"))
     lag = parse_lag(task.get("lag"))
     source = str(task["source_table"])
     s_schema, _, s_table = source.rpartition(".")
@@ -253,7 +261,7 @@ def late_rows(source_dsn: str, wh_dsn: str, pipeline: str, target: str, task: di
     late = sorted(in_source - loaded, key=lambda r: r[1])
     covered = [r for r in late if r[1] >= end - lag]
     return {"pipeline": pipeline, "target": target, "interval": start.date().isoformat(),
-            "lag": str(task.get("lag") or "0s"),
+            "lag": str(extract_setting(task, "lag")),
             "late": len(late), "covered_by_lag": len(covered),
             "first": late[0][1].isoformat() if late else None, "last": late[-1][1].isoformat() if late else None,
             "next_window_from": (end - lag).isoformat()}

@@ -18,6 +18,24 @@ from devstack.airflow_stack import ADMIN_USER, AirflowStack
 
 UTC = timezone.utc
 UI_PORT = 8080
+# Where the provider's plugin (airflow_provider_dataeng.dashboard.plugin) puts the ingestion dashboard: an
+# entry of the UI's Browse menu (Airflow 3.1+: <UI>/plugin/<url_route>) and the page itself. Not imported from
+# there: the demo's own process does not import Airflow (tests/test_demo_shop.py checks they agree).
+DASHBOARD_UI_ROUTE = "plugin/dataeng-ingestion"
+DASHBOARD_PAGE = "dataeng/dashboard/"
+
+
+def dashboard_urls(base_url: str = f"http://127.0.0.1:{UI_PORT}") -> tuple[str, str]:
+    """(the dashboard inside the Airflow UI, the page on its own) under ``base_url``."""
+    base = base_url.rstrip("/")
+    return f"{base}/{DASHBOARD_UI_ROUTE}", f"{base}/{DASHBOARD_PAGE}"
+
+
+def dashboard_hint() -> str:
+    """What ``make demo`` prints last: where the ingestion dashboard is once ``make airflow`` runs."""
+    in_ui, page = dashboard_urls()
+    return (f"==> the ingestion dashboard: run `make airflow`, sign in, then open {in_ui} (Browse > Ingestion;\n"
+            f"    the page alone: {page}). Port {UI_PORT} when it is free; `make airflow` prints the URL it uses.")
 
 
 def _port_free(port: int) -> bool:
@@ -48,7 +66,9 @@ def run_standalone(plain: bool = False, days: int = 3, seed: int = 42) -> int:
                                port=UI_PORT if _port_free(UI_PORT) else None)
         airflow.start()
         print(stack.describe(), flush=True)
+        in_ui, page = dashboard_urls(airflow.base_url)
         print(f"==> Airflow is running: UI {airflow.base_url}  (user {ADMIN_USER}, password {airflow.password})\n"
+              f"    ingestion dashboard: {in_ui}  (Browse > Ingestion; the page alone: {page})\n"
               f"    logs: {airflow.logs_dir}\n"
               "    DAGs start paused. Unpausing a daily pipeline lets the scheduler run its last complete day;\n"
               "    the Trigger button (no logical date) runs that same last complete interval, or the interval\n"

@@ -136,6 +136,53 @@ def test_interval_cache_extends_to_what_a_full_computation_gives(schedule: Any) 
     assert cache.get(timetable, a - 3 * DAY, a + 5 * DAY) == expected_intervals(timetable, a - 3 * DAY, a + 5 * DAY)
 
 
+# -- freshness SLAs from the sensors' serialized tasks --------------------------------------------------------
+def _serialized(dag: Any) -> dict[str, Any]:
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization as Serializer
+    except ImportError:  # Airflow < 3.1
+        from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+    return json.loads(json.dumps(Serializer.to_dict(dag)))  # what the API server reads from serialized_dag
+
+
+def test_freshness_slas_of_config_sensors_are_read_from_the_serialized_dag() -> None:
+    """The monitoring config's freshness tasks: the page gets each sensor's own warn_after/error_after."""
+    from airflow_provider_dataeng.dashboard.airflow_side import SensorSla, sensor_slas
+    from airflow_provider_dataeng.factory.folder import build_dags
+
+    dag = build_dags(REPO / "dags" / "configs", only_dag_id="monitoring").dags["monitoring"]
+    sensors = {t.task_id.rsplit(".", 1)[-1]: t for t in dag.tasks if type(t).__name__ == "FreshnessSensor"}
+    assert set(sensors) == {"orders_fresh", "payments_fresh"}
+    slas = {(s.schema, s.table): s for s in sensor_slas("monitoring", _serialized(dag))}
+    for name, table in (("orders_fresh", "orders"), ("payments_fresh", "payments")):
+        spec = sensors[name].spec()
+        sla = slas[("raw", table)]
+        assert isinstance(sla, SensorSla) and sla.conn_id == "warehouse" and sla.task_id.endswith(name)
+        assert (sla.warn_after, sla.error_after) == (spec.warn_after, spec.error_after) == (
+            timedelta(hours=26), timedelta(hours=50))
+        # The same verdicts as the sensor's own rule.
+        check = spec.check()
+        for lag in (None, timedelta(hours=1), timedelta(hours=27), timedelta(hours=51)):
+            assert sla.status(lag) == check.sla.status_for(lag).value, lag
+
+
+@pytest.mark.parametrize("warn, error", [(timedelta(hours=2), timedelta(days=1, hours=3)), ("90m", "2d"),
+                                         ({"count": 3, "period": "hour"}, None), (None, 7200)])
+def test_freshness_sla_values_survive_serialization(warn: Any, error: Any) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_dataeng.dashboard.airflow_side import sensor_slas
+    from airflow_provider_dataeng.durations import parse_duration
+    from airflow_provider_dataeng.sensors.freshness import FreshnessSensor
+
+    with DAG("sla_values", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
+        FreshnessSensor(task_id="fresh", conn_id="wh2", table="analytics.daily", timestamp_column="at",
+                        warn_after=warn, error_after=error)
+    (sla,) = sensor_slas("sla_values", _serialized(dag))
+    assert (sla.conn_id, sla.schema, sla.table) == ("wh2", "analytics", "daily")
+    assert sla.warn_after == parse_duration(warn, field="w") and sla.error_after == parse_duration(error, field="e")
+
+
 def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: str) -> None:
     """Appended rows are merged (newest id wins), deleted rows force a reload; always equal to a fresh read."""
     from airflow_provider_dataeng.dashboard.loads_cache import LoadsCache
@@ -242,12 +289,23 @@ class ApiServer:
                 self.proc.wait(10)
 
 
-def _serialize_dag_file(home: Path, dag_id: str, start: datetime) -> None:
+SENSOR_DAG = """
+from datetime import datetime, timezone
+from airflow.sdk import DAG
+from airflow_provider_dataeng.sensors.freshness import FreshnessSensor
+with DAG({dag_id!r}, schedule="@hourly", start_date=datetime({y}, {m}, {d}, tzinfo=timezone.utc),
+         catchup=False) as dag:
+    FreshnessSensor(task_id="payments_fresh", conn_id="warehouse", table="raw.payments",
+                    timestamp_column="updated_at", warn_after="1s", error_after={{"count": 3, "period": "day"}})
+"""
+
+
+def _serialize_dag_file(home: Path, dag_id: str, start: datetime, template: str = DAG_TEMPLATE) -> None:
     """Write a DAG file and sync it to the metadata DB the way the DAG processor would."""
     from devstack.airflow_env import serialize_dag_to_db
 
     path = home / "dags" / f"{dag_id}.py"
-    path.write_text(DAG_TEMPLATE.format(dag_id=dag_id, y=start.year, m=start.month, d=start.day))
+    path.write_text(template.format(dag_id=dag_id, y=start.year, m=start.month, d=start.day))
     namespace: dict[str, Any] = {}
     exec(compile(path.read_text(), str(path), "exec"), namespace)  # the DAG object, as the processor builds it
     dag = next(v for v in namespace.values() if getattr(v, "dag_id", None) == dag_id)
@@ -255,14 +313,31 @@ def _serialize_dag_file(home: Path, dag_id: str, start: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def dashboard_api(airflow_home: Path, pg_cluster: Any) -> Iterator[dict[str, Any]]:
-    """A warehouse with a ledger for three DAGs (one the limited user may not read) and an API server."""
+def dbt_docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project's docs site, built by the build step ``parse_project --docs`` (real dbt, no database),
+    published as a docs generate task publishes it, for a DAG the limited user may read and one it may not."""
+    from airflow_provider_dataeng.dbt.docs import publish_docs
+    from airflow_provider_dataeng.dbt.parse_project import parse_project
+
+    target = tmp_path_factory.mktemp("dbt-target")
+    parse_project(REPO / "dbt_project", target_path=target, quiet=True, docs=True)
+    root = tmp_path_factory.mktemp("dbt-docs")
+    for site in ("dash_ok_orders.docs", "dash_secret.docs"):
+        publish_docs(target, root / site)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dashboard_api(airflow_home: Path, pg_cluster: Any, dbt_docs_dir: Path) -> Iterator[dict[str, Any]]:
+    """A warehouse with a ledger for three DAGs (one the limited user may not read), a DAG with a freshness
+    sensor on one of their tables, dbt docs sites, and an API server."""
     dbname = f"dash_{uuid.uuid4().hex[:8]}"
     pg_cluster.create_database(dbname)
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - 30 * DAY
     for dag_id in ("dash_ok_orders", "dash_ok_payments", "dash_secret"):
         _serialize_dag_file(airflow_home, dag_id, start)
+    _serialize_dag_file(airflow_home, "dash_ok_monitor", start, SENSOR_DAG)
     holes = {"dash_ok_orders": {3, 4, 17}, "dash_ok_payments": {9}, "dash_secret": set()}
     with psycopg.connect(pg_cluster.dsn(dbname), autocommit=True) as conn:
         ensure_ledger(conn)
@@ -281,10 +356,12 @@ def dashboard_api(airflow_home: Path, pg_cluster: Any) -> Iterator[dict[str, Any
                     checks=[{"check": "row_count", "observed": 100 + i, "threshold": ">= 1", "passed": True}],
                     error="source unreachable" if status == "failed" else None))
     env = {**os.environ, "AIRFLOW_CONN_WAREHOUSE": json.dumps(
-        {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": dbname})}
+        {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": dbname}),
+        "AIRFLOW__DATAENG__DBT_DOCS_DIRS": str(dbt_docs_dir)}
     server = ApiServer(airflow_home, env)
     try:
         yield {"server": server, "dsn": pg_cluster.dsn(dbname), "start": start, "today": today, "holes": holes,
+               "docs": dbt_docs_dir,
                "admin": server.token("admin", "admin-pw"), "limited": server.token("limited", "limited-pw")}
     finally:
         server.stop()
@@ -356,3 +433,145 @@ def test_target_detail_lists_intervals_checks_and_freshness(dashboard_api: dict[
     assert d["row_count_band"] == [1.0, None]
     missing = server.get("api/target", token=dashboard_api["admin"], params={**params, "table": "nope"})
     assert missing.status_code == 404
+
+
+@pytest.mark.timeout(600)
+def test_freshness_uses_the_sensors_thresholds(dashboard_api: dict[str, Any]) -> None:
+    """raw.payments has a FreshnessSensor (warn_after 1s, error_after 3 days): its latest interval is published,
+    so the interval rule says fresh, but its lag (since today 00:00 UTC) is past the sensor's warn_after."""
+    server = dashboard_api["server"]
+    rows = {t["table"]: t for t in server.get("api/targets", token=dashboard_api["limited"]).json()["targets"]}
+    pay, orders = rows["payments"]["freshness"], rows["orders"]["freshness"]
+    assert pay["source"] == "sensor" and pay["sensor"] == {"dag_id": "dash_ok_monitor", "task_id": "payments_fresh"}
+    assert (pay["warn_after_seconds"], pay["error_after_seconds"]) == (1.0, 3 * 86400.0)
+    assert pay["status"] == "warn" and pay["behind_intervals"] == 0 and pay["lag_seconds"] > 1
+    assert orders["source"] == "intervals" and orders["status"] == "fresh"
+    params = {"conn_id": "warehouse", "dag_id": "dash_ok_payments", "schema": "raw", "table": "payments"}
+    detail = server.get("api/target", token=dashboard_api["limited"], params=params).json()["freshness"]
+    assert (detail["source"], detail["status"], detail["error_after_seconds"]) == ("sensor", "warn", 3 * 86400.0)
+
+
+@pytest.mark.timeout(600)
+def test_dbt_docs_are_served_with_a_link_per_model(dashboard_api: dict[str, Any]) -> None:
+    server, docs = dashboard_api["server"], dashboard_api["docs"]
+    page = f"{server.base_url}/dataeng/dashboard/"
+    sites = {s["id"]: s for s in server.get("api/dbt", token=dashboard_api["admin"]).json()["sites"]}
+    assert set(sites) == {"dash_ok_orders.docs", "dash_secret.docs"}
+    limited = {s["id"]: s for s in server.get("api/dbt", token=dashboard_api["limited"]).json()["sites"]}
+    assert set(limited) == {"dash_ok_orders.docs"}
+    site = limited["dash_ok_orders.docs"]
+    assert (site["dag_id"], site["task_id"]) == ("dash_ok_orders", "docs")
+    manifest = json.loads((docs / "dash_ok_orders.docs" / "manifest.json").read_text())
+    models = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    nodes = {n["unique_id"]: n for n in site["nodes"]}
+    assert models and models <= set(nodes)
+    fct = nodes["model.dataeng_shop.fct_orders"]
+    assert fct["relation"] == "analytics.fct_orders"
+    assert fct["url"] == "../dbt-docs/dash_ok_orders.docs/#!/model/model.dataeng_shop.fct_orders"
+    # raw.orders is a dbt source: the target row of the orders pipeline links to its page.
+    assert [n["url"] for n in site["nodes"] if n["relation"] == "raw.orders"] == [
+        "../dbt-docs/dash_ok_orders.docs/#!/source/source.dataeng_shop.raw.orders"]
+    # The link serves the docs index (dbt's own page), and the files it loads, behind Airflow's auth.
+    url = httpx.URL(page).join(fct["url"].split("#")[0])
+    headers = {"Authorization": f"Bearer {dashboard_api['limited']}"}
+    index = httpx.get(url, headers=headers, timeout=60)
+    assert index.status_code == 200 and index.content == (docs / "dash_ok_orders.docs" / "index.html").read_bytes()
+    assert "dbt" in index.text.lower() and index.headers["content-type"].startswith("text/html")
+    served = httpx.get(url.join("manifest.json"), headers=headers, timeout=60)
+    assert served.status_code == 200 and "model.dataeng_shop.fct_orders" in served.json()["nodes"]
+    assert httpx.get(url.join("catalog.json"), headers=headers, timeout=60).status_code == 200
+    assert httpx.get(url, timeout=60).status_code == 401
+    assert httpx.get(url.join("manifest.json"), timeout=60).status_code == 401
+    secret = httpx.URL(page).join("../dbt-docs/dash_secret.docs/")
+    assert httpx.get(secret, headers=headers, timeout=60).status_code == 404
+    admin = {"Authorization": f"Bearer {dashboard_api['admin']}"}
+    assert httpx.get(secret, headers=admin, timeout=60).status_code == 200
+    for name in ("dataeng_build_info.json", "..%2F..%2Fdash_secret.docs%2Findex.html", "logs"):
+        assert httpx.get(url.join(name), headers=admin, timeout=60).status_code == 404, name
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not installed")
+def test_page_in_chromium_shows_sensor_freshness_and_opens_dbt_docs(dashboard_api: dict[str, Any]) -> None:
+    """The page as a user sees it (headless Chromium, the UI's cookie): friendly times, the sensor's SLA on the
+    payments row, and the dbt docs link of raw.orders (a dbt source) opening dbt's own docs page."""
+    from playwright.sync_api import sync_playwright
+
+    server = dashboard_api["server"]
+    artifacts = Path(os.environ.get("DATAENG_ARTIFACTS_DIR") or REPO / ".artifacts") / "dashboard"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.add_cookies([{"name": "_token", "value": dashboard_api["limited"], "url": server.base_url + "/"}])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{server.base_url}/dataeng/dashboard/")
+            page.wait_for_selector("body[data-ready=true][data-dbt-ready=true]")
+            status = page.inner_text("#status")
+            assert re.fullmatch(r"2 target\(s\), as of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", status), status
+            payments = page.locator("tr[data-target='warehouse:dash_ok_payments:raw.payments']")
+            assert re.fullmatch(r"warn: lag \S+", payments.locator(".badge").inner_text())
+            assert "dash_ok_monitor.payments_fresh" in payments.locator(".badge").get_attribute("title")
+            orders = page.locator("tr[data-target='warehouse:dash_ok_orders:raw.orders']")
+            assert orders.locator(".badge").inner_text() == "fresh"
+            link = orders.locator("a.dbt-link")
+            assert link.get_attribute("href") == "../dbt-docs/dash_ok_orders.docs/#!/source/source.dataeng_shop.raw.orders"
+            model = page.locator("#dbt a[data-node='model.dataeng_shop.fct_orders']")
+            assert model.get_attribute("href") == "../dbt-docs/dash_ok_orders.docs/#!/model/model.dataeng_shop.fct_orders"
+            page.screenshot(path=str(artifacts / "dashboard-sla-and-dbt.png"), full_page=True)
+            orders.click()
+            page.wait_for_selector("#detail:not([hidden]) .cell")
+            assert page.inner_text("#freshness [data-field=sla]").startswith("no freshness sensor on this table")
+            page.locator("#calendar .cell").nth(3).click()
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d 00:00 UTC \.\. \d{4}-\d\d-\d\d 00:00 UTC",
+                                page.locator("#selection dd").first.inner_text())
+            page.screenshot(path=str(artifacts / "dashboard-detail.png"), full_page=True)
+            assert not errors, errors
+
+            with context.expect_page() as opened:
+                model.click()  # target=_blank: dbt's docs app in a new tab, loading manifest/catalog with the cookie
+            docs = opened.value
+            loaded: dict[str, int] = {}
+            docs.on("response", lambda r: loaded.__setitem__(r.url.rsplit("/", 1)[-1].split("?")[0], r.status))
+            docs.wait_for_load_state()
+            assert docs.url.startswith(f"{server.base_url}/dataeng/dbt-docs/dash_ok_orders.docs/")
+            docs.get_by_text("fct_orders").first.wait_for(timeout=60_000)
+            docs.screenshot(path=str(artifacts / "dbt-docs-from-dashboard.png"))
+            # The site's data came through the plugin with the user's cookie (dbt's page may also ask for its
+            # own unrendered template URLs: those 404s are dbt's, not ours).
+            assert loaded.get("manifest.json") == 200 and loaded.get("catalog.json") == 200, loaded
+            context.close()
+        finally:
+            browser.close()
+
+
+def test_pool_reuses_connections_and_replaces_dead_or_old_ones(pg_cluster: Any, pg_db: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_dataeng.dashboard.pool import WarehousePool
+
+    monkeypatch.setenv("AIRFLOW_CONN_POOL_WH", json.dumps(
+        {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": pg_db}))
+    pool = WarehousePool(max_age=60)
+    pid = lambda conn: conn.execute("select pg_backend_pid()").fetchone()[0]  # noqa: E731
+    with pool.connection("pool_wh") as conn:
+        first = pid(conn)
+        assert conn.read_only and conn.isolation_level == psycopg.IsolationLevel.REPEATABLE_READ
+    with pool.connection("pool_wh") as conn:
+        assert pid(conn) == first and pool.opened == 1
+    with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as admin:
+        admin.execute("select pg_terminate_backend(%s)", [first])
+    with pool.connection("pool_wh") as conn:  # the dead one is noticed before it is handed out
+        second = pid(conn)
+        assert second != first and pool.opened == 2
+    with pytest.raises(psycopg.errors.UndefinedTable), pool.connection("pool_wh") as conn:
+        conn.execute("select * from no_such_table")
+    with pool.connection("pool_wh") as conn:  # a request that failed does not give its connection back
+        assert pid(conn) != second and pool.opened == 3
+    pool.max_age = 0
+    with pool.connection("pool_wh") as conn:
+        assert pool.opened == 4
+    pool.clear()

@@ -46,6 +46,11 @@ def test_demo_succeeds_and_prints_the_summary(demo_run: tuple[subprocess.Complet
     assert report["ok"] and report["warehouse"] == "plain"
     failed = [r for r in report["runs"] if not r["ok"]]
     assert not failed, f"failed runs: {[(r['dag_id'], r['interval_start'], r['tasks']) for r in failed]}"
+    # It ends by saying where the ingestion dashboard is once `make airflow` runs (issue 17 item 5).
+    from demo.standalone import dashboard_urls
+
+    last = "\n".join(out.rstrip().splitlines()[-2:])
+    assert "make airflow" in last and dashboard_urls()[0] in last, last
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -35,31 +36,45 @@ class DagSchedule:
     timetable: Any
     start_date: datetime | None
     summary: str
+    description: str = ""
+    key: str = ""  # timetable_key(timetable), computed once per serialized DAG version
+    is_anchored: bool = False  # anchored(timetable)
 
 
 _schedules: dict[tuple[str, str], DagSchedule] = {}
 _schedules_lock = threading.Lock()
 
 
-def dag_schedules(dag_ids: Iterable[str], session: Any) -> dict[str, DagSchedule]:
-    """Timetable and start date of each DAG's latest serialized version (DAGs not serialized are left out).
-
-    One query for the DAGs' latest ``dag_hash``; a DAG is deserialized only when its hash is new to us.
-    """
-    from airflow.models.serialized_dag import SerializedDagModel
-    from sqlalchemy import select
+def latest_hashes(dag_ids: Iterable[str], session: Any) -> dict[str, str]:
+    """The ``dag_hash`` of each DAG's latest serialized version (one query; DAGs not serialized are left out)."""
+    from airflow.models.serialized_dag import SerializedDagModel as Sdm
+    from sqlalchemy import and_, func, select
 
     ids = sorted(set(dag_ids))
     if not ids:
         return {}
     latest: dict[str, tuple[Any, str]] = {}
-    stmt = select(SerializedDagModel.dag_id, SerializedDagModel.created_at, SerializedDagModel.dag_hash).where(
-        SerializedDagModel.dag_id.in_(ids))
+    # Airflow 3 keeps one row per DAG version: only the newest of each DAG is read.
+    newest = (select(Sdm.dag_id, func.max(Sdm.created_at).label("created_at")).where(Sdm.dag_id.in_(ids))
+              .group_by(Sdm.dag_id).subquery())
+    stmt = select(Sdm.dag_id, Sdm.created_at, Sdm.dag_hash).join(
+        newest, and_(Sdm.dag_id == newest.c.dag_id, Sdm.created_at == newest.c.created_at))
     for dag_id, created_at, dag_hash in session.execute(stmt):
         if dag_id not in latest or created_at > latest[dag_id][0]:
             latest[dag_id] = (created_at, dag_hash)
+    return {dag_id: dag_hash for dag_id, (_created, dag_hash) in latest.items()}
+
+
+def dag_schedules(dag_ids: Iterable[str], session: Any, hashes: dict[str, str] | None = None) -> dict[str, DagSchedule]:
+    """Timetable and start date of each DAG's latest serialized version (DAGs not serialized are left out).
+
+    One query for the DAGs' latest ``dag_hash`` (or ``hashes``, from :func:`latest_hashes`); a DAG is
+    deserialized only when its hash is new to us.
+    """
+    ids = set(dag_ids)
+    hashes = latest_hashes(ids, session) if hashes is None else {d: h for d, h in hashes.items() if d in ids}
     out = {}
-    for dag_id, (_created, dag_hash) in latest.items():
+    for dag_id, dag_hash in hashes.items():
         with _schedules_lock:
             found = _schedules.get((dag_id, dag_hash))
         if found is None:
@@ -74,6 +89,102 @@ def dag_schedules(dag_ids: Iterable[str], session: Any) -> dict[str, DagSchedule
     return out
 
 
+# -- freshness SLAs of the DAGs' freshness sensors --------------------------------------------------------
+@dataclass(frozen=True)
+class SensorSla:
+    """A freshness sensor's thresholds, read from its serialized task (template fields ``table``,
+    ``conn_id``, ``warn_after``, ``error_after`` of :class:`~airflow_provider_dataeng.sensors.freshness.FreshnessSensor`)."""
+
+    dag_id: str
+    task_id: str
+    conn_id: str | None
+    schema: str
+    table: str
+    warn_after: timedelta | None
+    error_after: timedelta | None
+
+    def status(self, lag: timedelta | None) -> str:
+        """The sensor's verdict for ``lag`` (same rule: past error_after is error, past warn_after warn)."""
+        from airflow_provider_dataeng.freshness.status import FreshnessSLA
+
+        return FreshnessSLA(self.warn_after, self.error_after).status_for(lag).value
+
+
+_slas: dict[tuple[str, str], tuple[SensorSla, ...]] = {}
+
+
+def freshness_slas(hashes: dict[str, str], session: Any) -> dict[tuple[str | None, str, str], SensorSla]:
+    """``{(conn_id, schema, table): sla}`` of every freshness sensor in the DAGs of ``hashes``.
+
+    A DAG's serialized JSON is read only when its hash is new to us. With several sensors on one table the
+    strictest (smallest ``error_after``, then ``warn_after``) wins.
+    """
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    out: dict[tuple[str | None, str, str], SensorSla] = {}
+    for dag_id, dag_hash in hashes.items():
+        with _schedules_lock:
+            found = _slas.get((dag_id, dag_hash))
+        if found is None:
+            serdag = SerializedDagModel.get(dag_id, session=session)
+            found = tuple(sensor_slas(dag_id, serdag.data if serdag is not None else None))
+            with _schedules_lock:
+                if len(_slas) > 4096:
+                    _slas.clear()
+                _slas[(dag_id, dag_hash)] = found
+        for sla in found:
+            key = (sla.conn_id, sla.schema, sla.table)
+            if key not in out or _strictness(sla) < _strictness(out[key]):
+                out[key] = sla
+    return out
+
+
+def _strictness(sla: SensorSla) -> tuple[float, float]:
+    inf = float("inf")
+    return (sla.error_after.total_seconds() if sla.error_after else inf,
+            sla.warn_after.total_seconds() if sla.warn_after else inf)
+
+
+def sensor_slas(dag_id: str, data: dict[str, Any] | None) -> list[SensorSla]:
+    """The freshness SLAs in one serialized DAG (its ``data`` JSON); tasks with unreadable values are skipped."""
+    from airflow_provider_dataeng.freshness.probe import split_table_name
+
+    tasks = ((data or {}).get("dag") or {}).get("tasks") or []
+    out = []
+    for item in tasks:
+        op = item.get("__var", item) if isinstance(item, dict) else None
+        if not isinstance(op, dict) or not ("warn_after" in op or "error_after" in op) or not op.get("table"):
+            continue
+        if not str(op.get("_task_module", "")).startswith("airflow_provider_dataeng."):
+            continue
+        try:
+            warn, error = duration_value(op.get("warn_after")), duration_value(op.get("error_after"))
+            schema, table = split_table_name(str(op["table"]))
+        except ValueError:
+            continue  # templated or unreadable: the page falls back to its interval rule
+        if warn is None and error is None:
+            continue
+        conn_id = op.get("conn_id")
+        out.append(SensorSla(dag_id, str(op.get("task_id")), str(conn_id) if conn_id else None, schema, table,
+                             warn, error))
+    return out
+
+
+_TIMEDELTA_STR = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
+
+
+def duration_value(value: Any) -> timedelta | None:
+    """A serialized duration: what ``parse_duration`` accepts, or ``str(timedelta)`` ("1 day, 2:00:00")."""
+    from airflow_provider_dataeng.durations import parse_duration
+
+    if isinstance(value, dict) and value.get("__type") == "timedelta":
+        return timedelta(seconds=float(value["__var"]))
+    if isinstance(value, str) and (m := _TIMEDELTA_STR.match(value.strip())):
+        days, hours, minutes, secs = m.groups()
+        return timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(secs))
+    return parse_duration(value, field="duration")
+
+
 def _load_schedule(dag_id: str, session: Any) -> DagSchedule | None:
     from airflow.models.serialized_dag import SerializedDagModel
 
@@ -83,8 +194,9 @@ def _load_schedule(dag_id: str, session: Any) -> DagSchedule | None:
         return None
     timetable = dag.timetable
     summary = str(getattr(timetable, "summary", "") or type(timetable).__name__)
+    description = str(getattr(timetable, "description", "") or "")
     start = to_utc(dag.start_date, field="start_date") if dag.start_date else None
-    return DagSchedule(dag_id, timetable, start, summary)
+    return DagSchedule(dag_id, timetable, start, summary, description, timetable_key(timetable), anchored(timetable))
 
 
 def dag_runs(dag_ids: Iterable[str], since: datetime, session: Any, *,
@@ -161,13 +273,21 @@ class IntervalCache:
     def get(self, timetable: Any, start: datetime, end: datetime) -> list[Interval]:
         return self.get_with_epochs(timetable, start, end)[0]
 
-    def get_with_epochs(self, timetable: Any, start: datetime, end: datetime) -> tuple[list[Interval], list[int], list[int]]:
-        """The intervals, and their starts and ends in epoch seconds (parallel lists)."""
+    def get_with_epochs(self, timetable: Any, start: datetime, end: datetime, schedule: DagSchedule | None = None,
+                        ) -> tuple[list[Interval], list[int], list[int]]:
+        """The intervals, and their starts and ends in epoch seconds (parallel lists).
+
+        ``schedule``: the DAG's schedule, whose precomputed timetable key saves serializing the timetable.
+        """
         start, end = to_utc(start, field="start"), to_utc(end, field="end")
         if not _extendable(timetable):
             found = expected_intervals(timetable, start, end)
             return found, _epochs(iv.start for iv in found), _epochs(iv.end for iv in found)
-        key = timetable_key(timetable) + (f"@{start.isoformat()}" if anchored(timetable) else "")
+        if schedule is not None and schedule.key:
+            key, is_anchored = schedule.key, schedule.is_anchored
+        else:
+            key, is_anchored = timetable_key(timetable), anchored(timetable)
+        key += f"@{start.isoformat()}" if is_anchored else ""
         with self._lock:
             entry = self._data.get(key)
             now = time.monotonic()

@@ -6,6 +6,8 @@ Routes (all relative, so the app works under any ``[api] base_url`` and behind a
 * ``api/targets``                     every target the user may read: counts, one letter per interval, freshness
 * ``api/target?conn_id&dag_id&schema&table``   one target: intervals, rows, drift bands, checks, freshness
 * ``api/formation``                   the pg_auto_failover formation, when a monitor connection is configured
+* ``api/dbt``                         the dbt docs sites the user may see, with a link per model and source
+* ``dbt-docs/<site>/``                a dbt docs site (``index.html``, ``manifest.json``, ``catalog.json``)
 
 Every route but ``static/`` requires Airflow's authentication (``Authorization: Bearer <JWT>`` or the UI's
 ``_token`` cookie): without it 401/403. Targets are filtered to the DAGs the auth manager lets the user read,
@@ -22,21 +24,32 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def create_app() -> Any:
     """Build the FastAPI app (imports Airflow's API server modules: call it in the API server only)."""
+    import msgspec
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from starlette.middleware.gzip import GZipMiddleware
 
-    from airflow_provider_dataeng.dashboard import airflow_side, service
+    from airflow_provider_dataeng.dashboard import airflow_side, dbt_docs, service
     from airflow_provider_dataeng.dashboard.settings import load_settings
 
     app = FastAPI(title="Data engineering ingestion dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # The overview is ~80 kB of JSON for 50 targets x 1,000 intervals (one letter each): ~8 kB gzipped.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+
+    def json_response(body: Any) -> Response:
+        """Encoded by msgspec (no FastAPI response-model validation of a large dict)."""
+        return Response(msgspec.json.encode(body), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(HTTPException)
     async def _auth_errors(request: Request, exc: HTTPException) -> Any:
-        if request.url.path.rstrip("/").endswith("/dashboard") and exc.status_code in (401, 403):
+        path = request.url.path
+        page = path.rstrip("/").endswith("/dashboard") or ("/dbt-docs/" in path and path.endswith(("/", ".html")))
+        if page and exc.status_code in (401, 403):
             return HTMLResponse(_signin_page(request, exc.status_code), status_code=exc.status_code)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -51,9 +64,9 @@ def create_app() -> Any:
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/targets")
-    def targets(user: GetUserDep, session: SessionDep, limit: int | None = Query(None, ge=1)) -> dict[str, Any]:
+    def targets(user: GetUserDep, session: SessionDep, limit: int | None = Query(None, ge=1)) -> Response:
         settings = load_settings()
-        return service.overview(settings, airflow_side.readable_dag_ids(user), session, limit)
+        return json_response(service.overview(settings, airflow_side.readable_dag_ids(user), session, limit))
 
     @app.get("/api/target", dependencies=[Depends(requires_access_dag(method="GET"))])
     def target(
@@ -64,11 +77,35 @@ def create_app() -> Any:
         schema: str = Query(..., min_length=1),
         table: str = Query(..., min_length=1),
         limit: int | None = Query(None, ge=1),
-    ) -> dict[str, Any]:
-        found = service.detail(load_settings(), conn_id, dag_id, schema, table, session, limit)
+    ) -> Response:
+        found = service.detail(load_settings(), conn_id, dag_id, schema, table, session, limit,
+                               airflow_side.readable_dag_ids(user))
         if found is None:
             raise HTTPException(404, f"no ledger rows for {schema}.{table} of DAG {dag_id} in {conn_id}")
-        return found
+        return json_response(found)
+
+    def readable_site(user: Any, site_id: str) -> Any:
+        site = dbt_docs.find_sites(load_settings().dbt_docs_dirs, airflow_side.readable_dag_ids(user)).get(site_id)
+        if site is None:
+            raise HTTPException(404, f"no dbt docs site {site_id!r} that you may read")
+        return site
+
+    @app.get("/api/dbt")
+    def dbt_sites(user: GetUserDep) -> Response:
+        sites = dbt_docs.find_sites(load_settings().dbt_docs_dirs, airflow_side.readable_dag_ids(user))
+        return json_response({"sites": dbt_docs.sites_json(sites)})
+
+    @app.get("/dbt-docs/{site_id}", include_in_schema=False)
+    def _dbt_docs_slash(site_id: str, user: GetUserDep) -> RedirectResponse:
+        return RedirectResponse(f"{site_id}/", status_code=307)
+
+    @app.get("/dbt-docs/{site_id}/{name}")
+    @app.get("/dbt-docs/{site_id}/")
+    def dbt_docs_file(site_id: str, user: GetUserDep, name: str = "index.html") -> FileResponse:
+        path = dbt_docs.site_file(readable_site(user, site_id), name)
+        if path is None:
+            raise HTTPException(404, f"{name!r} is not a file of dbt docs site {site_id!r}")
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/formation")
     def formation(user: GetUserDep) -> dict[str, Any]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
-
-import psycopg
 
 from airflow_provider_dataeng.dashboard import airflow_side, ledger_queries
 from airflow_provider_dataeng.dashboard.calendar import (
@@ -23,8 +22,20 @@ from airflow_provider_dataeng.dashboard.calendar import (
 )
 from airflow_provider_dataeng.dashboard.ledger_queries import CatalogState, LedgerTarget
 from airflow_provider_dataeng.dashboard.loads_cache import LOADS
+from airflow_provider_dataeng.dashboard.pool import POOL
 from airflow_provider_dataeng.dashboard.settings import DashboardSettings
 from airflow_provider_dataeng.values import first_line
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso_of(value: datetime, offset: timedelta | None) -> str:
+    return value.isoformat()
+
+
+def _isoformat(value: datetime) -> str:
+    """The interval bounds repeat on every request: format each once (keyed with the offset too, as equal
+    instants in other zones compare equal)."""
+    return _iso_of(value, value.utcoffset())
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -35,21 +46,9 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@contextlib.contextmanager
-def warehouse(conn_id: str) -> Iterator[Any]:
-    """A read-only connection to ``conn_id`` (built by :func:`airflow_provider_dataeng.connections.connect`)."""
-    from airflow_provider_dataeng.connections import connect
-
-    hook = connect(conn_id, role="warehouse", application_name="dataeng-dashboard")
-    with hook.connection_scope() as conn:
-        conn.autocommit = False
-        conn.read_only = True
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot for all reads
-        try:
-            yield conn
-        finally:
-            with contextlib.suppress(Exception):
-                conn.rollback()
+def warehouse(conn_id: str) -> contextlib.AbstractContextManager[Any]:
+    """A read-only REPEATABLE READ connection to ``conn_id`` (kept between requests: :mod:`.pool`)."""
+    return POOL.connection(conn_id)
 
 
 @dataclass
@@ -66,15 +65,15 @@ class TargetView:
             return last.end - last.start
         return self.target.last_span
 
-    def freshness(self, settings: DashboardSettings, now: datetime,
-                  newest_end: datetime | None = None, newest_at: datetime | None = None) -> dict[str, Any]:
+    def freshness(self, settings: DashboardSettings, now: datetime, newest_end: datetime | None = None,
+                  newest_at: datetime | None = None, sla: airflow_side.SensorSla | None = None) -> dict[str, Any]:
         # The newest published interval on the calendar; the ledger's newest published load only when the
         # window has none (so "latest" and "behind" always agree).
         published = [c for c in self.cells if c.status == "published"]
         if published:
             newest_end = published[-1].interval.end
             newest_at = published[-1].load.at if published[-1].load is not None else None
-        return freshness(codes(self.cells), self.span(), settings, now, newest_end, newest_at)
+        return freshness(codes(self.cells), self.span(), settings, now, newest_end, newest_at, sla)
 
     def summary(self, settings: DashboardSettings, now: datetime) -> dict[str, Any]:
         t = self.target
@@ -86,6 +85,7 @@ class TargetView:
             "schema": t.schema,
             "table": t.table,
             "schedule": self.schedule.summary,
+            "schedule_description": self.schedule.description,
             "first_start": _iso(self.cells[0].interval.start) if self.cells else None,
             "last_end": _iso(self.cells[-1].interval.end) if self.cells else None,
             "intervals": len(self.cells),
@@ -98,21 +98,45 @@ class TargetView:
 
 
 def freshness(codes_: str, span: timedelta | None, settings: DashboardSettings, now: datetime,
-              newest_end: datetime | None, newest_at: datetime | None = None) -> dict[str, Any]:
-    """Latest published data vs. the timetable: how many of the latest intervals are not published."""
+              newest_end: datetime | None, newest_at: datetime | None = None,
+              sla: airflow_side.SensorSla | None = None) -> dict[str, Any]:
+    """Latest published data vs. the SLA.
+
+    With a freshness sensor on the table (``sla``): the sensor's own rule on the lag of the newest published
+    interval's end (fresh, past ``warn_after`` warn, past ``error_after`` or nothing published error).
+    Without one: how many of the latest expected intervals are not published (``[dataeng]
+    dashboard_freshness_*_intervals``).
+    """
     behind = len(codes_) - len(codes_.upper().rstrip("RFM"))
-    status = "fresh" if behind < settings.warn_intervals else "warn" if behind < settings.error_intervals else "error"
-    return {
-        "status": status,
+    lag = (now - newest_end) if newest_end else None
+    out = {
         "latest": _iso(newest_end),
         "loaded_at": _iso(newest_at),
-        "lag_seconds": (now - newest_end).total_seconds() if newest_end else None,
+        "lag_seconds": lag.total_seconds() if lag is not None else None,
         "behind_intervals": behind,
-        "warn_after_seconds": span.total_seconds() * settings.warn_intervals if span else None,
-        "error_after_seconds": span.total_seconds() * settings.error_intervals if span else None,
-        "warn_intervals": settings.warn_intervals,
-        "error_intervals": settings.error_intervals,
     }
+    if sla is not None:
+        out.update(
+            status=sla.status(lag), source="sensor", sensor={"dag_id": sla.dag_id, "task_id": sla.task_id},
+            warn_after_seconds=sla.warn_after.total_seconds() if sla.warn_after is not None else None,
+            error_after_seconds=sla.error_after.total_seconds() if sla.error_after is not None else None,
+        )
+        return out
+    out.update(
+        status="fresh" if behind < settings.warn_intervals else "warn" if behind < settings.error_intervals else "error",
+        source="intervals",
+        warn_after_seconds=span.total_seconds() * settings.warn_intervals if span else None,
+        error_after_seconds=span.total_seconds() * settings.error_intervals if span else None,
+        warn_intervals=settings.warn_intervals,
+        error_intervals=settings.error_intervals,
+    )
+    return out
+
+
+def sla_for(slas: dict[tuple[str | None, str, str], airflow_side.SensorSla], conn_id: str, schema: str,
+            table: str) -> airflow_side.SensorSla | None:
+    """The sensor SLA of a target: a sensor on the same connection, else one whose conn_id is unknown."""
+    return slas.get((conn_id, schema, table)) or slas.get((None, schema, table))
 
 
 def target_id(conn_id: str, t: LedgerTarget) -> str:
@@ -127,7 +151,8 @@ def window_start(target: LedgerTarget, schedule: airflow_side.DagSchedule, limit
     """
     candidates = [c for c in (target.first_start, schedule.start_date) if c is not None]
     start = max(candidates) if candidates else now - timedelta(days=limit)
-    if target.last_span and target.last_span > timedelta(0) and not airflow_side.anchored(schedule.timetable):
+    is_anchored = schedule.is_anchored if schedule.key else airflow_side.anchored(schedule.timetable)
+    if target.last_span and target.last_span > timedelta(0) and not is_anchored:
         start = max(start, now - target.last_span * (limit + 1))
     return start
 
@@ -158,7 +183,9 @@ def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit
     now = now_utc()
     limit = min(limit or settings.max_intervals, settings.max_intervals)
     out: dict[str, Any] = {"now": _iso(now), "limit": limit, "targets": [], "errors": []}
-    schedules: dict[str, airflow_side.DagSchedule] | None = None
+    hashes = airflow_side.latest_hashes(dag_ids, session)
+    slas = airflow_side.freshness_slas(hashes, session)
+    schedules: dict[str, airflow_side.DagSchedule] = {}
     for conn_id in settings.conn_ids:
         try:
             with warehouse(conn_id) as conn:
@@ -167,13 +194,10 @@ def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit
                     continue
                 version = LOADS.version(conn)
                 targets = LOADS.targets(conn, conn_id, version, dag_ids)
-                if schedules is None:
-                    schedules = airflow_side.dag_schedules(dag_ids & {t.dag_id for t in targets}, session)
-                else:
-                    missing = {t.dag_id for t in targets} - set(schedules)
-                    schedules.update(airflow_side.dag_schedules(missing & dag_ids, session))
+                missing = {t.dag_id for t in targets} - set(schedules)
+                schedules.update(airflow_side.dag_schedules(missing & dag_ids, session, hashes))
                 out["targets"].extend(
-                    overview_rows(conn, conn_id, version, targets, schedules, session, limit, now, settings))
+                    overview_rows(conn, conn_id, version, targets, schedules, session, limit, now, settings, slas))
         except Exception as exc:  # one broken warehouse must not hide the others
             out["errors"].append({"conn_id": conn_id, "error": first_line(exc)})
     return out
@@ -187,6 +211,7 @@ _LETTERS: dict[tuple[Any, ...], str] = {}
 def overview_rows(
     conn: Any, conn_id: str, version: tuple[int, int], targets: Sequence[LedgerTarget], schedules: dict[str, airflow_side.DagSchedule],
     session: Any, limit: int, now: datetime, settings: DashboardSettings,
+    slas: dict[tuple[str | None, str, str], airflow_side.SensorSla] | None = None,
 ) -> list[dict[str, Any]]:
     """The overview's rows on the fast path (epoch seconds, one letter per interval)."""
     targets = [t for t in targets if t.dag_id in schedules]
@@ -200,7 +225,7 @@ def overview_rows(
     rows = []
     for t in targets:
         sched = schedules[t.dag_id]
-        intervals, starts, ends = airflow_side.INTERVALS.get_with_epochs(sched.timetable, windows[t.key], now)
+        intervals, starts, ends = airflow_side.INTERVALS.get_with_epochs(sched.timetable, windows[t.key], now, sched)
         intervals, starts, ends = intervals[-limit:], starts[-limit:], ends[-limit:]
         active = frozenset(int(k.timestamp()) for k in runs.get(t.dag_id, {}))
         state = catalog.get((t.schema, t.table))
@@ -216,17 +241,19 @@ def overview_rows(
         rows.append({
             "id": target_id(conn_id, t), "conn_id": conn_id, "dag_id": t.dag_id, "task_id": t.task_id,
             "schema": t.schema, "table": t.table, "schedule": sched.summary,
+            "schedule_description": sched.description,
             "first_start": _iso(intervals[0].start) if intervals else None,
             "last_end": _iso(intervals[-1].end) if intervals else None,
             "intervals": len(intervals), "counts": counts_from_codes(letters), "codes": letters,
-            "freshness": freshness(letters, span, settings, now, intervals[last_p].end if last_p >= 0 else None),
+            "freshness": freshness(letters, span, settings, now, intervals[last_p].end if last_p >= 0 else None,
+                                   sla=sla_for(slas or {}, conn_id, t.schema, t.table)),
             "partitioned": state.partitioned if state else None, "table_exists": state.exists if state else None,
         })
     return rows
 
 
 def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, table: str, session: Any,
-           limit: int | None = None) -> dict[str, Any] | None:
+           limit: int | None = None, readable: set[str] | None = None) -> dict[str, Any] | None:
     """One target: every interval with its load, run and drift band; the last checks; freshness."""
     if conn_id not in settings.conn_ids:
         return None
@@ -235,8 +262,8 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
     with warehouse(conn_id) as conn:
         if not ledger_queries.ledger_present(conn):
             return None
-        target = next((t for t in ledger_queries.list_targets(conn, {dag_id})
-                       if (t.schema, t.table) == (schema, table)), None)
+        targets = LOADS.targets(conn, conn_id, LOADS.version(conn), {dag_id})  # cached until the ledger changes
+        target = next((t for t in targets if (t.schema, t.table) == (schema, table)), None)
         if target is None:
             return None
         schedules = airflow_side.dag_schedules({dag_id}, session)
@@ -247,7 +274,8 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
         checks = ledger_queries.recent_checks(conn, target)
         newest_end, newest_at = ledger_queries.newest_published(conn, target)
     out = view.summary(settings, now)
-    out["freshness"] = view.freshness(settings, now, newest_end, newest_at)
+    slas = airflow_side.freshness_slas(airflow_side.latest_hashes(readable or {dag_id}, session), session)
+    out["freshness"] = view.freshness(settings, now, newest_end, newest_at, sla_for(slas, conn_id, schema, table))
     out["now"] = _iso(now)
     out["partitions"] = len(view.catalog.partitions) if view.catalog else 0
     out["cells"] = [_cell(c) for c in view.cells]
@@ -272,9 +300,9 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
 def _cell(c: Cell) -> dict[str, Any]:
     load = c.load
     return {
-        "start": c.interval.start.isoformat(),
-        "end": c.interval.end.isoformat(),
-        "logical_date": c.interval.run_date.isoformat(),
+        "start": _isoformat(c.interval.start),
+        "end": _isoformat(c.interval.end),
+        "logical_date": _isoformat(c.interval.run_date),
         "status": c.status,
         "detail": c.detail,
         "rows": load.rows if load else None,
@@ -285,7 +313,7 @@ def _cell(c: Cell) -> dict[str, Any]:
         "at": _iso(load.at) if load else None,
         "run_state": c.run.state if c.run else None,
         "active": c.active,
-        "band": list(b) if load and (b := drift_band(load.rows, load.checks)) else None,
+        "band": [round(v, 1) for v in b] if load and (b := drift_band(load.rows, load.checks)) else None,
     }
 
 

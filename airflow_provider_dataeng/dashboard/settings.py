@@ -12,8 +12,14 @@
 ``dashboard_max_intervals``
     How many of the most recent expected intervals a target shows (default 1000).
 ``dashboard_freshness_warn_intervals`` / ``dashboard_freshness_error_intervals``
-    Freshness: a target is ``warn`` when this many of its latest expected intervals are not published
+    Freshness of a target without a freshness sensor on its table (with one, the sensor's ``warn_after`` /
+    ``error_after`` decide): ``warn`` when this many of its latest expected intervals are not published
     (default 1), ``error`` from the second number on (default 2).
+``dbt_docs_dirs``
+    Comma-separated directories holding dbt documentation sites that the page links to (default: where
+    ``docs generate`` tasks publish, ``$DATAENG_DBT_STATE_DIR/docs``). Each ``<dag_id>.<task_id>/``
+    subdirectory is a site of that DAG; a directory holding ``index.html`` itself (a project's ``target/``
+    after ``parse_project --docs``) is a site too.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class DashboardSettings:
     max_intervals: int = 1000
     warn_intervals: int = 1
     error_intervals: int = 2
+    dbt_docs_dirs: tuple[str, ...] = ()
 
 
 def _get(key: str, default: str) -> str:
@@ -67,4 +74,11 @@ def load_settings() -> DashboardSettings:
         max_intervals=_int("dashboard_max_intervals", 1000, 1),
         warn_intervals=warn,
         error_intervals=error,
+        dbt_docs_dirs=tuple(d.strip() for d in _get("dbt_docs_dirs", "").split(",") if d.strip()) or _default_docs_dirs(),
     )
+
+
+def _default_docs_dirs() -> tuple[str, ...]:
+    from airflow_provider_dataeng.dbt.docs import docs_root
+
+    return (str(docs_root()),)

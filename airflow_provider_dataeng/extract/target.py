@@ -110,7 +110,7 @@ def refuse_unusable(conn: psycopg.Connection, state: TargetTable, partition_colu
             "Nothing was changed.")
     parent = catalog.Relation(state.oid, t, state.relkind, state.owner)
     try:
-        find_partition(conn, parent, col.type, normalize_bound(lower, col.type, "data interval start"),
+        find_partition(conn, parent, pc, col.type, normalize_bound(lower, col.type, "data interval start"),
                        normalize_bound(upper, col.type, "data interval end"))
     except (PublishError, ValueError) as exc:
         raise AirflowFailException(f"target_table {t}: {exc}. Nothing was changed.") from exc

@@ -82,11 +82,12 @@ def partition_column_type(conn: psycopg.Connection, parent: catalog.Relation, co
     return key[2]
 
 
-def find_partition(conn: psycopg.Connection, parent: catalog.Relation, column_type: str,
+def find_partition(conn: psycopg.Connection, parent: catalog.Relation, column: str, column_type: str,
                    lower: Any, upper: Any) -> catalog.PartitionInfo | None:
-    """The child with exactly these bounds, or None; any other overlapping child is an error."""
+    """The child with exactly these bounds, or None; any other overlapping child is an error. Reads only
+    the children the server's partition pruning selects for the range (not every child)."""
     exact = None
-    for part in catalog.partitions(conn, parent.oid, column_type, lower, upper):
+    for part in catalog.overlapping_partitions(conn, parent.ref, parent.oid, column, column_type, lower, upper):
         if part.is_default:
             continue
         if part.lower == lower and part.upper == upper:

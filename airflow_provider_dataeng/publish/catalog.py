@@ -181,8 +181,39 @@ def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | 
     return (strat, col, typ)
 
 
+def overlapping_partitions(conn: psycopg.Connection, parent: TableRef, parent_oid: int, column: str,
+                           column_type: str, lower: Any, upper: Any) -> list[PartitionInfo]:
+    """The children of a range-partitioned table that may hold values in ``[lower, upper)``, with their bounds
+    (a superset of the overlapping ones; :func:`partitions` filters).
+
+    The server's own partition pruning picks them (the plan of a ``SELECT`` on the range: a binary search over
+    the partition descriptor the swap builds in this session anyway), so the cost does not grow with the number
+    of partitions the way reading and parsing every child's bound does. Falls back to :func:`partitions` when
+    the plan cannot be read (no SELECT privilege, an unexpected plan).
+    """
+    col = sql.Identifier(column)
+    try:
+        plan = scalar(conn, sql.SQL("explain (format json, verbose, costs off) select 1 from {} where {} >= {}::{} "
+                                    "and {} < {}::{}").format(
+            parent.ident(), col, sql.Literal(lower.isoformat()), sql.SQL(column_type), col,
+            sql.Literal(upper.isoformat()), sql.SQL(column_type)))
+        leaves = sorted(_plan_relations(plan[0]["Plan"]) - {(parent.schema, parent.table)})
+    except (psycopg.Error, LookupError, TypeError):
+        return partitions(conn, parent_oid, column_type, lower, upper)
+    if not leaves:
+        return []
+    return partitions(conn, parent_oid, column_type, lower, upper, leaves=leaves)
+
+
+def _plan_relations(node: dict) -> set[tuple[str, str]]:
+    found = {(node["Schema"], node["Relation Name"])} if "Relation Name" in node else set()
+    for child in node.get("Plans", []):
+        found |= _plan_relations(child)
+    return found
+
+
 def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lower: Any = None,
-               upper: Any = None) -> list[PartitionInfo]:
+               upper: Any = None, *, leaves: list[tuple[str, str]] | None = None) -> list[PartitionInfo]:
     """Children of a range-partitioned table with their bounds; with ``lower``/``upper`` only those that
     overlap ``[lower, upper)`` (and the default partition).
 
@@ -191,10 +222,20 @@ def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lowe
     (``pg_get_expr(.., 0)``: they are constants), so a sibling that a concurrent publish swaps out and
     drops meanwhile still reads as its bounds.
     """
-    children = rows(conn, """
-        select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
-        from pg_inherits i join pg_class c on c.oid = i.inhrelid
-        join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid])
+    if leaves is None:
+        children = rows(conn, """
+            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
+            from pg_inherits i join pg_class c on c.oid = i.inhrelid
+            join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid])
+    else:  # only the children that are (or are ancestors of) these leaf partitions
+        children = rows(conn, """
+            select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            join pg_inherits i on i.inhrelid = c.oid and i.inhparent = %s
+            where c.oid in (select a.relid from pg_class l join pg_namespace ln on ln.oid = l.relnamespace,
+                                   pg_partition_ancestors(l.oid) a
+                            where (ln.nspname, l.relname) in (select * from unnest(%s::text[], %s::text[])))""",
+            [parent_oid, [s for s, _ in leaves], [t for _, t in leaves]])
     parsed = []
     for oid, nsp, name, bound in children:
         m = None if bound == "DEFAULT" else _BOUND_RE.match(bound or "")

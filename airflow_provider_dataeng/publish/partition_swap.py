@@ -99,7 +99,7 @@ class PartitionSwap(SwapStrategy):
         self.what = f"{self.target} [{self.lower}, {self.upper})"
 
     def inspect(self, conn: psycopg.Connection) -> None:
-        exact = find_partition(conn, self.parent, self.column_type, self.lower, self.upper)
+        exact = find_partition(conn, self.parent, self.partition_column, self.column_type, self.lower, self.upper)
         self.live = catalog.relation_by_oid(conn, exact.oid) if exact else None
 
     @property

@@ -64,7 +64,10 @@ class FreshnessSensor(BaseSensorOperator):
         max_loaded_at, message).
     """
 
-    template_fields: Sequence[str] = ("table", "timestamp_column", "loaded_at_query", "filter")
+    # conn_id and the thresholds are template fields so the serialized DAG carries them: the ingestion
+    # dashboard (API server, no DAG files) judges freshness with this sensor's own warn_after/error_after.
+    template_fields: Sequence[str] = (
+        "conn_id", "table", "timestamp_column", "loaded_at_query", "filter", "warn_after", "error_after")
     template_fields_renderers = {"loaded_at_query": "sql", "filter": "sql"}
     ui_color = "#d8f3dc"
 
@@ -95,7 +98,7 @@ class FreshnessSensor(BaseSensorOperator):
         )
         self.notifier = notifier
         self._spec: FreshnessSpec | None = None
-        if not is_templated(conn_id, table, timestamp_column, loaded_at_query, filter):
+        if not is_templated(conn_id, table, timestamp_column, loaded_at_query, filter, warn_after, error_after):
             self.spec()  # a bad argument fails when the DAG is parsed, naming the task
         self._last_result: FreshnessResult | None = None
         self._session: ProbeSession | None = None

@@ -6,7 +6,7 @@
   const API = new URL("../api/", location.href);
   const UI = new URL("../../", location.href);
   const REST = new URL("../../api/v2/", location.href);
-  const COLORS = { published: "#2e7d32", rejected: "#ef6c00", failed: "#c62828", missing: "#cfd8dc" };
+  const COLORS = { published: "#2e7d32", rejected: "#ef6c00", failed: "#c62828", missing: "#b0bec5" };
   const CODE_STATUS = { P: "published", R: "rejected", F: "failed", M: "missing" };
   const FINAL_RUN_STATES = new Set(["success", "failed"]);
   const $ = (sel) => document.querySelector(sel);
@@ -24,11 +24,6 @@
     for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c.nodeType ? c : String(c));
     return node;
   }
-  const svgEl = (tag, attrs) => {
-    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    return node;
-  };
 
   async function getJSON(url) {
     const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -70,7 +65,26 @@
     }, text);
   }
 
-  function fmtDate(iso) { return iso ? iso.replace("T", " ").replace(/:00(\.000)?\+00:00$/, "Z").replace("+00:00", "Z") : "-"; }
+  // Times are shown in UTC (the zone of the DAGs' data intervals), to the minute, seconds only when not zero:
+  // "2026-11-29 00:00 UTC". fmtTime: for instants such as "as of" and "loaded at" (to the second).
+  const pad = (n) => String(n).padStart(2, "0");
+  function parts(iso) {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? null : {
+      date: `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`,
+      hm: `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`, s: d.getUTCSeconds(),
+    };
+  }
+  function fmtDate(iso) {
+    const p = iso ? parts(iso) : null;
+    if (!p) return iso || "-";
+    return `${p.date} ${p.hm}${p.s ? `:${pad(p.s)}` : ""} UTC`;
+  }
+  function fmtTime(iso) {
+    const p = iso ? parts(iso) : null;
+    return p ? `${p.date} ${p.hm}:${pad(p.s)} UTC` : (iso || "-");
+  }
+  const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   function fmtDuration(sec) {
     if (sec === null || sec === undefined) return "-";
     const s = Math.abs(sec), sign = sec < 0 ? "-" : "";
@@ -88,7 +102,8 @@
     state.overview = data;
     renderErrors(data.errors);
     renderTargets();
-    setStatus(`${data.targets.length} target(s), as of ${fmtDate(data.now)}`);
+    setStatus(`${data.targets.length} target(s), as of ${fmtTime(data.now)}`);
+    $("#status").title = data.now;
     return data;
   }
 
@@ -97,43 +112,65 @@
     box.replaceChildren(...(errors || []).map((e) => el("p", {}, `${e.conn_id}: ${e.error}`)));
   }
 
+  // The table is written as one HTML string (50 rows x 6 cells in one parse); a click on a row is handled
+  // once on the table body. Each row's calendar strip is a canvas painted after the rows are in place.
   function renderTargets() {
     const q = $("#filter").value.trim().toLowerCase();
-    const rows = [];
+    const shown = [], html = [];
     for (const t of state.overview.targets) {
       const name = `${t.dag_id} ${t.schema}.${t.table} ${t.conn_id}`.toLowerCase();
       if (q && !name.includes(q)) continue;
-      const canvas = el("canvas", { class: "strip", "data-codes-length": t.codes.length });
-      const tr = el("tr", {
-        "data-target": t.id, class: state.current && state.current.id === t.id ? "current" : null,
-        onclick: () => openTarget(t),
-      },
-        el("td", {}, t.dag_id),
-        el("td", {}, `${t.schema}.${t.table}`, t.conn_id !== "warehouse" ? el("small", {}, ` (${t.conn_id})`) : null),
-        el("td", {}, t.schedule),
-        el("td", {}, canvas),
-        el("td", { class: "counts" },
-          el("span", { class: "n-published", "data-count": "published" }, t.counts.published),
-          el("span", { class: "n-rejected", "data-count": "rejected" }, t.counts.rejected),
-          el("span", { class: "n-failed", "data-count": "failed" }, t.counts.failed),
-          el("span", { class: "n-missing", "data-count": "missing" }, t.counts.missing)),
-        el("td", {}, freshBadge(t.freshness)));
-      rows.push(tr);
-      drawStrip(canvas, t.codes);
+      shown.push(t);
+      const c = t.counts, current = state.current && state.current.id === t.id;
+      const docs = dbtLinks(t);
+      html.push(`<tr data-target="${esc(t.id)}"${current ? ' class="current"' : ""}>` +
+        `<td>${esc(t.dag_id)}</td>` +
+        `<td>${esc(`${t.schema}.${t.table}`)}${t.conn_id !== "warehouse" ? ` <small>(${esc(t.conn_id)})</small>` : ""}${docs}</td>` +
+        `<td title="${esc(t.schedule)}">${esc(t.schedule_description || t.schedule)}</td>` +
+        `<td><canvas class="strip" data-codes-length="${t.codes.length}"></canvas></td>` +
+        `<td class="counts"><span class="n-published" data-count="published">${c.published}</span>` +
+        `<span class="n-rejected" data-count="rejected">${c.rejected}</span>` +
+        `<span class="n-failed" data-count="failed">${c.failed}</span>` +
+        `<span class="n-missing" data-count="missing">${c.missing}</span></td>` +
+        `<td>${freshBadgeHtml(t.freshness)}</td></tr>`);
     }
-    $("#targets tbody").replaceChildren(...rows);
+    const body = $("#targets tbody");
+    body.innerHTML = html.join("");
+    const canvases = body.querySelectorAll("canvas.strip");
+    shown.forEach((t, i) => drawStrip(canvases[i], t.codes));
+    state.shown = shown;
     $("#empty").hidden = state.overview.targets.length > 0;
   }
 
+  function onTargetsClick(ev) {
+    if (ev.target.closest("a")) return;
+    const tr = ev.target.closest("tr[data-target]");
+    const t = tr && state.overview.targets.find((x) => x.id === tr.dataset.target);
+    if (t) openTarget(t);
+  }
+
+  function freshText(f) {
+    if (f.status === "fresh") return "fresh";
+    if (f.source === "sensor") return `${f.status}: lag ${fmtDuration(f.lag_seconds)}`;
+    return `${f.status}: ${f.behind_intervals} behind`;
+  }
+  function freshTitle(f) {
+    const sla = f.source === "sensor"
+      ? `SLA of sensor ${f.sensor.dag_id}.${f.sensor.task_id}: warn after ${fmtDuration(f.warn_after_seconds)}, error after ${fmtDuration(f.error_after_seconds)}`
+      : `no freshness sensor on this table: warn when ${f.warn_intervals} interval(s) unpublished, error from ${f.error_intervals}`;
+    return `latest data up to ${fmtDate(f.latest)}; ${sla}`;
+  }
+  function freshBadgeHtml(f) {
+    return `<span class="badge ${esc(f.status)}" title="${esc(freshTitle(f))}">${esc(freshText(f))}</span>`;
+  }
   function freshBadge(f) {
-    return el("span", { class: `badge ${f.status}`, title: `latest data up to ${fmtDate(f.latest)}` },
-      f.status === "fresh" ? "fresh" : `${f.status}: ${f.behind_intervals} behind`);
+    return el("span", { class: `badge ${f.status}`, title: freshTitle(f) }, freshText(f));
   }
 
   // One strip per target, at most 600 px: several intervals may share a pixel, the worst status wins.
   const SEVERITY = ["P", "M", "R", "F"];
   function drawStrip(canvas, codes) {
-    const n = codes.length, W = Math.max(1, Math.min(600, n * 3));
+    const n = codes.length, W = Math.max(1, Math.min(600, n * 12));
     canvas.width = W; canvas.height = 14; canvas.style.width = `${W}px`;
     const ctx = canvas.getContext("2d"), w = Math.max(1, Math.ceil(W / Math.max(n, 1)));
     for (const level of SEVERITY) {
@@ -152,8 +189,8 @@
     state.current = t;
     state.selection = []; state.anchor = null;
     for (const tr of document.querySelectorAll("#targets tbody tr")) tr.classList.toggle("current", tr.dataset.target === t.id);
+    $("#detail").hidden = false;  // before rendering: the chart takes the panel's width
     await loadDetail();
-    $("#detail").hidden = false;
     $("#detail").scrollIntoView({ block: "start" });
   }
 
@@ -170,7 +207,7 @@
     const d = state.detail;
     $("#detail-title").replaceChildren(`${d.schema}.${d.table} `, el("small", {}, "by "), uiLink(dagUrl(d.dag_id), d.dag_id));
     $("#detail-meta").textContent =
-      `${d.schedule} · ${d.intervals} intervals ${fmtDate(d.first_start)} .. ${fmtDate(d.last_end)} · ` +
+      `${d.schedule_description || d.schedule} · ${d.intervals} intervals ${fmtDate(d.first_start)} .. ${fmtDate(d.last_end)} · ` +
       `${d.counts.published} published, ${d.counts.rejected} rejected, ${d.counts.failed} failed, ${d.counts.missing} missing` +
       (d.counts.running ? `, ${d.counts.running} running` : "") +
       (d.partitioned ? ` · ${d.partitions} partitions attached` : d.table_exists === false ? " · table does not exist" : "");
@@ -181,26 +218,32 @@
     renderChecks(d);
   }
 
+  // 1,000 cells in one HTML string; clicks are handled once on the calendar; a new selection only toggles
+  // the class of the cells it changes.
   function renderCalendar(d) {
     const sel = new Set(state.selection);
-    const cells = d.cells.map((c, i) => el("span", {
-      class: `cell ${c.status}${c.active ? " active" : ""}${sel.has(i) ? " selected" : ""}`,
-      "data-index": i, "data-status": c.status, "data-start": c.start,
-      title: `${fmtDate(c.start)} .. ${fmtDate(c.end)}: ${c.status}${c.rows !== null ? `, ${fmtInt(c.rows)} rows` : ""}` +
-        `${c.run_state ? ` (run ${c.run_state})` : ""}`,
-      onclick: (ev) => selectCell(i, ev.shiftKey),
-    }));
-    $("#calendar").replaceChildren(...cells);
+    $("#calendar").innerHTML = d.cells.map((c, i) =>
+      `<span class="cell ${c.status}${c.active ? " active" : ""}${sel.has(i) ? " selected" : ""}" data-index="${i}" ` +
+      `data-status="${c.status}" data-start="${esc(c.start)}" title="${esc(`${fmtDate(c.start)} .. ${fmtDate(c.end)}: ${c.status}` +
+        `${c.rows !== null ? `, ${fmtInt(c.rows)} rows` : ""}${c.run_state ? ` (run ${c.run_state})` : ""}`)}"></span>`).join("");
+  }
+
+  function onCalendarClick(ev) {
+    const cell = ev.target.closest(".cell");
+    if (cell) selectCell(Number(cell.dataset.index), ev.shiftKey);
   }
 
   function selectCell(i, range) {
+    const before = new Set(state.selection);
     if (range && state.anchor !== null) {
       const [a, b] = [Math.min(state.anchor, i), Math.max(state.anchor, i)];
       state.selection = Array.from({ length: b - a + 1 }, (_, k) => a + k);
     } else {
       state.selection = [i]; state.anchor = i;
     }
-    renderCalendar(state.detail);
+    const after = new Set(state.selection), cells = $("#calendar").children;
+    for (const k of before) if (!after.has(k) && cells[k]) cells[k].classList.remove("selected");
+    for (const k of after) if (!before.has(k) && cells[k]) cells[k].classList.add("selected");
     renderSelection();
   }
 
@@ -320,46 +363,50 @@
   }
 
   // ---- rows chart (hand-drawn SVG) -------------------------------------------------------------------------
+  // The chart is one SVG string (up to 1,000 dots with their tooltips): one parse instead of 2,000 nodes built
+  // one by one.
   function renderChart(d) {
-    const box = $("#chart"), cells = d.cells;
+    const box = $("#chart"), cells = d.cells, out = [];
+    const add = (tag, attrs, inner) => out.push(`<${tag} ${Object.entries(attrs).map(([k, v]) => `${k}="${esc(v)}"`).join(" ")}>` +
+      `${inner === undefined ? "" : inner}</${tag}>`);
     const W = Math.max(600, Math.min(1400, box.clientWidth || 900)), H = 180, L = 56, R = 8, T = 8, B = 22;
-    const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "rows per interval" });
     const vals = [];
     for (const c of cells) { if (c.rows !== null) vals.push(c.rows); if (c.band) vals.push(c.band[0], c.band[1]); }
     const rb = d.row_count_band;
     if (rb) for (const v of rb) if (v !== null) vals.push(v);
     const max = Math.max(1, ...vals) * 1.05;
-    const n = Math.max(cells.length, 1), x = (i) => L + ((W - L - R) * (i + 0.5)) / n, y = (v) => T + (H - T - B) * (1 - v / max);
+    const n = Math.max(cells.length, 1), x = (i) => +(L + ((W - L - R) * (i + 0.5)) / n).toFixed(1),
+      y = (v) => +(T + (H - T - B) * (1 - v / max)).toFixed(1);
     for (const f of [0, 0.5, 1]) {
-      svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(max * f / 1.05), y2: y(max * f / 1.05), stroke: "#e3e8ee" }));
-      const label = svgEl("text", { x: L - 4, y: y(max * f / 1.05) + 4, "text-anchor": "end" });
-      label.textContent = fmtInt(Math.round(max * f / 1.05)); svg.append(label);
+      add("line", { x1: L, x2: W - R, y1: y(max * f / 1.05), y2: y(max * f / 1.05), stroke: "#e3e8ee" });
+      add("text", { x: L - 4, y: y(max * f / 1.05) + 4, "text-anchor": "end" }, esc(fmtInt(Math.round(max * f / 1.05))));
     }
     // Drift band: the row range the drift check accepted for each load (a polygon over consecutive bands).
     let run = [];
     const flush = () => {
-      if (run.length) {
+      if (run.length === 1) {
+        const [i, b] = run[0];
+        add("rect", { x: x(i) - 2, width: 4, y: y(b[1]), height: Math.max(1, y(b[0]) - y(b[1])), fill: "#90caf9", opacity: 0.5 });
+      } else if (run.length) {
         const pts = run.map(([i, b]) => `${x(i)},${y(b[1])}`).concat(run.slice().reverse().map(([i, b]) => `${x(i)},${y(b[0])}`));
-        if (run.length === 1) { const [i, b] = run[0]; svg.append(svgEl("rect", { x: x(i) - 2, width: 4, y: y(b[1]), height: Math.max(1, y(b[0]) - y(b[1])), fill: "#90caf9", opacity: 0.5 })); }
-        else svg.append(svgEl("polygon", { points: pts.join(" "), fill: "#90caf9", opacity: 0.45, class: "drift-band" }));
+        add("polygon", { points: pts.join(" "), fill: "#90caf9", opacity: 0.45, class: "drift-band" });
       }
       run = [];
     };
     cells.forEach((c, i) => (c.band ? run.push([i, c.band]) : flush())); flush();
-    if (rb) for (const v of rb) if (v !== null) svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#5c6bc0", "stroke-dasharray": "4 3" }));
+    if (rb) for (const v of rb) if (v !== null) add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#5c6bc0", "stroke-dasharray": "4 3" });
     let path = "";
     cells.forEach((c, i) => { if (c.rows !== null && c.status === "published") path += `${path ? "L" : "M"}${x(i)},${y(c.rows)}`; });
-    if (path) svg.append(svgEl("path", { d: path, fill: "none", stroke: "#455a64", "stroke-width": 1 }));
+    if (path) add("path", { d: path, fill: "none", stroke: "#455a64", "stroke-width": 1 });
     const r = n > 300 ? 1.5 : 3;
     cells.forEach((c, i) => {
       if (c.rows === null) return;
-      const dot = svgEl("circle", { cx: x(i), cy: y(c.rows), r, fill: COLORS[c.status], "data-rows": c.rows, "data-status": c.status });
-      const title = svgEl("title", {}); title.textContent = `${fmtDate(c.start)}: ${fmtInt(c.rows)} rows (${c.status})`;
-      dot.append(title); svg.append(dot);
+      add("circle", { cx: x(i), cy: y(c.rows), r, fill: COLORS[c.status], "data-rows": c.rows, "data-status": c.status },
+        `<title>${esc(`${fmtDate(c.start)}: ${fmtInt(c.rows)} rows (${c.status})`)}</title>`);
     });
-    const lo = svgEl("text", { x: L, y: H - 6 }); lo.textContent = fmtDate(d.first_start); svg.append(lo);
-    const hi = svgEl("text", { x: W - R, y: H - 6, "text-anchor": "end" }); hi.textContent = fmtDate(d.last_end); svg.append(hi);
-    box.replaceChildren(svg);
+    add("text", { x: L, y: H - 6 }, esc(fmtDate(d.first_start)));
+    add("text", { x: W - R, y: H - 6, "text-anchor": "end" }, esc(fmtDate(d.last_end)));
+    box.innerHTML = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="rows per interval">${out.join("")}</svg>`;
     $("#band-note").textContent = (cells.some((c) => c.band) ? "blue band: rows the drift check accepted" : "no drift check results") +
       (rb ? ` · dashed: row_count ${rb[0] ?? "-"}..${rb[1] ?? "-"}` : "");
   }
@@ -368,10 +415,13 @@
     $("#freshness").replaceChildren(el("dl", { class: "kv" },
       el("dt", {}, "status"), el("dd", {}, freshBadge(f)),
       el("dt", {}, "latest data"), el("dd", { "data-field": "latest" }, fmtDate(f.latest)),
-      el("dt", {}, "loaded at"), el("dd", {}, fmtDate(f.loaded_at)),
-      el("dt", {}, "lag"), el("dd", {}, fmtDuration(f.lag_seconds)),
-      el("dt", {}, "SLA"), el("dd", {}, `warn when ${f.warn_intervals} interval(s) (${fmtDuration(f.warn_after_seconds)}) unpublished, ` +
-        `error from ${f.error_intervals} (${fmtDuration(f.error_after_seconds)})`)));
+      el("dt", {}, "loaded at"), el("dd", {}, fmtTime(f.loaded_at)),
+      el("dt", {}, "lag"), el("dd", { "data-field": "lag" }, fmtDuration(f.lag_seconds)),
+      el("dt", {}, "SLA"), el("dd", { "data-field": "sla" }, f.source === "sensor"
+        ? [`warn after ${fmtDuration(f.warn_after_seconds)}, error after ${fmtDuration(f.error_after_seconds)} (sensor `,
+          uiLink(dagUrl(f.sensor.dag_id), `${f.sensor.dag_id}.${f.sensor.task_id}`), ")"]
+        : `no freshness sensor on this table: warn when ${f.warn_intervals} interval(s) ` +
+          `(${fmtDuration(f.warn_after_seconds)}) unpublished, error from ${f.error_intervals} (${fmtDuration(f.error_after_seconds)})`)));
   }
 
   function renderChecks(d) {
@@ -391,6 +441,42 @@
       el("tbody", {}, rows)));
   }
 
+  // ---- dbt docs ---------------------------------------------------------------------------------------------
+  // Loaded after the overview is on screen. A target whose table is a dbt source or model gets a link to its
+  // page in the docs; every site gets a row with a link per model.
+  async function loadDbt() {
+    const data = await getJSON(new URL("dbt", API));
+    state.dbt = data.sites;
+    state.dbtByRelation = new Map();
+    for (const site of data.sites) for (const node of site.nodes) {
+      if (!state.dbtByRelation.has(node.relation)) state.dbtByRelation.set(node.relation, node);
+    }
+    renderDbt();
+    if (state.overview && state.dbtByRelation.size) renderTargets();
+  }
+
+  function dbtLinks(t) {
+    const node = state.dbtByRelation && state.dbtByRelation.get(`${t.schema}.${t.table}`);
+    return node ? ` <a class="dbt-link" href="${esc(node.url)}" target="_blank" rel="noopener" ` +
+      `title="dbt docs: ${esc(node.unique_id)}">dbt docs</a>` : "";
+  }
+
+  function renderDbt() {
+    const box = $("#dbt"), sites = state.dbt || [];
+    box.hidden = !sites.length;
+    if (!sites.length) return;
+    const kinds = ["model", "seed", "snapshot", "source"];
+    box.innerHTML = `<div class="panel"><h3>dbt docs</h3><table><thead><tr><th>Pipeline</th><th>Docs</th><th>Nodes</th></tr></thead><tbody>` +
+      sites.map((site) => `<tr data-dbt-site="${esc(site.id)}"><td>${site.dag_id ? esc(site.dag_id) : '<span class="muted">build</span>'}` +
+        `${site.task_id ? ` <small>${esc(site.task_id)}</small>` : ""}</td>` +
+        `<td><a href="${esc(site.url)}" target="_blank" rel="noopener">${esc(site.id)}</a></td><td class="dbt-nodes">` +
+        kinds.map((kind) => {
+          const nodes = site.nodes.filter((n) => n.kind === kind);
+          return nodes.length ? `<div><small>${kind}s:</small> ` + nodes.map((n) =>
+            `<a href="${esc(n.url)}" target="_blank" rel="noopener" data-node="${esc(n.unique_id)}" title="${esc(`${n.unique_id} (${n.relation})`)}">${esc(n.name)}</a>`).join(" · ") + "</div>" : "";
+        }).join("") + "</td></tr>").join("") + "</tbody></table></div>";
+  }
+
   // ---- failover ---------------------------------------------------------------------------------------------
   async function loadFormation() {
     const f = await getJSON(new URL("formation", API));
@@ -408,6 +494,8 @@
 
   async function start() {
     $("#filter").addEventListener("input", () => state.overview && renderTargets());
+    $("#targets tbody").addEventListener("click", onTargetsClick);
+    $("#calendar").addEventListener("click", onCalendarClick);
     setStatus("loading…");
     try {
       const data = await loadOverview();
@@ -419,7 +507,10 @@
       $("#errors").replaceChildren(el("p", {}, e.message));
     }
     loadFormation().catch((e) => { $("#formation").hidden = false; $("#formation").textContent = `formation: ${e.message}`; });
+    loadDbt().catch((e) => { $("#dbt").hidden = false; $("#dbt").textContent = `dbt docs: ${e.message}`; })
+      .finally(() => { document.body.dataset.dbtReady = "true"; });
     document.body.dataset.ready = "true";
+    if (window.performance && performance.mark) performance.mark("dataeng-ready");
   }
   start();
 })();
