@@ -143,6 +143,18 @@ class DbtOperator(BaseOperator):
         if runner is not None:
             runner.cancel()
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.dbt import dbt_lineage
+
+        return dbt_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.dbt import dbt_lineage
+
+        return dbt_lineage(self, task_instance)
+
 
 def _manifest_outlets(spec: DbtSpec) -> list[Any]:
     from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, load_manifest

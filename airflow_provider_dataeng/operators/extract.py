@@ -117,3 +117,15 @@ class IdempotentExtractOperator(BaseOperator):
         """Cancel the running statements on the source and the warehouse (libpq cancel requests)."""
         if self._job is not None:
             self._job.cancel()
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.tasks import extract_lineage
+
+        return extract_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.tasks import extract_lineage
+
+        return extract_lineage(self, task_instance)

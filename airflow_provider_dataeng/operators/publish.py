@@ -133,6 +133,18 @@ class StagingSwapOperator(EngineTask):
         report_event(self, context, result)
         return result.as_xcom()
 
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.tasks import publish_lineage
+
+        return publish_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.tasks import publish_lineage
+
+        return publish_lineage(self, task_instance)
+
 
 class RollbackPublishOperator(EngineTask):
     """Swap ``<target>__previous`` back in (for a partition: the one starting at ``partition_start``).
@@ -171,3 +183,15 @@ class RollbackPublishOperator(EngineTask):
         result = self._run(context, spec, lambda engine: tasks.rollback(engine, spec))
         report_event(self, context, result)
         return result.as_xcom()
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.tasks import rollback_lineage
+
+        return rollback_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.tasks import rollback_lineage
+
+        return rollback_lineage(self, task_instance)

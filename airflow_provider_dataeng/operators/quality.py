@@ -41,3 +41,15 @@ class DataQualityOperator(EngineTask):
 
         spec = build_spec(self, QualitySpec)
         return [r.as_dict() for r in self._run(context, spec, lambda engine: tasks.check(engine, spec))]
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
+        from airflow_provider_dataeng.lineage.tasks import quality_lineage
+
+        return quality_lineage(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets with schema, data-quality and row-count facets."""
+        from airflow_provider_dataeng.lineage.tasks import quality_lineage
+
+        return quality_lineage(self, task_instance)
