@@ -188,7 +188,10 @@
       while (end < W && sev[end] === sev[x] && active[end] === active[x]) end++;
       if (sev[x] >= 0) {
         ctx.fillStyle = COLORS[CODE_STATUS[SEVERITY[sev[x]]]];
-        ctx.fillRect(x, active[x] ? 3 : 0, end - x, active[x] ? 8 : 14);
+        // A lone hole or failure among 1,000 intervals is one pixel: drawn two wide so that it shows.
+        const width = sev[x] > 0 && end - x === 1 && end < W && sev[end] < sev[x] ? 2 : end - x;
+        ctx.fillRect(x, active[x] ? 3 : 0, width, active[x] ? 8 : 14);
+        if (width > end - x) { x = end + 1; continue; }
       }
       x = end;
     }
