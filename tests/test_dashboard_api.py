@@ -321,12 +321,16 @@ def _serialize_dag_file(home: Path, dag_id: str, start: datetime, template: str 
 def dbt_docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example project's docs site, built by the build step ``parse_project --docs`` (real dbt, no database),
     published as a docs generate task publishes it, for a DAG the limited user may read and one it may not."""
+    import importlib.util
+
     from airflow_provider_dataeng.dbt.docs import publish_docs
     from airflow_provider_dataeng.dbt.parse_project import parse_project
 
+    root = tmp_path_factory.mktemp("dbt-docs")
+    if importlib.util.find_spec("dbt") is None:  # dbt is an extra: without it there are no sites (tests skip)
+        return root
     target = tmp_path_factory.mktemp("dbt-target")
     parse_project(REPO / "dbt_project", target_path=target, quiet=True, docs=True)
-    root = tmp_path_factory.mktemp("dbt-docs")
     for site in ("dash_ok_orders.docs", "dash_secret.docs"):
         publish_docs(target, root / site)
     return root
@@ -459,6 +463,8 @@ def test_freshness_uses_the_sensors_thresholds(dashboard_api: dict[str, Any]) ->
 @pytest.mark.timeout(600)
 def test_dbt_docs_are_served_with_a_link_per_model(dashboard_api: dict[str, Any]) -> None:
     server, docs = dashboard_api["server"], dashboard_api["docs"]
+    if not any(docs.iterdir()):
+        pytest.skip("dbt (the [dbt] extra) is not installed: no docs site to serve")
     page = f"{server.base_url}/dataeng/dashboard/"
     sites = {s["id"]: s for s in server.get("api/dbt", token=dashboard_api["admin"]).json()["sites"]}
     assert set(sites) == {"dash_ok_orders.docs", "dash_secret.docs"}
@@ -503,6 +509,8 @@ def test_page_in_chromium_shows_sensor_freshness_and_opens_dbt_docs(dashboard_ap
     from playwright.sync_api import sync_playwright
 
     server = dashboard_api["server"]
+    if not any(dashboard_api["docs"].iterdir()):
+        pytest.skip("dbt (the [dbt] extra) is not installed: no docs site to open")
     artifacts = Path(os.environ.get("DATAENG_ARTIFACTS_DIR") or REPO / ".artifacts") / "dashboard"
     artifacts.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
