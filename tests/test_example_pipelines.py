@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -88,52 +86,32 @@ def _wait_green(stack: AirflowStack, runs: dict[str, str], timeout: float) -> No
         assert states and all(s in ("success", "skipped") for s in states.values()), stack.report(dag_id, run_id)
 
 
-def _drop_the_schedulers_own_run(stack: AirflowStack, dag_id: str, timeout: float = 30) -> list[str]:
-    """Unpause an hourly DAG and delete the run the scheduler creates for its last hour (catchup false): with
-    max_active_runs 1 it would run ahead of the Trigger button's run, and it is not what this test checks."""
-    stack.unpause(dag_id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        own = [r["dag_run_id"] for r in stack.runs(dag_id) if r["run_type"] == "scheduled"]
-        if own:
-            for run_id in own:
-                response = stack.api("DELETE", f"dags/{dag_id}/dagRuns/{run_id}")
-                assert response.status_code in (204, 404), response.text
-            return own
-        time.sleep(0.5)
-    return []
-
-
 @pytest.mark.slow
 def test_every_example_dag_triggered_without_a_logical_date_runs_green(
     airflow_stack: AirflowStack, source_cluster: PgCluster
 ):
     stack = airflow_stack
-    with ThreadPoolExecutor(1) as pool:
-        formation = pool.submit(shared_formation)  # for warehouse_health; starts while the extracts run
-        _build_shop(source_cluster)
-        pipelines = discover()
-        every = pipelines.extract + pipelines.dbt + pipelines.other
-        assert len(every) == len(set(every)) >= 6, every
-        for dag_id in every:
-            stack.wait_dag(dag_id, timeout=180, unpause=False)
-        # While the extracts run, the DAGs that read their tables stay paused: the scheduler queues no
-        # asset-triggered dbt_marts run for a paused DAG, so the only runs here are the Trigger button's.
-        for dag_id in pipelines.dbt + pipelines.other:
+    _build_shop(source_cluster)
+    _add_monitor_connection(stack, "warehouse_monitor", shared_formation().monitor_port)
+    pipelines = discover()
+    every = pipelines.extract + pipelines.dbt + pipelines.other
+    assert len(every) == len(set(every)) >= 6, every
+    for dag_id in every:
+        stack.wait_dag(dag_id, timeout=180, unpause=False)
+    # While the extracts run, the DAGs that read their tables stay paused: the scheduler queues no
+    # asset-triggered dbt_marts run for a paused DAG, so the only runs here are the Trigger button's.
+    for dag_id in pipelines.dbt + pipelines.other:
+        stack.unpause(dag_id, paused=True)
+    try:
+        extracts = {dag_id: stack.trigger(dag_id) for dag_id in pipelines.extract}
+        for dag_id in pipelines.extract:
+            stack.unpause(dag_id)
+        _wait_green(stack, extracts, timeout=600)
+        # Then what reads the extracted tables: dbt builds the marts, the checks find them fresh.
+        readers = {dag_id: stack.trigger(dag_id) for dag_id in pipelines.dbt + pipelines.other}
+        for dag_id in readers:
+            stack.unpause(dag_id)
+        _wait_green(stack, readers, timeout=900)
+    finally:
+        for dag_id in pipelines.other:  # hourly checks: no scheduled runs for the rest of the session
             stack.unpause(dag_id, paused=True)
-        try:
-            extracts = {dag_id: stack.trigger(dag_id) for dag_id in pipelines.extract}
-            for dag_id in pipelines.extract:
-                stack.unpause(dag_id)
-            _wait_green(stack, extracts, timeout=600)
-            # Then what reads the extracted tables: dbt builds the marts, the checks find them fresh.
-            _add_monitor_connection(stack, "warehouse_monitor", formation.result().monitor_port)
-            for dag_id in pipelines.other:
-                _drop_the_schedulers_own_run(stack, dag_id)
-            readers = {dag_id: stack.trigger(dag_id) for dag_id in pipelines.dbt + pipelines.other}
-            for dag_id in pipelines.dbt:
-                stack.unpause(dag_id)
-            _wait_green(stack, readers, timeout=900)
-        finally:
-            for dag_id in pipelines.other:  # hourly checks: no scheduled runs for the rest of the session
-                stack.unpause(dag_id, paused=True)
