@@ -205,7 +205,8 @@ def _failing_dag_source(dag_id: str, wh: str, state_dir: Path) -> str:
                 select_sql="select distinct id, name from raw.products",
                 checks=[{{"check": "row_count", "min": 100}}, {{"check": "unique", "columns": ["id"]}}])
             DbtOperator(task_id="dbt", conn_id={wh!r}, project_dir={str(dbt_shop.PROJECT_DIR)!r},
-                        command="build", select=["stg_products"], state_dir={str(state_dir)!r})
+                        command="build", select=["stg_products"], state_dir={str(state_dir)!r},
+                        manifest_path={str(REPO_ROOT / "dbt_project" / "target" / "manifest.json")!r})
         ''')
 
 
