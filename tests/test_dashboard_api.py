@@ -185,6 +185,7 @@ def test_freshness_sla_values_survive_serialization(warn: Any, error: Any) -> No
 
 def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: str) -> None:
     """Appended rows are merged (newest id wins), deleted rows force a reload; always equal to a fresh read."""
+    from airflow_provider_dataeng.dashboard.ledger_queries import list_targets
     from airflow_provider_dataeng.dashboard.loads_cache import LoadsCache
 
     start = datetime(2026, 5, 1, tzinfo=timezone.utc)
@@ -197,7 +198,11 @@ def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: st
 
     def read(cache: LoadsCache) -> dict:
         with psycopg.connect(pg_cluster.dsn(pg_db)) as conn:
-            got = cache.get(conn, "wh", cache.version(conn), keys, start)
+            version = cache.version(conn)
+            got = cache.get(conn, "wh", version, keys, start)
+            # The targets (first load, last span and task, number of loads) equal a fresh aggregate as well.
+            assert cache.targets(conn, "wh", version, {"dag_a", "dag_b"}) == list_targets(conn, {"dag_a", "dag_b"})
+            assert cache.targets(conn, "wh", version, {"dag_b"}) == list_targets(conn, {"dag_b"})
         return {k: (v.starts, v.ends, v.ids, v.codes) for k, v in got.items()}
 
     with psycopg.connect(pg_cluster.dsn(pg_db), autocommit=True) as conn:
@@ -212,11 +217,11 @@ def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: st
         add(conn, "dag_b", "b", 2, "published")  # the failed interval re-run
         add(conn, "dag_a", "a", 7, "rejected")
         merged = read(cache)
-        assert cache.last_action == "merge" and merged == read(LoadsCache())
+        assert cache.last_action == "merge" and cache.targets_action == "merge" and merged == read(LoadsCache())
         assert merged[keys[1]][3] == "PPPPP" and merged[keys[0]][3] == "PPPPPR"
         conn.execute("delete from dataeng.load_ledger where pipeline = 'dag_a' and partition_start = %s", [start])
         after_delete = read(cache)
-        assert cache.last_action == "reload" and after_delete == read(LoadsCache())
+        assert cache.last_action == cache.targets_action == "reload" and after_delete == read(LoadsCache())
         assert after_delete[keys[0]][3] == "PPPPR"
 
 
