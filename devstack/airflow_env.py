@@ -89,7 +89,16 @@ def serialize_dag_to_db(dag: Any, bundle_name: str = "dags-folder") -> None:
 
     try:
         from airflow.dag_processing.dagbag import sync_bag_to_db
-    except ImportError:  # Airflow < 3.2 (the lowest-versions CI run): dag.test() serializes by itself
+    except ImportError:  # Airflow < 3.2 (the lowest-versions CI run): dag.test() serializes by itself, but
+        # does not register the DAG's assets, so a task with an Asset outlet fails as "inactive asset";
+        # write the DAG (and activate its assets) as the DAG processor does.
+        from airflow.models.dag import DAG as SchedulerDAG
+        from airflow.serialization.serialized_objects import LazyDeserializedDAG, SerializedDAG
+
+        DagBundlesManager().sync_bundles_to_db()
+        data = SerializedDAG.to_dict(dag)
+        data["dag"].setdefault("relative_fileloc", os.path.basename(dag.fileloc or "") or None)
+        SchedulerDAG.bulk_write_to_db(bundle_name, None, [LazyDeserializedDAG(data=data)])
         return
 
     DagBundlesManager().sync_bundles_to_db()

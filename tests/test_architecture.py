@@ -246,12 +246,24 @@ PARSE_FORBIDDEN = {
 PARSE_CHILD = textwrap.dedent("""
     import json, sys
     import airflow  # noqa: F401
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.1
+        from airflow.models.dagbag import DagBag
+    DagBag(dag_folder=sys.argv[2])  # first what Airflow itself imports to parse a DAG with a postgres Asset
     before = set(sys.modules)
     bag = DagBag(dag_folder=sys.argv[1])
     print(json.dumps({"dags": sorted(bag.dags), "errors": {k: v[-2000:] for k, v in bag.import_errors.items()},
                       "imported": sorted(set(sys.modules) - before)}))
 """)
+
+PLAIN_DAG = """\
+from airflow.providers.common.compat.sdk import DAG, Asset
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG("plain", schedule=None):
+    EmptyOperator(task_id="t", outlets=[Asset("postgres://warehouse:5432/db/raw/t")])
+"""
 
 EVERY_ENGINE_TASK = """\
 schedule: "@daily"
@@ -285,8 +297,10 @@ def _parse_dag_file(config_dir: Path, dag_id: str | None) -> dict:
     if dag_id:
         env["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
     dag_file = ROOT.parent / "dags" / "dataeng_dags.py"
-    proc = subprocess.run([sys.executable, "-c", PARSE_CHILD, str(dag_file)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    plain = config_dir.parent / "plain_dag.py"
+    plain.write_text(PLAIN_DAG)
+    proc = subprocess.run([sys.executable, "-c", PARSE_CHILD, str(dag_file), str(plain)], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -60,6 +60,24 @@ def test_driver_psycopg2_extra_still_gives_psycopg3_with_its_copy_api(pg_cluster
         assert cur.fetchone()[0] == "UTC"
 
 
+def test_connect_pins_psycopg3_whatever_the_postgres_providers_default(pg_cluster: PgCluster, conn_ids,
+                                                                     monkeypatch):
+    """Airflow 3.0 pins SQLAlchemy 1.4, so the postgres provider's USE_PSYCOPG3 is false there and a plain
+    PostgresHook uses psycopg2; every hook connect() builds still uses psycopg 3 (the engines need it)."""
+    from airflow_provider_dataeng.hooks import postgres
+
+    monkeypatch.setattr(postgres, "USE_PSYCOPG3", False)  # what the lowest supported versions give
+    conn_id = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}")
+    assert FailoverPostgresHook(postgres_conn_id=conn_id).driver == "psycopg2"  # the provider's default
+    assert connect(conn_id, role="monitor").driver == "psycopg"
+    for role in ("warehouse", "source"):
+        hook = connect(conn_id, role=role)
+        assert hook.driver == "psycopg"
+        with hook.connection_scope() as conn:
+            assert isinstance(conn, psycopg.Connection)
+            assert conn.execute("select 1").fetchone() == (1,)
+
+
 def test_extras_that_are_not_libpq_options_never_reach_libpq(pg_cluster: PgCluster, conn_ids):
     junk = {
         "dbt_schema": "analytics", "dbt_connect_retries": 3, "connect_deadline": 5, "connect_backoff_max": 1,
