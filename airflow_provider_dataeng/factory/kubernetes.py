@@ -141,23 +141,3 @@ def executor_config(resources: Resources, labels: dict[str, str] | None = None) 
     """The ``executor_config`` of a task."""
     return {"pod_override": pod_override(resources, labels)}
 
-
-def describe_resources(resources: Resources) -> str:
-    """One line for ``dataeng render``: requests/limits, image, placement."""
-    req, lim = resources.requests(), resources.effective_limits()
-    parts = []
-    for key in ("cpu", "memory", "ephemeral_storage"):
-        if key in req:
-            same = lim.get(key) == req[key]
-            parts.append(f"{key}={req[key]}" + ("" if same else f"(limit {lim.get(key)})"))
-    qos = "Guaranteed" if not resources.qos_problems() else "Burstable"
-    text = " ".join(parts) + f" qos={qos}"
-    if resources.image:
-        text += f" image={resources.image}"
-    if resources.service_account:
-        text += f" sa={resources.service_account}"
-    if resources.node_selector:
-        text += " nodes=" + ",".join(f"{k}={v}" for k, v in resources.node_selector.items())
-    if resources.tolerations:
-        text += f" tolerations={len(resources.tolerations)}"
-    return text
