@@ -258,3 +258,45 @@ def test_source_freshness_reports_each_raw_table(built, tmp_path: Path) -> None:
                                                        select="source:raw.orders source:raw.payments")
     nodes = {n.unique_id: n.status for n in info.value.result.nodes}
     assert nodes == {"source.dataeng_shop.raw.orders": "pass", "source.dataeng_shop.raw.payments": "error"}
+
+
+def test_a_schema_another_task_is_creating_at_the_same_moment_does_not_fail_the_run(shop, tmp_path: Path) -> None:
+    """Issue 13: two model tasks of one schema start together and both find it missing. Here the other task is
+    a session holding ``create schema analytics_staging`` uncommitted (the race's losing interleaving, made
+    deterministic); the run waits on it, and must succeed once it commits instead of failing on a duplicate."""
+    import threading
+    import time
+
+    import psycopg
+    from psycopg import sql
+
+    holder = psycopg.connect(shop.cluster.dsn(shop.dbname))
+    try:
+        holder.execute(sql.SQL("create schema analytics_staging authorization {}").format(sql.Identifier(shop.role)))
+        out: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                out["result"] = DbtRunner(shop.conn_id, dbt_shop.PROJECT_DIR).run(
+                    "build", run_dir=tmp_path / "try-1", select=["dataeng_shop.staging.stg_products"],
+                    indirect_selection="empty", artifacts_dir=example_manifest().parent)
+            except Exception as exc:
+                out["error"] = exc
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 240
+        while worker.is_alive() and time.monotonic() < deadline:
+            waiting = shop.q(f"select count(*) from pg_stat_activity where datname = current_database() and "
+                             f"wait_event_type = 'Lock' and pid <> {holder.info.backend_pid}")[0][0]
+            if waiting:
+                break
+            time.sleep(0.2)
+        assert worker.is_alive(), f"the run never waited on the schema being created: {out}"
+        holder.commit()
+        worker.join(300)
+    finally:
+        holder.close()
+    assert "error" not in out, out.get("error")
+    assert out["result"].success  # type: ignore[union-attr]
+    assert shop.q("select count(*) from analytics_staging.stg_products") == [(2,)]

@@ -220,3 +220,26 @@ def test_pipeline_level_executor_is_checked(tmp_path: Path) -> None:
     doc = dagbag(folder).dags["p"].doc_md
     assert "p.yaml:1: executor: executor not configured in [core] executor" in doc
     assert "did you mean 'LocalExecutor'?" in doc
+
+
+def test_validate_a_subfolder_or_a_file_uses_the_defaults_above_it(tree: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_dataeng.factory import cli
+
+    configs = tree / "configs"
+    assert cli.main(["validate", str(configs)]) == 0
+    assert "OK: 5 pipeline file(s) valid" in capsys.readouterr().err
+    assert cli.main(["validate", str(configs / "sales")]) == 0
+    assert "OK: 3 pipeline file(s) valid" in capsys.readouterr().err
+    # a bad value in a subfolder's defaults: reported at its line, for the pipelines below it only
+    (configs / "sales" / "defaults.yaml").write_text("owner: sales\nretries: many\n")
+    assert cli.main(["validate", str(configs / "sales" / "eu" / "orders_eu.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{configs / 'sales' / 'defaults.yaml'}:2: retries: " in out
+    assert "inherits an invalid defaults file sales/defaults.yaml" in out
+    assert cli.main(["validate", str(configs / "finance")]) == 0
+    # a pipeline value that is only wrong together with inherited settings points at the defaults line
+    (configs / "sales" / "defaults.yaml").write_text("owner: sales\nresources: {limits: {memory: 2Gi}}\n")
+    assert cli.main(["validate", "--no-build", str(configs / "sales" / "orders.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{configs / 'sales' / 'defaults.yaml'}:2: resources.limits: limits differ from requests" in out

@@ -118,6 +118,8 @@ class Node:
     materialized: str | None = None
     attached_node: str | None = None
     freshness: SourceFreshness | None = None  # sources with a load time and at least one threshold
+    database: str | None = None
+    schema: str | None = None
 
     @property
     def selector(self) -> str:
@@ -176,7 +178,7 @@ def _convert(raw: _Manifest, path: Path | None) -> Manifest:
             unique_id=uid, name=n.name, resource_type=n.resource_type, package_name=n.package_name,
             path=n.original_file_path, fqn=tuple(n.fqn), tags=tuple(n.tags), relation_name=n.relation_name,
             depends_on=tuple(n.depends_on.nodes), materialized=n.config.materialized,
-            attached_node=n.attached_node,
+            attached_node=n.attached_node, database=n.database, schema=n.schema,
         )
     sources = {
         uid: Node(

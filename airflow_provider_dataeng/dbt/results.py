@@ -158,4 +158,7 @@ def _attach_compiled_paths(target_dir: Path, nodes: list[DbtNodeResult]) -> None
             path = Path(compiled)
             n.compiled_path = str(path if path.is_absolute() else target_dir.parent / path)
         elif node.get("package_name") and node.get("original_file_path"):
-            n.compiled_path = str(target_dir / "compiled" / node["package_name"] / node["original_file_path"])
+            # dbt's own layout (get_target_write_path): one node per file, or <file>/<node path> (e.g. tests in YAML)
+            original, own = node["original_file_path"], node.get("path") or ""
+            rel = original if not own or Path(own).name == Path(original).name else str(Path(original) / own)
+            n.compiled_path = str(target_dir / "compiled" / node["package_name"] / rel)

@@ -35,6 +35,7 @@ from airflow_provider_dataeng.dbt.profile import (
     profile_from_connection,
 )
 from airflow_provider_dataeng.dbt.results import FAILED_STATUSES, DbtRunError, DbtRunResult, summarize_results
+from airflow_provider_dataeng.dbt.schemas import CREATING_COMMANDS
 from airflow_provider_dataeng.dbt.spec import COMMANDS
 from airflow_provider_dataeng.dbt.workspace import (
     BUILD_INFO_FILE,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 _ENV_LOCK = threading.Lock()  # in-process runs change os.environ: one at a time per process
 TERMINATE_GRACE_S = 10.0
 FAILING_ROWS_SHOWN = 20
+QUICK_COMMANDS = ("build", "run", "test", "seed", "snapshot")  # may skip dbt's file diff and manifest writes
 PROFILE_STAMP_FILE = "dataeng_profile.json"  # in each try's target/: the profile its parse was made with
 NOT_INSTALLED = (
     "dbt-core is not importable in this environment: install airflow-provider-dataeng[dbt], or set "
@@ -223,7 +225,15 @@ class DbtRunner:
             project = copy_project(self.project_dir, run_dir / "project")
             anchor_local_packages(project, self.project_dir)
         with self.profiles() as (profiles_dir, env, password):
-            self._seed(run_dir / "target", retry_from, artifacts_dir or self.project_dir / "target")
+            artifacts = artifacts_dir or self.project_dir / "target"
+            unchanged = self._seed(run_dir / "target", retry_from, artifacts)
+            # The project is the build-time one, file by file: dbt's file diff would find nothing, and
+            # manifest.json is the shipped one. Skip both (dbt writes manifest.json twice per invocation);
+            # run_results.json is written from the in-process result instead.
+            quick = (unchanged and not self.use_subprocess and not install_deps and retry_from is None
+                     and command in QUICK_COMMANDS)
+            if command in CREATING_COMMANDS:
+                self._create_schemas(artifacts, select, exclude, selector)
             if install_deps:
                 deps = ["deps", "--project-dir", str(project), "--profiles-dir", str(profiles_dir),
                         "--log-path", str(run_dir / "logs"), "--no-use-colors", "--no-send-anonymous-usage-stats",
@@ -231,7 +241,7 @@ class DbtRunner:
                 if self.profiles_dir is None:
                     deps += ["--profile", PROFILE_NAME, "--target", TARGET_NAME]
                 self.log.info("dbt deps in the working copy %s", project)
-                ok, error = self._invoke(deps, env, password, project)
+                ok, error = self._invoke(deps, env, password, project, None)
                 if not ok:
                     raise DbtRunError(f"dbt deps failed: {error or 'see ' + str(run_dir / 'logs' / 'dbt.log')}",
                                       DbtRunResult("deps", False, time.monotonic() - started, str(run_dir),
@@ -243,11 +253,14 @@ class DbtRunner:
                 indirect_selection=indirect_selection,
                 retry_state=(retry_from / "target") if retry_from is not None else None, project_dir=project,
             )
+            if quick:
+                args += ["--no-partial-parse-file-diff", "--no-write-json"]
+                _copy_artifact(artifacts / "manifest.json", run_dir / "target" / "manifest.json")
             self.log.info(
                 "dbt %s on %s (schema %s), artifacts in %s", " ".join(args[:1] + _display_args(args[1:])),
                 self.warehouse_hook().describe(), self.target_schema or "profile default", run_dir,
             )
-            ok, error = self._invoke(args, env, password, project)
+            ok, error = self._invoke(args, env, password, project, run_dir / "target")
             if error and "dbt deps" in error and not install_deps:
                 error += (" (install the packages at build time with parse_project, which runs dbt deps, and ship "
                           "dbt_packages/ with the project; or set install_deps=True)")
@@ -304,8 +317,11 @@ class DbtRunner:
             conn.rollback()
         return columns, rows
 
-    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> None:
-        """Start from the previous try's parse (a retry) or the build-time one; log a stale project."""
+    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> bool:
+        """Start from the previous try's parse (a retry) or the build-time one; log a stale project.
+
+        True when this try starts from the build-time parse of a project unchanged since (file by file):
+        dbt's own file diff would then find nothing, so the caller may skip it."""
         profile = self.current_profile
         stamp = {"profile_hash": profile.parse_hash(), "database": profile.dbname, "schema": profile.schema}
         target.mkdir(parents=True, exist_ok=True)
@@ -320,13 +336,14 @@ class DbtRunner:
                 self.log.info("Starting from the previous try's parse in %s", retry_from / "target")
             else:
                 self.log.warning("dbt parses the whole project: the previous try's parse cannot be reused, %s", why_not)
-            return
+            return False
         info = read_build_info(artifacts_dir)
         if info is None:
             if (artifacts_dir / "manifest.json").is_file():
                 self.log.info("No %s in %s (artifacts not built by parse_project): cannot tell whether the "
                               "project changed since the build", BUILD_INFO_FILE, artifacts_dir)
-        elif stale := stale_files(self.project_dir, info):
+        stale: list[str] = []
+        if info is not None and (stale := stale_files(self.project_dir, info)):
             self.log.warning(
                 "The dbt project %s changed since its artifacts in %s were built: %d file(s) differ (%s). dbt "
                 "re-parses them, but this DAG was rendered from the old manifest.json: rebuild the artifacts "
@@ -335,20 +352,47 @@ class DbtRunner:
             )
         if not seed_target(artifacts_dir, target):
             self.log.info("No build-time partial_parse.msgpack in %s: dbt parses the whole project", artifacts_dir)
-            return
+            return False
         why_not = adopt_parse(target, info, self.current_profile) if info is not None else "no build info"
         if why_not is None:
             self.log.info("Starting from the build-time parse in %s (partial_parse.msgpack)", artifacts_dir)
-        else:
-            self.log.warning("dbt parses the whole project: the build-time parse in %s cannot be reused, %s",
-                             artifacts_dir, why_not)
+            return not stale
+        self.log.warning("dbt parses the whole project: the build-time parse in %s cannot be reused, %s",
+                         artifacts_dir, why_not)
+        return False
 
-    def _invoke(self, args: list[str], env: dict[str, str], password: str | None, cwd: Path) -> tuple[bool, str | None]:
+    def _create_schemas(self, artifacts_dir: Path, select: Sequence[str] | str | None,
+                        exclude: Sequence[str] | str | None, selector: str | None) -> None:
+        """Create the selection's missing schemas before dbt does (parallel tasks may race on them, see
+        :mod:`~airflow_provider_dataeng.dbt.schemas`). Only with build-time artifacts made for this task's
+        target schema (their node schemas are then the ones dbt uses); on any error dbt creates them."""
+        from airflow_provider_dataeng.dbt.manifest import load_manifest
+        from airflow_provider_dataeng.dbt.schemas import ensure_schemas, selected_schemas
+
+        info = read_build_info(artifacts_dir)
+        if info is None or info.get("schema") != self.current_profile.schema:
+            return
+        try:
+            manifest = load_manifest(artifacts_dir / "manifest.json")
+            schemas = selected_schemas(manifest, select, exclude, selector, info.get("database"))
+            if not schemas:
+                return
+            with self.warehouse_hook().connection_scope() as conn:
+                conn.autocommit = True
+                ensure_schemas(conn, schemas, self.log)
+        except Exception as exc:  # best effort: dbt still creates what is missing
+            self.log.warning("Could not create the schemas before dbt runs (dbt creates them): %s", first_line(exc))
+
+    def _invoke(self, args: list[str], env: dict[str, str], password: str | None, cwd: Path,
+                target: Path | None) -> tuple[bool, str | None]:
         if self.use_subprocess:
             return self._run_subprocess(args, env, password, cwd)
-        return self._run_in_process(args, env, password)
+        return self._run_in_process(args, env, password, target)
 
-    def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None) -> tuple[bool, str | None]:
+    def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None,
+                        target: Path | None = None) -> tuple[bool, str | None]:
+        """dbtRunner in a worker thread; writes ``run_results.json`` into ``target`` when dbt did not
+        (``--no-write-json``, or a ``dbt retry`` of such a run)."""
         try:
             from dbt.cli.main import dbtRunner
         except ImportError as exc:
@@ -386,6 +430,8 @@ class DbtRunner:
         if "exc" in outcome:
             raise outcome["exc"]
         res = outcome["res"]
+        if target is not None and hasattr(res.result, "write") and not (target / "run_results.json").exists():
+            res.result.write(str(target / "run_results.json"))
         exc = res.exception
         if exc is not None:
             return False, f"{type(exc).__name__}: {exc}"
@@ -458,6 +504,12 @@ class DbtRunner:
                 (self.session_token + " %",),
             ).fetchall()
         return sum(1 for (ok,) in rows if ok)
+
+
+def _copy_artifact(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest`` (never a link: a writer of ``dest`` must not change the shipped file)."""
+    if source.is_file():
+        shutil.copyfile(source, dest)
 
 
 def format_rows(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:
