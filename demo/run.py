@@ -3,9 +3,10 @@
 Every DAG run happens in a real deployment (:mod:`devstack.airflow_stack`: scheduler, DAG processor,
 triggerer, API server, LocalExecutor) and is driven through the REST API as a user or a script would:
 the earlier intervals are triggered with their data interval (history), the last complete day is the
-scheduler's own run once the DAGs are unpaused, ``dbt_marts`` is started by the scheduler from the
-extracts' asset events, the rerun of the middle interval is the UI's Clear, and the monitoring DAG runs
-its deferrable checks in the triggerer.
+scheduler's own run once the DAGs are unpaused, the rerun of the middle interval is the UI's Clear, and
+``dbt_marts`` (paused while the intervals load, so that it does not run once per interval) is started by
+the scheduler from the asset events of that rerun, while the monitoring DAG runs its deferrable checks in
+the triggerer.
 
 Results are read where a user would look: the ledger ``dataeng.load_ledger`` in the warehouse (rows,
 checks, publish status per partition), the REST API (DAG run and task states, XCom: dbt results,
@@ -341,9 +342,19 @@ class Demo:
         self.airflow: AirflowStack | None = None
         self.runner: ApiRunner | None = None
         self.shop: Any = None
+        self.cpu: dict[str, dict[str, float]] = {}
 
     def _log(self, text: str) -> None:
         self.log(f"[{self.progress.elapsed():6.1f}s] {text}" if text.startswith("==>") else text)
+
+    def _mark(self, phase: str) -> None:
+        """End of a phase: its time, and the CPU seconds each Airflow component has used so far."""
+        self.progress.mark(phase)
+        if self.airflow is not None:
+            cpu = self.airflow.cpu_seconds()
+            self.cpu[phase] = cpu
+            self._log(f"    [{phase} done] Airflow CPU so far: "
+                      + ", ".join(f"{c} {v:.0f} s" for c, v in cpu.items()))
 
     def run(self) -> DemoReport:
         opts = self.options
@@ -369,7 +380,7 @@ class Demo:
         stack.start_warehouse()
         starter.result()
         self.runner = runner = ApiRunner(airflow, log=self._log)
-        self.progress.mark("stack")
+        self._mark("stack")
 
         extract = [p for p in pipelines if p.kind == "extract"]
         dbt = [p for p in pipelines if p.kind == "dbt"]
@@ -380,31 +391,35 @@ class Demo:
         # 1. History, then the scheduler's own run: the earlier intervals are triggered through the API
         #    with their data interval (run_after = the interval's end, so each DAG runs them in order, one
         #    at a time); unpausing the DAGs makes the scheduler create the run of the last complete day.
+        #    The DAGs run side by side (LocalExecutor, parallelism 8). dbt_marts stays paused meanwhile: a
+        #    paused DAG is not queued by asset events, so the loads do not start a dbt run per interval.
         *history, (last_start, last_end) = intervals
         self._log(f"==> {len(extract)} extract pipelines x {len(intervals)} daily intervals on the real scheduler: "
                   f"{len(history)} earlier interval(s) triggered through the REST API with their data interval, "
-                  "then the DAGs are unpaused and the scheduler runs the last complete day itself; "
-                  + ", ".join(p.dag_id for p in dbt) + " is scheduled on the extracts' asset events")
+                  "then the DAGs are unpaused and the scheduler runs the last complete day itself ("
+                  + ", ".join(p.dag_id for p in dbt) + " paused while they load)")
         pending: list[tuple[Job, str]] = []
         for start, end in history:
             for p in extract:
                 pending.append((Job(p.dag_id, start, end),
                                 airflow.trigger(p.dag_id, logical_date=start, data_interval=(start, end), run_after=end)))
-        for p in dbt + extract:
+        for p in extract:
             airflow.unpause(p.dag_id)
         for p in extract:
             pending.append((Job(p.dag_id, last_start, last_end), self._scheduled_run(p.dag_id, last_start)))
-        dbt_runs = {p.dag_id: self._first_asset_triggered_run(p.dag_id) for p in dbt}
         runs = runner.wait(pending)
-        self.progress.mark("intervals")
+        self._mark("intervals")
 
-        # 2. The UI's Clear on the middle interval's runs: the scheduler runs them again; the partitions
-        #    must come out identical.
+        # 2. dbt_marts is unpaused, then the UI's Clear on the middle interval's runs: the scheduler runs them
+        #    again (the partitions must come out identical) and their asset events queue dbt_marts, which
+        #    builds the marts over every loaded interval.
+        for p in dbt:
+            airflow.unpause(p.dag_id)
         middle = intervals[len(intervals) // 2]
         wh_dsn = stack.warehouse.dsn()
         before = self._partition_states(wh_dsn, middle[0])
         self._log(f"==> clearing the middle interval {middle[0]:%Y-%m-%d} (the UI's Clear): the scheduler reruns it "
-                  "(idempotency)")
+                  "(idempotency); the reruns' asset events queue " + ", ".join(p.dag_id for p in dbt))
         reruns = []
         for job, run_id in pending:
             if job.interval_start == middle[0]:
@@ -412,24 +427,30 @@ class Demo:
                 reruns.append((Job(job.dag_id, *middle, label=" rerun"), run_id))
         runs += runner.wait(reruns)
         after = self._partition_states(wh_dsn, middle[0])
-        self.progress.mark("rerun")
+        self._mark("rerun")
 
-        # 3. dbt: the run the scheduler started from the extracts' asset events.
+        # 3. dbt (the run the scheduler started from those asset events) and, side by side, the monitoring
+        #    checks (freshness, partition gaps, failover health; deferrable sensors wait in the triggerer),
+        #    triggered through the API.
+        dbt_runs = {p.dag_id: self._first_asset_triggered_run(p.dag_id) for p in dbt}
+        check_runs: list[tuple[Job, str]] = []
+        if checks:
+            self._log("==> the checks: " + ", ".join(p.dag_id for p in checks) + " triggered through the API"
+                      + (" (failover health marked success: --plain has no pg_auto_failover monitor)"
+                         if stack.warehouse.kind == "plain" else ""))
+            check_runs = self._trigger_checks(checks, stack.warehouse.kind == "plain")
         self._log("==> " + ", ".join(p.dag_id for p in dbt) + ": the run the scheduler started from the extracts' "
                   "asset events")
         for dag_id, run_id in dbt_runs.items():
             runs += runner.wait([(Job(dag_id, last_start, last_end), run_id)], timeout=1800)
             self._later_asset_triggered_runs(dag_id, run_id)
-        self.progress.mark("dbt")
-
-        # 4. The monitoring checks (freshness, partition gaps, failover health; deferrable sensors wait in
-        #    the triggerer), triggered through the API.
-        if checks:
-            self._log("==> the checks: " + ", ".join(p.dag_id for p in checks) + " triggered through the API"
-                      + (" (failover health marked success: --plain has no pg_auto_failover monitor)"
-                         if stack.warehouse.kind == "plain" else ""))
-            runs += self._check_runs(checks, stack.warehouse.kind == "plain")
-        self.progress.mark("checks")
+        self._mark("dbt")
+        try:
+            runs += runner.wait(check_runs)
+        finally:
+            for p in checks:
+                airflow.unpause(p.dag_id, paused=True)
+        self._mark("checks")
         late = self._advance_to_now(intervals, extract)
 
         return DemoReport(intervals, pipelines, runs, read_ledger(wh_dsn), before, after,
@@ -437,9 +458,19 @@ class Demo:
                           data_dirs(stack), late)
 
     def close(self) -> None:
-        if self.airflow is not None:
-            self.airflow.stop()
-        self.stack.close()
+        """Stop Airflow and the warehouse at the same time (each takes seconds), then the rest. Nothing the
+        demo waits for runs any more: the components get a short grace before SIGKILL."""
+        stopper = _Background(lambda: self.airflow.stop(grace=3)) if self.airflow is not None else None
+        warehouse = self.stack.warehouse
+        try:
+            if warehouse is not None and warehouse.kind == "formation":
+                warehouse.handle.teardown()  # idempotent: Stack.close() finds it done
+        finally:
+            try:
+                if stopper is not None:
+                    stopper.result()
+            finally:
+                self.stack.close()
 
     # -- steps -----------------------------------------------------------------------------------
     def _airflow(self) -> AirflowStack:
@@ -487,10 +518,11 @@ class Demo:
             self._log(f"    {dag_id}: {run['dag_run_id']} ({run['state']}) queued by the later asset events "
                       "(next interval, rerun); not waited for")
 
-    def _check_runs(self, checks: list[Pipeline], plain: bool) -> list[RunResult]:
+    def _trigger_checks(self, checks: list[Pipeline], plain: bool) -> list[tuple[Job, str]]:
         """One run of each checks DAG for the latest full hour, triggered while paused (so the scheduler adds
-        no run of its own meanwhile); health tasks are marked success first on a plain warehouse."""
-        assert self.airflow is not None and self.runner is not None
+        no run of its own meanwhile), then unpaused; health tasks are marked success first on a plain warehouse.
+        The caller pauses them again once their runs are done."""
+        assert self.airflow is not None
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         pending = []
         for p in checks:
@@ -502,11 +534,7 @@ class Demo:
                                      json={"new_state": "success"}).raise_for_status()
             pending.append((Job(p.dag_id, now - timedelta(hours=1), now), run_id))
             self.airflow.unpause(p.dag_id)
-        try:
-            return self.runner.wait(pending)
-        finally:
-            for p in checks:
-                self.airflow.unpause(p.dag_id, paused=True)
+        return pending
 
     def _ensure_manifest(self) -> None:
         """The dbt tasks render from dbt_project/target/manifest.json (`make manifest`); build it if missing."""

@@ -60,6 +60,24 @@ def test_driver_psycopg2_extra_still_gives_psycopg3_with_its_copy_api(pg_cluster
         assert cur.fetchone()[0] == "UTC"
 
 
+def test_connect_pins_psycopg3_whatever_the_postgres_providers_default(pg_cluster: PgCluster, conn_ids,
+                                                                     monkeypatch):
+    """Airflow 3.0 pins SQLAlchemy 1.4, so the postgres provider's USE_PSYCOPG3 is false there and a plain
+    PostgresHook uses psycopg2; every hook connect() builds still uses psycopg 3 (the engines need it)."""
+    from airflow_provider_dataeng.hooks import postgres
+
+    monkeypatch.setattr(postgres, "USE_PSYCOPG3", False)  # what the lowest supported versions give
+    conn_id = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}")
+    assert FailoverPostgresHook(postgres_conn_id=conn_id).driver == "psycopg2"  # the provider's default
+    assert connect(conn_id, role="monitor").driver == "psycopg"
+    for role in ("warehouse", "source"):
+        hook = connect(conn_id, role=role)
+        assert hook.driver == "psycopg"
+        with hook.connection_scope() as conn:
+            assert isinstance(conn, psycopg.Connection)
+            assert conn.execute("select 1").fetchone() == (1,)
+
+
 def test_extras_that_are_not_libpq_options_never_reach_libpq(pg_cluster: PgCluster, conn_ids):
     junk = {
         "dbt_schema": "analytics", "dbt_connect_retries": 3, "connect_deadline": 5, "connect_backoff_max": 1,
@@ -115,6 +133,31 @@ def test_tcp_keepalives_are_set_on_both_ends(pg_cluster: PgCluster, conn_ids):
         assert conn.info.get_parameters()["keepalives_interval"] == "5"
     bad = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}", extra={"keepalives_idle": "soon"})
     with pytest.raises(ValueError, match="keepalives_idle"):
+        connect(bad).conn_params()
+
+
+def test_session_settings_set_mode_sends_no_options_startup_parameter(pg_cluster: PgCluster, conn_ids):
+    """``session_settings: set`` (for PgBouncer, which rejects the ``options`` startup parameter): no
+    ``options`` reaches the server, and the same settings hold, applied with set_config after connecting and
+    committed, so a rolled-back transaction keeps them. Both drivers; connect() and run_with_reconnect."""
+    conn_id = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}", extra={"session_settings": "set"})
+    hook = connect(conn_id, role="source", session_settings={"TimeZone": "Europe/Berlin", "work_mem": "8MB"})
+    assert "options" not in hook.conn_params()
+    with hook.connection_scope() as conn:
+        assert "options" not in conn.info.get_parameters()  # nothing a pooler could reject
+        conn.execute("set local work_mem = '1MB'")
+        conn.rollback()
+        assert (_show(conn, "timezone"), _show(conn, "work_mem"), _show(conn, "tcp_keepalives_idle")) == (
+            "Europe/Berlin", "8MB", "30")
+    assert hook.run_with_reconnect(lambda c: _show(c, "timezone")) == "Europe/Berlin"
+    legacy = FailoverPostgresHook(postgres_conn_id=conn_id, driver="psycopg2")
+    with legacy.connection_scope() as conn:
+        assert _show(conn, "timezone") == "UTC"
+    # the default sends them as the libpq options startup parameter (no extra round trip)
+    default = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}")
+    assert "-c TimeZone=UTC" in connect(default).conn_params()["options"]
+    bad = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}", extra={"session_settings": "SET"})
+    with pytest.raises(ValueError, match=r"session_settings='SET': expected one of options, set"):
         connect(bad).conn_params()
 
 

@@ -9,9 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
 from airflow_provider_dataeng.extract.interval import resolve_interval
+
+try:
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+except ImportError:  # Airflow < 3.1 (the lowest-versions run): the same classes from the core
+    from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 
 UTC = timezone.utc
 

@@ -181,3 +181,37 @@ def test_extract_over_a_list_of_tables_from_config_and_from_xcom(
     ledger = rows_of(pg_cluster, pg_db, "select task_id, status, rows from dataeng.load_ledger order by rows, task_id")
     assert ledger == [("extract_listed", "published", 1), ("extract_named", "published", 1),
                       ("extract_each", "published", 2), ("extract_each", "published", 3)]
+
+
+def test_the_shipped_schema_accepts_mapped_tasks() -> None:
+    """Editors validate with the JSON Schema: a mapped task's mapped parameters are not required there."""
+    import jsonschema
+
+    from airflow_provider_dataeng.factory.schema import shipped
+
+    validator = jsonschema.Draft202012Validator(shipped("pipeline"))
+    mapped = {"queue": "q", "pool": "p", "executor": "LocalExecutor", "tasks": {
+        "tables": {"operator": LIST, "kwargs": {"values": []}},
+        "a": {"type": "extract", "source_conn_id": "s", "target_conn_id": "w", "pool_slots": 2,
+              "expand_kwargs": [{"source_table": "x", "target_table": "raw.x"}]},
+        "b": {"type": "extract", "source_conn_id": "s", "target_conn_id": "w", "target_table": "raw.b",
+              "expand": {"source_table": {"xcom": "tables"}}},
+    }}
+    assert validator.is_valid(mapped), [e.message for e in validator.iter_errors(mapped)]
+    assert not validator.is_valid({"tasks": {"a": {"type": "extract", "source_conn_id": "s"}}})  # not mapped
+    assert not validator.is_valid({"tasks": {"a": {"operator": EMPTY, "expand": {"x": []}}}})  # an empty list
+    assert not validator.is_valid({"tasks": {"a": {"operator": EMPTY, "queue": ""}}})
+
+
+def test_render_shows_mapped_parameters_and_where_they_come_from(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_dataeng.factory import cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(EXTRACT + "    target_table: raw.t\n    expand: {source_table: [public.a, public.b]}\n")
+    assert cli.main(["render", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  ex  [extract: IdempotentExtractOperator, mapped]  retries=0  cpu=500m memory=512Mi qos=Guaranteed" in out
+    assert f"      source_table: (mapped: one value per task instance)  <- {path}:8" in out
+    assert f'        source_table: ["public.a", "public.b"]  <- {path}:8' in out
+    assert f'      target_table: "raw.t"  <- {path}:7' in out

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_dataeng.factory import loader as loader_mod
 from airflow_provider_dataeng.factory.folder import build_dags
 from tests.fixtures.factory_configs import DEFAULTS, EMPTY, dagbag, empty_pipeline, write_dags_folder
+from tests.fixtures.hostile_configs import _bomb
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -220,3 +221,40 @@ def test_pipeline_level_executor_is_checked(tmp_path: Path) -> None:
     doc = dagbag(folder).dags["p"].doc_md
     assert "p.yaml:1: executor: executor not configured in [core] executor" in doc
     assert "did you mean 'LocalExecutor'?" in doc
+
+
+def test_validate_a_subfolder_or_a_file_uses_the_defaults_above_it(tree: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_dataeng.factory import cli
+
+    configs = tree / "configs"
+    assert cli.main(["validate", str(configs)]) == 0
+    assert "OK: 5 pipeline file(s) valid" in capsys.readouterr().err
+    assert cli.main(["validate", str(configs / "sales")]) == 0
+    assert "OK: 3 pipeline file(s) valid" in capsys.readouterr().err
+    # a bad value in a subfolder's defaults: reported at its line, for the pipelines below it only
+    (configs / "sales" / "defaults.yaml").write_text("owner: sales\nretries: many\n")
+    assert cli.main(["validate", str(configs / "sales" / "eu" / "orders_eu.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{configs / 'sales' / 'defaults.yaml'}:2: retries: " in out
+    assert "inherits an invalid defaults file sales/defaults.yaml" in out
+    assert cli.main(["validate", str(configs / "finance")]) == 0
+    # a pipeline value that is only wrong together with inherited settings points at the defaults line
+    (configs / "sales" / "defaults.yaml").write_text("owner: sales\nresources: {limits: {memory: 2Gi}}\n")
+    assert cli.main(["validate", "--no-build", str(configs / "sales" / "orders.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{configs / 'sales' / 'defaults.yaml'}:2: resources.limits: limits differ from requests" in out
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (_bomb().encode(), "more than 20,000 YAML nodes"),
+    (b"owner: caf\xe9\n", "not valid UTF-8"),
+    (b"- a list\n", "defaults.yaml must be a mapping"),
+])
+def test_a_hostile_defaults_file_in_a_subfolder(tree: Path, content: bytes, message: str) -> None:
+    (tree / "configs" / "sales" / "defaults.yaml").write_bytes(content)
+    result = build_dags(tree / "configs")
+    for dag_id in ("orders", "orders_eu", "renamed_eu"):  # everything below sales/: a placeholder saying why
+        doc = result.dags[dag_id].doc_md
+        assert "inherits an invalid defaults file sales/defaults.yaml" in doc and message in doc
+    assert result.dags["ledger"].task_ids == ["a"] and result.dags["top"].task_ids == ["a"]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_dataeng.hooks.postgres import FailoverPostgresHook
+from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.operators.publish import RollbackPublishOperator, StagingSwapOperator
 from airflow_provider_dataeng.operators.quality import DataQualityOperator
 from airflow_provider_dataeng.publish import PublishEngine, table_asset
@@ -19,7 +19,7 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, db, pg_db):
     from airflow.providers.common.compat.sdk import DAG
 
-    PublishEngine(FailoverPostgresHook(postgres_conn_id=warehouse_conn_id)).publish_table(
+    PublishEngine(connect(warehouse_conn_id)).publish_table(
         "mart.daily", select_sql="select 1 as id, 'old' as v")
     with DAG("publish_ops", schedule=timedelta(days=1), start_date=START, catchup=False,
              params={"n": 5}) as dag:

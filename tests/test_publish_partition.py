@@ -204,3 +204,46 @@ def test_readers_of_the_parent_see_whole_partitions_during_swaps(wh_hook, db, ds
     assert reader.errors == []
     assert set(reader.results) <= set(valid) and len(set(reader.results)) > 3  # only whole published states
     assert reader.results == sorted(reader.results)
+
+
+def test_existing_partitions_are_found_through_partition_pruning(db):
+    """Issue 14 item 12(b): the partition of a publish (and any child overlapping its range) is found without
+    reading every child's bound; the answer equals the full catalog scan's, sub-partitions and a default
+    partition included; a role that may not SELECT the parent falls back to the full scan."""
+    from airflow_provider_dataeng.publish import catalog
+    from airflow_provider_dataeng.publish.table_ref import TableRef
+
+    q(db, """create schema raw; create schema other;
+             create table raw.p (id int, d date) partition by range (d);
+             create table raw.p_def partition of raw.p default;
+             create table other.p_jan partition of raw.p for values from ('2026-01-01') to ('2026-02-01')
+               partition by range (d);
+             create table other.p_jan_a partition of other.p_jan for values from ('2026-01-01') to ('2026-01-15');
+             create table raw.p_feb partition of raw.p for values from ('2026-02-01') to ('2026-03-01');
+             create table raw."P Mar 1" partition of raw.p for values from ('2026-03-01') to ('2026-03-02')""")
+    parent = one(db, "select 'raw.p'::regclass::oid")
+    ref = TableRef("raw", "p")
+
+    def found(lower: date, upper: date, conn=db) -> list[tuple]:
+        return sorted((p.ref.qualified, p.lower, p.upper, p.is_default) for p in catalog.overlapping_partitions(
+            conn, ref, parent, "d", "date", lower, upper))
+
+    def full(lower: date, upper: date) -> list[tuple]:
+        return sorted((p.ref.qualified, p.lower, p.upper, p.is_default) for p in catalog.partitions(
+            db, parent, "date", lower, upper))
+
+    cases = [(date(2026, 1, 10), date(2026, 1, 11)), (date(2026, 1, 20), date(2026, 2, 10)),
+             (date(2026, 3, 1), date(2026, 3, 2)), (date(2026, 3, 2), date(2026, 3, 3)),
+             (date(2025, 1, 1), date(2027, 1, 1))]
+    for lower, upper in cases:  # the same overlapping children (the default one only when pruning keeps it)
+        assert [r for r in found(lower, upper) if not r[3]] == [r for r in full(lower, upper) if not r[3]]
+    assert found(date(2026, 3, 1), date(2026, 3, 2)) == [("raw.P Mar 1", date(2026, 3, 1), date(2026, 3, 2), False)]
+    assert [r[0] for r in found(date(2026, 1, 20), date(2026, 2, 10))] == ["other.p_jan", "raw.p_feb"]
+    q(db, "create role no_select; grant usage on schema raw, other to no_select")
+    q(db, "set role no_select")
+    try:
+        assert [r for r in found(date(2026, 3, 1), date(2026, 3, 2)) if not r[3]] == [
+            ("raw.P Mar 1", date(2026, 3, 1), date(2026, 3, 2), False)]
+    finally:
+        q(db, "reset role")
+        q(db, "drop owned by no_select; drop role no_select")

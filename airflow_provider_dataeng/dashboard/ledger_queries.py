@@ -76,15 +76,15 @@ def ledger_present(conn: Any) -> bool:
         return bool(cur.fetchone()[0])
 
 
-def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
-    """Every (pipeline, target) in the ledger whose pipeline is one of ``dag_ids``."""
+def list_targets(conn: Any, dag_ids: Iterable[str] | None) -> list[LedgerTarget]:
+    """Every (pipeline, target) in the ledger whose pipeline is one of ``dag_ids`` (``None``: every pipeline)."""
     query = sql.SQL(
         """
         with g as (
           select pipeline, target_schema, target_table, max(id) as last_id, min(partition_start) as first_start,
                  count(*) as loads
           from {ledger}
-          where pipeline = any(%(dags)s)
+          where {where}
           group by pipeline, target_schema, target_table
         )
         select g.pipeline, g.target_schema, g.target_table, l.task_id, g.first_start,
@@ -92,10 +92,10 @@ def list_targets(conn: Any, dag_ids: Iterable[str]) -> list[LedgerTarget]:
         from g join {ledger} l on l.id = g.last_id
         order by g.pipeline, g.target_schema, g.target_table
         """
-    ).format(ledger=_ledger())
+    ).format(ledger=_ledger(), where=sql.SQL("pipeline is not null" if dag_ids is None else "pipeline = any(%(dags)s)"))
     with conn.cursor() as cur:
         _utc(cur)
-        cur.execute(query, {"dags": sorted(set(dag_ids))})
+        cur.execute(query, {} if dag_ids is None else {"dags": sorted(set(dag_ids))})
         return [LedgerTarget(*row) for row in cur.fetchall()]
 
 

@@ -17,7 +17,13 @@ from typing import Any
 from psycopg import sql
 
 from airflow_provider_dataeng.dashboard.calendar import CompactLoads
-from airflow_provider_dataeng.dashboard.ledger_queries import LedgerTarget, TargetKey, _ledger, list_targets
+from airflow_provider_dataeng.dashboard.ledger_queries import (
+    LedgerTarget,
+    TargetKey,
+    _ledger,
+    _utc,
+    list_targets,
+)
 
 _TOKENS = itertools.count(1)
 _STATUS_CODE = {"published": "P", "rejected": "R", "failed": "F"}
@@ -56,9 +62,11 @@ class LoadsCache:
 
     def __init__(self) -> None:
         self._copies: dict[str, _LedgerCopy] = {}
-        self._targets: dict[tuple[str, frozenset[str]], tuple[tuple[int, int], list[LedgerTarget]]] = {}
+        # warehouse conn_id -> (ledger version, every target by key)
+        self._targets: dict[str, tuple[tuple[int, int], dict[TargetKey, LedgerTarget]]] = {}
         self._lock = threading.Lock()
         self.last_action = ""  # "hit", "merge" or "reload" (for tests and logs)
+        self.targets_action = ""  # "merge" or "reload" when the targets were brought up to date
 
     @staticmethod
     def version(conn: Any) -> tuple[int, int]:
@@ -69,18 +77,48 @@ class LoadsCache:
             return int(max_id), int(count)
 
     def targets(self, conn: Any, conn_id: str, version: tuple[int, int], dag_ids: set[str]) -> list[LedgerTarget]:
-        """:func:`ledger_queries.list_targets`, recomputed only when the ledger's version changed."""
-        key = (conn_id, frozenset(dag_ids))
+        """:func:`ledger_queries.list_targets` for ``dag_ids``: every target of the ledger is kept per warehouse
+        and brought up to date like the rows (unchanged: as is; appended rows: merged; else read again)."""
         with self._lock:
-            cached = self._targets.get(key)
+            cached = self._targets.get(conn_id)
+        max_id, count = version
         if cached is not None and cached[0] == version:
-            return cached[1]
-        found = list_targets(conn, dag_ids)
+            found = cached[1]
+        elif cached is not None and max_id > cached[0][0]:
+            found = self._merge_targets(conn, cached, version)
+        else:
+            found = None
+        if found is None:
+            found = {t.key: t for t in list_targets(conn, None)}
+            self.targets_action = "reload"
         with self._lock:
-            if len(self._targets) > 256:
-                self._targets.clear()
-            self._targets[key] = (version, found)
-        return found
+            self._targets[conn_id] = (version, found)
+        return [t for key, t in sorted(found.items()) if t.dag_id in dag_ids]
+
+    def _merge_targets(self, conn: Any, cached: tuple[tuple[int, int], dict[TargetKey, LedgerTarget]],
+                       version: tuple[int, int]) -> dict[TargetKey, LedgerTarget] | None:
+        """The cached targets with the rows ``id > cached max(id)`` folded in, or None when rows were deleted or
+        committed below that id since (the counts disagree): then the caller reads everything again."""
+        (old_max, old_count), targets = cached
+        with conn.cursor() as cur:
+            _utc(cur)
+            cur.execute(sql.SQL(
+                "select pipeline, target_schema, target_table, id, task_id, partition_start, partition_end"
+                " from {} where id > %s and id <= %s order by id").format(_ledger()), [old_max, version[0]])
+            rows = cur.fetchall()
+        if old_count + len(rows) != version[1]:
+            return None
+        out = dict(targets)
+        for pipeline, schema, table, _id, task_id, start, end in rows:
+            if pipeline is None:
+                continue
+            key = (pipeline, schema, table)
+            old = out.get(key)
+            span = (end - start) if start is not None and end is not None else None
+            first = start if old is None else min((d for d in (old.first_start, start) if d is not None), default=None)
+            out[key] = LedgerTarget(pipeline, schema, table, task_id, first, span, (old.loads if old else 0) + 1)
+        self.targets_action = "merge"
+        return out
 
     def get(self, conn: Any, conn_id: str, version: tuple[int, int], keys: list[TargetKey],
             since: datetime) -> dict[TargetKey, CompactLoads]:

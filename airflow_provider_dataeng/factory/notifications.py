@@ -8,7 +8,7 @@ from pydantic import AfterValidator, Field
 
 from airflow_provider_dataeng.notifications.deadline import deadline_alert
 from airflow_provider_dataeng.notifications.spec import NotifierSpec, SlaBreachSpec, make_notifier
-from airflow_provider_dataeng.specs import StrictModel
+from airflow_provider_dataeng.specs import SharedModel
 
 __all__ = ["NotifierSpec", "Notifications", "SlaBreachSpec", "TaskNotifications", "make_deadline", "make_notifier"]
 
@@ -21,7 +21,7 @@ def _one_or_many(value: Any) -> Any:
 NotifierList = Annotated[list[NotifierSpec] | NotifierSpec, AfterValidator(_one_or_many)]
 
 
-class TaskNotifications(StrictModel):
+class TaskNotifications(SharedModel):
     """Task-level notifications (one notifier or a list for each event)."""
 
     on_failure: NotifierList | None = Field(default=None, description="Notifier(s) called when it fails")

@@ -8,6 +8,7 @@ not silently stop its runs: every scheduled run fails visibly and alerts whoever
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from datetime import date, datetime
@@ -35,7 +36,8 @@ def placeholder_dag_id(path: Path, root: Path | None = None) -> str:
             parts = [*path.relative_to(root).parent.parts, path.stem]
         except ValueError:
             pass
-    return "config_error__" + ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p) for p in parts)
+    dag_id = "config_error__" + ".".join(re.sub(r"[^A-Za-z0-9_\-]", "_", p) for p in parts)
+    return dag_id if len(dag_id) <= 250 else dag_id[:233] + "." + hashlib.sha1(dag_id.encode()).hexdigest()[:16]
 
 
 def salvage_settings(raw: Any) -> dict[str, Any]:

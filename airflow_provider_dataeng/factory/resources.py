@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
-from airflow_provider_dataeng.specs import StrictModel
+from airflow_provider_dataeng.specs import SharedModel
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _QUANTITY = re.compile(QUANTITY_PATTERN)
@@ -49,7 +49,7 @@ def _quantity_text(value: Any) -> Any:
     return value
 
 
-class ResourceLimits(StrictModel):
+class ResourceLimits(SharedModel):
     """Explicit limits; only allowed to differ from the requests with ``allow_burstable: true``."""
 
     cpu: Quantity | None = Field(default=None, description="CPU limit ('500m', '1')")
@@ -62,7 +62,7 @@ class ResourceLimits(StrictModel):
         return _quantity_text(value)
 
 
-class Toleration(StrictModel):
+class Toleration(SharedModel):
     """A pod toleration (Kubernetes ``V1Toleration``)."""
 
     key: str | None = Field(default=None, description="Taint key to tolerate (empty with Exists: every taint)")
@@ -73,7 +73,7 @@ class Toleration(StrictModel):
     toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute: how long the pod stays")
 
 
-class Resources(StrictModel):
+class Resources(SharedModel):
     """Resources of the task pod's ``base`` container, plus pod placement.
 
     ``cpu``/``memory``/``ephemeral_storage`` are the requests; the limits equal them (Guaranteed QoS)

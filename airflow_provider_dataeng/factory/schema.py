@@ -45,6 +45,18 @@ def _task_schema(refs: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _mappable(task: dict[str, Any]) -> None:
+    """A mapped task (``expand``/``expand_kwargs``) gets its mapped parameters at run time: its type's
+    required parameters are required only when it is not mapped (the factory checks each instance)."""
+    required = [r for r in task.get("required", []) if r != "type"]
+    if not required or "expand" not in task.get("properties", {}):
+        return
+    task["required"] = [r for r in task["required"] if r == "type"]
+    if not task["required"]:
+        del task["required"]
+    task["anyOf"] = [{"required": required}, {"required": ["expand"]}, {"required": ["expand_kwargs"]}]
+
+
 def pipeline_schema() -> dict[str, Any]:
     """The pipeline schema (one YAML file = one DAG)."""
     models = [Pipeline] + [task_model(name) for name in TASK_TYPES]
@@ -52,6 +64,8 @@ def pipeline_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     root = dict(defs.pop("Pipeline"))
     task_refs = {name: refs[(task_model(name), "validation")]["$ref"] for name in TASK_TYPES}
+    for ref in task_refs.values():
+        _mappable(defs[ref.rsplit("/", 1)[1]])
     defs["Task"] = _task_schema(task_refs)
     tasks = root["properties"]["tasks"]
     (pattern,) = tasks["patternProperties"]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ConfigTree:
-    """Pipeline files (sorted by path relative to ``root``) and each folder's defaults file."""
+    """Pipeline files (each folder's by name, then its subfolders') and each folder's defaults file."""
 
     root: Path
     pipelines: list[Path] = field(default_factory=list)
@@ -65,8 +65,7 @@ def scan(root: Path) -> ConfigTree:
     seen: dict[tuple[int, int], Path] = {}
     info = os.stat(root)
     seen[(info.st_dev, info.st_ino)] = root
-    _scan_dir(tree, root, seen, 0, top=True)
-    tree.pipelines.sort(key=lambda p: p.relative_to(root).parts)
+    _scan_dir(tree, root, seen, 0, top=True)  # files of a folder (by name), then its subfolders (by name)
     return tree
 
 

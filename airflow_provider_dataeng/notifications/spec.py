@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from airflow_provider_dataeng.specs import DottedPath, Duration, StrictModel
+from airflow_provider_dataeng.specs import DottedPath, Duration, SharedModel
 from airflow_provider_dataeng.values import import_path
 
 DEADLINE_REFERENCES = ("dagrun_queued_at", "dagrun_logical_date")
 DeadlineReferenceName = Literal["dagrun_queued_at", "dagrun_logical_date"]
 
 
-class NotifierSpec(StrictModel):
+class NotifierSpec(SharedModel):
     """An Airflow notifier (a ``BaseNotifier`` subclass) and its keyword arguments."""
 
     notifier: DottedPath = Field(

@@ -31,7 +31,8 @@ class PartitionGapCheckOperator(BaseOperator):
     :param target_table: ``schema.table`` (templated).
     :param schedule: cron expression/preset, ``timedelta`` or timetable; default: the DAG's timetable.
     :param start: first interval start (datetime or ISO string, templated); default: the DAG's start_date.
-    :param end: intervals must end by this time (templated); default: this run's ``data_interval_start``.
+    :param end: intervals must end by this time (templated); default: this run's ``data_interval_start`` (a run
+        without a data interval: the start of the DAG's last complete interval, as the extract takes).
     :param on_holes: ``"fail"`` (default) or ``"warn"``.
     :param pipeline: only ledger rows of this pipeline (dag_id); also the DAG named in the backfill
         commands (default: this DAG).
@@ -80,7 +81,13 @@ class PartitionGapCheckOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id}: no start given and the DAG has no start_date")
         end = spec.end or context.get("data_interval_start") or context.get("logical_date")
         if not end:
-            raise AirflowFailException(f"{self.task_id}: no end given and this run has no data interval")
+            # A run without a data interval (the UI's Trigger button, the REST API without logical_date):
+            # up to the start of the DAG's last complete interval (or the conf's interval), as the extract takes.
+            from airflow_provider_dataeng.extract.interval import resolve_interval
+
+            interval = resolve_interval(context)
+            self.log.info("Window end %s: the start of %s", interval.lower.isoformat(), interval.origin)
+            end = interval.lower
         try:
             return to_utc(start, field="start"), to_utc(end, field="end")
         except ValueError as exc:

@@ -184,11 +184,12 @@ def partition_key(conn: psycopg.Connection, oid: int) -> tuple[str, str, str] | 
 def overlapping_partitions(conn: psycopg.Connection, parent: TableRef, parent_oid: int, column: str,
                            column_type: str, lower: Any, upper: Any) -> list[PartitionInfo]:
     """The children of a range-partitioned table that may hold values in ``[lower, upper)``, with their bounds
-    (a superset of the overlapping ones; :func:`partitions` filters).
+    (:func:`partitions` filters the candidates).
 
     The server's own partition pruning picks them (the plan of a ``SELECT`` on the range: a binary search over
     the partition descriptor the swap builds in this session anyway), so the cost does not grow with the number
-    of partitions the way reading and parsing every child's bound does. Falls back to :func:`partitions` when
+    of partitions the way deparsing and parsing every child's bound does (sub-partitioned children, which
+    pruning can drop, are always candidates). Falls back to :func:`partitions` when
     the plan cannot be read (no SELECT privilege, an unexpected plan).
     """
     col = sql.Identifier(column)
@@ -200,8 +201,6 @@ def overlapping_partitions(conn: psycopg.Connection, parent: TableRef, parent_oi
         leaves = sorted(_plan_relations(plan[0]["Plan"]) - {(parent.schema, parent.table)})
     except (psycopg.Error, LookupError, TypeError):
         return partitions(conn, parent_oid, column_type, lower, upper)
-    if not leaves:
-        return []
     return partitions(conn, parent_oid, column_type, lower, upper, leaves=leaves)
 
 
@@ -227,12 +226,14 @@ def partitions(conn: psycopg.Connection, parent_oid: int, column_type: str, lowe
             select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
             from pg_inherits i join pg_class c on c.oid = i.inhrelid
             join pg_namespace n on n.oid = c.relnamespace where i.inhparent = %s""", [parent_oid])
-    else:  # only the children that are (or are ancestors of) these leaf partitions
+    else:  # the children that are (or are ancestors of) these leaves, and every sub-partitioned child (pruning
+        # drops one whose own partitions do not cover the range): no bound is deparsed for the others
         children = rows(conn, """
             select c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, 0)
             from pg_class c join pg_namespace n on n.oid = c.relnamespace
             join pg_inherits i on i.inhrelid = c.oid and i.inhparent = %s
-            where c.oid in (select a.relid from pg_class l join pg_namespace ln on ln.oid = l.relnamespace,
+            where c.relkind = 'p'
+               or c.oid in (select a.relid from pg_class l join pg_namespace ln on ln.oid = l.relnamespace,
                                    pg_partition_ancestors(l.oid) a
                             where (ln.nspname, l.relname) in (select * from unnest(%s::text[], %s::text[])))""",
             [parent_oid, [s for s, _ in leaves], [t for _, t in leaves]])

@@ -97,8 +97,16 @@
   function setStatus(text) { $("#status").textContent = text; }
 
   // ---- overview ---------------------------------------------------------------------------------------------
-  async function loadOverview() {
-    const data = await getJSON(new URL("targets", API));
+  // The first overview comes inside the page (script#boot, written by the server); later ones are fetched.
+  function bootData() {
+    const node = document.getElementById("boot");
+    if (!node) return null;
+    node.remove();
+    try { return JSON.parse(node.textContent); } catch (e) { return null; }
+  }
+
+  async function loadOverview(first) {
+    const data = (first && bootData()) || await getJSON(new URL("targets", API));
     state.overview = data;
     renderErrors(data.errors);
     renderTargets();
@@ -167,20 +175,33 @@
     return el("span", { class: `badge ${f.status}`, title: freshTitle(f) }, freshText(f));
   }
 
-  // One strip per target, at most 600 px: several intervals may share a pixel, the worst status wins.
+  // One strip per target, at most 600 px: several intervals may share a pixel, the worst status wins; an
+  // interval with a queued or running DAG run is a thinner bar. Pixels are classified first, then each run of
+  // equal pixels is one rectangle (a mostly green strip of 1,000 intervals is a handful of fillRect calls).
   const SEVERITY = ["P", "M", "R", "F"];
   function drawStrip(canvas, codes) {
     const n = codes.length, W = Math.max(1, Math.min(600, n * 12));
     canvas.width = W; canvas.height = 14; canvas.style.width = `${W}px`;
-    const ctx = canvas.getContext("2d"), w = Math.max(1, Math.ceil(W / Math.max(n, 1)));
-    for (const level of SEVERITY) {
-      for (let i = 0; i < n; i++) {
-        const c = codes[i];
-        if (c.toUpperCase() !== level) continue;
-        const active = c !== level;
-        ctx.fillStyle = COLORS[CODE_STATUS[level]];
-        ctx.fillRect(Math.floor((i * W) / n), active ? 3 : 0, w, active ? 8 : 14);
+    const sev = new Int8Array(W).fill(-1), active = new Uint8Array(W);
+    for (let i = 0; i < n; i++) {
+      const c = codes[i], level = SEVERITY.indexOf(c.toUpperCase()), busy = c !== c.toUpperCase() ? 1 : 0;
+      const x0 = Math.floor((i * W) / n), x1 = Math.max(x0 + 1, Math.floor(((i + 1) * W) / n));
+      for (let x = x0; x < x1 && x < W; x++) {
+        if (level > sev[x]) { sev[x] = level; active[x] = busy; } else if (level === sev[x]) active[x] |= busy;
       }
+    }
+    const ctx = canvas.getContext("2d");
+    for (let x = 0; x < W;) {
+      let end = x + 1;
+      while (end < W && sev[end] === sev[x] && active[end] === active[x]) end++;
+      if (sev[x] >= 0) {
+        ctx.fillStyle = COLORS[CODE_STATUS[SEVERITY[sev[x]]]];
+        // A lone hole or failure among 1,000 intervals is one pixel: drawn two wide so that it shows.
+        const width = sev[x] > 0 && end - x === 1 && end < W && sev[end] < sev[x] ? 2 : end - x;
+        ctx.fillRect(x, active[x] ? 3 : 0, width, active[x] ? 8 : 14);
+        if (width > end - x) { x = end + 1; continue; }
+      }
+      x = end;
     }
   }
 
@@ -498,7 +519,7 @@
     $("#calendar").addEventListener("click", onCalendarClick);
     setStatus("loading…");
     try {
-      const data = await loadOverview();
+      const data = await loadOverview(true);
       const want = new URLSearchParams(location.search).get("target");
       const first = data.targets.find((t) => t.id === want);
       if (first) await openTarget(first);
