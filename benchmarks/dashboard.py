@@ -15,7 +15,8 @@ DAG per target (daily ``CronDataIntervalTimetable``) serialized into a fresh Air
 - ``page_load_ms``: median time from navigation to the rendered overview (50 rows, their calendar strips)
   in headless Chromium (Debian's ``chromium``, driven by Playwright), one fresh page per sample, as the
   driver sees it; ``page_ready_ms``: the same in the page's own clock (navigation start to the ``dataeng-ready``
-  mark), with its parts ``page_html_ms`` (the HTML received) and ``page_api_ms`` (the overview request);
+  mark), with its parts ``page_html_ms`` (the HTML received: it carries the first overview) and
+  ``page_api_ms`` (a separate overview request, 0 when the page needed none);
 - ``detail_api_ms``: median time of ``GET /dataeng/api/target`` (one target's 1,000 cells, checks and
   freshness: what a click on a row loads), and ``overview_kb`` / ``detail_kb``: the responses' sizes as sent
   (gzip).
@@ -66,8 +67,8 @@ IN_PAGE_TIMES = """() => {
   const nav = performance.getEntriesByType("navigation")[0];
   const api = performance.getEntriesByType("resource").find((e) => e.name.includes("/api/targets"));
   const ready = performance.getEntriesByName("dataeng-ready")[0];
-  return {page_ready_ms: ready ? ready.startTime : NaN, page_html_ms: nav ? nav.responseEnd : NaN,
-          page_api_ms: api ? api.responseEnd - api.startTime : NaN};
+  return {page_ready_ms: ready ? ready.startTime : null, page_html_ms: nav ? nav.responseEnd : null,
+          page_api_ms: api ? api.responseEnd - api.startTime : 0};
 }"""
 
 
@@ -277,7 +278,8 @@ def main() -> None:
             page.screenshot(path=str(shot))
             browser.close()
         page_ms = statistics.median(page_samples)
-        parts = {k: round(statistics.median(s[k] for s in in_page), 1) for k in ("page_ready_ms", "page_html_ms", "page_api_ms")}
+        parts = {k: round(statistics.median(s[k] for s in in_page), 1) if all(s[k] is not None for s in in_page) else None
+                 for k in ("page_ready_ms", "page_html_ms", "page_api_ms")}
         say(f"page_load_ms median of {args.page_repeat}: {page_ms:.0f}; in the page: {parts}; screenshot {shot}")
     finally:
         if proc is not None:

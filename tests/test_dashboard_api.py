@@ -418,6 +418,11 @@ def test_counts_equal_the_ledger_and_users_see_only_readable_dags(dashboard_api:
 
     limited = server.get("api/targets", token=dashboard_api["limited"]).json()
     assert {t["dag_id"] for t in limited["targets"]} == {"dash_ok_orders", "dash_ok_payments"}
+    # The page carries its first overview (one request to render): the same, filtered the same way.
+    page = server.get("dashboard/", token=dashboard_api["limited"]).text
+    boot = json.loads(re.search(r'<script id="boot" type="application/json">(.*?)</script>', page, re.S).group(1))
+    assert [t["id"] for t in boot["targets"]] == [t["id"] for t in limited["targets"]]
+    assert boot["targets"][0]["codes"] == limited["targets"][0]["codes"] and "dash_secret" not in page
     secret = {"conn_id": "warehouse", "dag_id": "dash_secret", "schema": "raw", "table": "secret"}
     assert server.get("api/target", token=dashboard_api["limited"], params=secret).status_code == 403
     assert server.get("api/target", token=dashboard_api["admin"], params=secret).status_code == 200

@@ -201,3 +201,17 @@ def test_the_shipped_schema_accepts_mapped_tasks() -> None:
     assert not validator.is_valid({"tasks": {"a": {"type": "extract", "source_conn_id": "s"}}})  # not mapped
     assert not validator.is_valid({"tasks": {"a": {"operator": EMPTY, "expand": {"x": []}}}})  # an empty list
     assert not validator.is_valid({"tasks": {"a": {"operator": EMPTY, "queue": ""}}})
+
+
+def test_render_shows_mapped_parameters_and_where_they_come_from(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_dataeng.factory import cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(EXTRACT + "    target_table: raw.t\n    expand: {source_table: [public.a, public.b]}\n")
+    assert cli.main(["render", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  ex  [extract: IdempotentExtractOperator, mapped]  retries=0  cpu=500m memory=512Mi qos=Guaranteed" in out
+    assert f"      source_table: (mapped: one value per task instance)  <- {path}:8" in out
+    assert f'        source_table: ["public.a", "public.b"]  <- {path}:8' in out
+    assert f'      target_table: "raw.t"  <- {path}:7' in out

@@ -60,8 +60,13 @@ def create_app() -> Any:
     html = page_html()
 
     @app.get("/dashboard/", response_class=HTMLResponse)
-    def dashboard_page(user: GetUserDep) -> HTMLResponse:
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    def dashboard_page(user: GetUserDep, session: SessionDep) -> HTMLResponse:
+        # The overview travels inside the page: the first render needs one request, not two.
+        try:
+            overview = service.overview(load_settings(), airflow_side.readable_dag_ids(user), session)
+        except Exception:  # the page's own request shows the error
+            overview = None
+        return HTMLResponse(html.replace(BOOT_PLACEHOLDER, boot_json(overview)), headers={"Cache-Control": "no-store"})
 
     @app.get("/api/targets")
     def targets(user: GetUserDep, session: SessionDep, limit: int | None = Query(None, ge=1)) -> Response:
@@ -112,6 +117,17 @@ def create_app() -> Any:
         return service.formation(load_settings())
 
     return app
+
+
+BOOT_PLACEHOLDER = '<script id="boot" type="application/json">null</script>'
+
+
+def boot_json(data: Any) -> str:
+    """``data`` as a JSON script element; ``<`` escaped so no text in it can end the element."""
+    import msgspec
+
+    text = msgspec.json.encode(data).decode().replace("<", "\\u003c")
+    return f'<script id="boot" type="application/json">{text}</script>'
 
 
 def page_html() -> str:

@@ -97,8 +97,16 @@
   function setStatus(text) { $("#status").textContent = text; }
 
   // ---- overview ---------------------------------------------------------------------------------------------
-  async function loadOverview() {
-    const data = await getJSON(new URL("targets", API));
+  // The first overview comes inside the page (script#boot, written by the server); later ones are fetched.
+  function bootData() {
+    const node = document.getElementById("boot");
+    if (!node) return null;
+    node.remove();
+    try { return JSON.parse(node.textContent); } catch (e) { return null; }
+  }
+
+  async function loadOverview(first) {
+    const data = (first && bootData()) || await getJSON(new URL("targets", API));
     state.overview = data;
     renderErrors(data.errors);
     renderTargets();
@@ -511,7 +519,7 @@
     $("#calendar").addEventListener("click", onCalendarClick);
     setStatus("loading…");
     try {
-      const data = await loadOverview();
+      const data = await loadOverview(true);
       const want = new URLSearchParams(location.search).get("target");
       const first = data.targets.find((t) => t.id === want);
       if (first) await openTarget(first);
