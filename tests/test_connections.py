@@ -136,6 +136,31 @@ def test_tcp_keepalives_are_set_on_both_ends(pg_cluster: PgCluster, conn_ids):
         connect(bad).conn_params()
 
 
+def test_session_settings_set_mode_sends_no_options_startup_parameter(pg_cluster: PgCluster, conn_ids):
+    """``session_settings: set`` (for PgBouncer, which rejects the ``options`` startup parameter): no
+    ``options`` reaches the server, and the same settings hold, applied with set_config after connecting and
+    committed, so a rolled-back transaction keeps them. Both drivers; connect() and run_with_reconnect."""
+    conn_id = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}", extra={"session_settings": "set"})
+    hook = connect(conn_id, role="source", session_settings={"TimeZone": "Europe/Berlin", "work_mem": "8MB"})
+    assert "options" not in hook.conn_params()
+    with hook.connection_scope() as conn:
+        assert "options" not in conn.info.get_parameters()  # nothing a pooler could reject
+        conn.execute("set local work_mem = '1MB'")
+        conn.rollback()
+        assert (_show(conn, "timezone"), _show(conn, "work_mem"), _show(conn, "tcp_keepalives_idle")) == (
+            "Europe/Berlin", "8MB", "30")
+    assert hook.run_with_reconnect(lambda c: _show(c, "timezone")) == "Europe/Berlin"
+    legacy = FailoverPostgresHook(postgres_conn_id=conn_id, driver="psycopg2")
+    with legacy.connection_scope() as conn:
+        assert _show(conn, "timezone") == "UTC"
+    # the default sends them as the libpq options startup parameter (no extra round trip)
+    default = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}")
+    assert "-c TimeZone=UTC" in connect(default).conn_params()["options"]
+    bad = _register(conn_ids, f"127.0.0.1:{pg_cluster.port}", extra={"session_settings": "SET"})
+    with pytest.raises(ValueError, match=r"session_settings='SET': expected one of options, set"):
+        connect(bad).conn_params()
+
+
 def _activity_name(pg_cluster: PgCluster, conn) -> str:
     pid = conn.info.backend_pid
     return pg_cluster.psql(f"select application_name from pg_stat_activity where pid = {pid}")

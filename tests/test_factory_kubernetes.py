@@ -148,6 +148,12 @@ from airflow_provider_dataeng.factory.kubernetes import pod_override
 from airflow_provider_dataeng.factory.resources import Resources
 pod = pod_override(Resources(cpu="1", memory="1Gi"))
 assert "kubernetes.client.api" not in sys.modules  # the API classes were not imported for the pod
+assert "urllib3" not in sys.modules  # nor urllib3 (kubernetes.client.configuration binds a stand-in) ...
+from kubernetes.client.configuration import Configuration
+auth = Configuration(username="u", password="p").get_basic_auth_token()  # ... which imports it when used
+assert auth == "Basic dTpw" and "urllib3.util" in sys.modules
+import urllib3
+assert urllib3.PoolManager and urllib3.util.make_headers  # the real package for everyone else
 # ... but the package completes itself for whoever needs more of it:
 import kubernetes
 from kubernetes import config, watch

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_dataeng.factory import loader as loader_mod
 from airflow_provider_dataeng.factory.folder import build_dags
 from tests.fixtures.factory_configs import DEFAULTS, EMPTY, dagbag, empty_pipeline, write_dags_folder
+from tests.fixtures.hostile_configs import _bomb
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -243,3 +244,17 @@ def test_validate_a_subfolder_or_a_file_uses_the_defaults_above_it(tree: Path,
     assert cli.main(["validate", "--no-build", str(configs / "sales" / "orders.yaml")]) == 1
     out = capsys.readouterr().out
     assert f"{configs / 'sales' / 'defaults.yaml'}:2: resources.limits: limits differ from requests" in out
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (_bomb().encode(), "more than 20,000 YAML nodes"),
+    (b"owner: caf\xe9\n", "not valid UTF-8"),
+    (b"- a list\n", "defaults.yaml must be a mapping"),
+])
+def test_a_hostile_defaults_file_in_a_subfolder(tree: Path, content: bytes, message: str) -> None:
+    (tree / "configs" / "sales" / "defaults.yaml").write_bytes(content)
+    result = build_dags(tree / "configs")
+    for dag_id in ("orders", "orders_eu", "renamed_eu"):  # everything below sales/: a placeholder saying why
+        doc = result.dags[dag_id].doc_md
+        assert "inherits an invalid defaults file sales/defaults.yaml" in doc and message in doc
+    assert result.dags["ledger"].task_ids == ["a"] and result.dags["top"].task_ids == ["a"]

@@ -11,6 +11,11 @@ Parse-time cost, measured (``benchmarks/parse.py``):
   ``kubernetes.client.CoreV1Api``, ...), so other code (the pod serializer, the executor, a
   KubernetesPodOperator) sees the complete package; the classes are the same objects either way.
   ``[dataeng] eager_kubernetes_import = True`` (or ``DATAENG_EAGER_KUBERNETES_IMPORT=1``) turns this off.
+* The model modules import ``kubernetes.client.configuration``, which imports ``urllib3`` (~0.02 s of regex
+  compiling and SSL setup) only to call ``urllib3.util.make_headers`` for basic auth. While they are
+  imported (and only when urllib3 is not imported yet), ``urllib3`` is a stand-in that imports the real
+  package on its first attribute access; it is out of ``sys.modules`` again right after, so any other
+  ``import urllib3`` gets the real package.
 * Each model would copy a fresh client ``Configuration`` (~0.2 ms apiece, most of a 20-task DAG's build
   time); all the models we build share one, with client-side validation on.
 """
@@ -80,20 +85,38 @@ def _defer_package(name: str) -> None:
         setattr(sys.modules[parent], child, module)
 
 
+class _ImportOnUse(types.ModuleType):
+    """Stands in for a module bound at import time but used later: the real module is imported on the
+    first attribute access (and the stand-in is never left in ``sys.modules``)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
 def _import_models() -> types.SimpleNamespace:
     with _lock:
-        if "kubernetes" not in sys.modules and not settings.get("eager_kubernetes_import"):
+        lazy = not settings.get("eager_kubernetes_import")
+        if "kubernetes" not in sys.modules and lazy:
             try:
                 for name in _DEFERRED:
                     _defer_package(name)
             except ImportError:
                 for name in _DEFERRED:
                     sys.modules.pop(name, None)
-        models = {}
-        for mod in _MODELS:
-            module = importlib.import_module(f"kubernetes.client.models.{mod}")
-            cls_name = "V1" + "".join(p.capitalize() for p in mod.split("_")[1:])
-            models[cls_name] = getattr(module, cls_name)
+        stand_in = None
+        if lazy and "urllib3" not in sys.modules and "kubernetes.client.configuration" not in sys.modules:
+            stand_in = sys.modules["urllib3"] = _ImportOnUse("urllib3")
+        try:
+            models = {}
+            for mod in _MODELS:
+                module = importlib.import_module(f"kubernetes.client.models.{mod}")
+                cls_name = "V1" + "".join(p.capitalize() for p in mod.split("_")[1:])
+                models[cls_name] = getattr(module, cls_name)
+        finally:
+            if stand_in is not None and sys.modules.get("urllib3") is stand_in:
+                del sys.modules["urllib3"]
         return types.SimpleNamespace(**models)
 
 
@@ -141,23 +164,3 @@ def executor_config(resources: Resources, labels: dict[str, str] | None = None) 
     """The ``executor_config`` of a task."""
     return {"pod_override": pod_override(resources, labels)}
 
-
-def describe_resources(resources: Resources) -> str:
-    """One line for ``dataeng render``: requests/limits, image, placement."""
-    req, lim = resources.requests(), resources.effective_limits()
-    parts = []
-    for key in ("cpu", "memory", "ephemeral_storage"):
-        if key in req:
-            same = lim.get(key) == req[key]
-            parts.append(f"{key}={req[key]}" + ("" if same else f"(limit {lim.get(key)})"))
-    qos = "Guaranteed" if not resources.qos_problems() else "Burstable"
-    text = " ".join(parts) + f" qos={qos}"
-    if resources.image:
-        text += f" image={resources.image}"
-    if resources.service_account:
-        text += f" sa={resources.service_account}"
-    if resources.node_selector:
-        text += " nodes=" + ",".join(f"{k}={v}" for k, v in resources.node_selector.items())
-    if resources.tolerations:
-        text += f" tolerations={len(resources.tolerations)}"
-    return text

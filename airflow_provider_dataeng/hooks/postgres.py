@@ -19,6 +19,11 @@ as ``dbt_schema``, is left to whoever reads it):
   30 s / 10 s / 3: a dead worker's session, and its advisory locks, go away in about a minute.
 - ``options``: libpq ``options`` (``-c name=value ...``); the session settings of the hook (``TimeZone``
   ``UTC`` by default) come after them, so they win.
+- ``session_settings``: how the session settings (``TimeZone``, the server-side keepalives, a source's
+  zone) reach the server: ``options`` (default: the libpq ``options`` startup parameter, no round trip) or
+  ``set`` (``set_config(...)`` right after connecting, committed: for poolers such as PgBouncer that reject
+  the ``options`` startup parameter; with PgBouncer use session pooling, since transaction pooling does not
+  keep a session's settings).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ APPLICATION_NAME_MAX_BYTES = 63  # NAMEDATALEN - 1: the server truncates longer 
 DEFAULT_APPLICATION_NAME = "airflow-provider-dataeng"
 BACKOFF_MAX_EXPONENT = 64  # 2**64 times any base is past every cap; larger exponents would overflow a float
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+SESSION_SETTINGS_MODES = ("options", "set")
+SET_CONFIG_SQL = "select set_config(%s, %s, false)"
 
 # SQLSTATEs after which the same work can succeed on a fresh connection (failover, restart, crash).
 RECONNECT_SQLSTATES = frozenset(
@@ -220,7 +227,8 @@ class FailoverPostgresHook(PostgresHook):
     conn_type = "dataeng_postgres"
     hook_name = "PostgreSQL (failover-aware, multi-host)"
     default_conn_name = "dataeng_default"
-    ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "connect_backoff_max", "driver"}
+    ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "connect_backoff_max", "driver",
+                                                                  "session_settings"}
     # Set by this hook from its own arguments and extras; never copied from the extras as they are.
     managed_options = frozenset({"host", "port", "dbname", "user", "password", "connect_timeout",
                                  "target_session_attrs", "options", "application_name", "keepalives",
@@ -321,6 +329,56 @@ class FailoverPostgresHook(PostgresHook):
             values[client] = value
         return values
 
+    @property
+    def session_settings_mode(self) -> str:
+        """``options`` (the libpq startup parameter) or ``set`` (applied after connecting; the
+        ``session_settings`` extra)."""
+        mode = self.connection.extra_dejson.get("session_settings", "options")
+        if mode not in SESSION_SETTINGS_MODES:
+            raise ValueError(f"connection {self.get_conn_id()!r} extra session_settings={mode!r}: expected one of "
+                             f"{', '.join(SESSION_SETTINGS_MODES)} (set: for poolers such as PgBouncer that reject "
+                             "the options startup parameter)")
+        return mode
+
+    def server_settings(self) -> dict[str, str]:
+        """The server settings every session gets: the server-side keepalives, then the session settings."""
+        keepalives = self.keepalive_settings()
+        settings = {server: keepalives[client] for client, server, _ in KEEPALIVES}
+        return {name: str(value) for name, value in {**settings, **self.session_settings}.items()}
+
+    def session_setup(self) -> list[tuple[str, tuple[str, str]]]:
+        """``(statement, params)`` to run right after connecting: the server settings under
+        ``session_settings: set``, else nothing (libpq ``options`` carried them)."""
+        if self.session_settings_mode != "set":
+            return []
+        return [(SET_CONFIG_SQL, (name, value)) for name, value in self.server_settings().items()]
+
+    def apply_session_settings(self, conn: Any) -> None:
+        """Run :meth:`session_setup` on a new psycopg 3 or psycopg2 connection, committed (so a later
+        rollback keeps them)."""
+        statements = self.session_setup()
+        if not statements:
+            return
+        cur = conn.cursor()
+        try:
+            for statement, params in statements:
+                cur.execute(statement, params)
+        finally:
+            cur.close()
+        if not getattr(conn, "autocommit", False):
+            conn.commit()
+
+    async def aapply_session_settings(self, aconn: Any) -> None:
+        """:meth:`apply_session_settings` for a psycopg 3 ``AsyncConnection``."""
+        statements = self.session_setup()
+        if not statements:
+            return
+        async with aconn.cursor() as cur:
+            for statement, params in statements:
+                await cur.execute(statement, params)
+        if not aconn.autocommit:
+            await aconn.commit()
+
     def passed_extras(self) -> dict[str, Any]:
         """The extras that are libpq options this hook does not set itself (``sslmode``, ...).
 
@@ -338,13 +396,8 @@ class FailoverPostgresHook(PostgresHook):
         conn = self.connection
         hosts = self.hosts
         keepalives = self.keepalive_settings()
-        server_settings = {server: keepalives[client] for client, server, _ in KEEPALIVES}
-        options = " ".join(
-            part for part in (
-                conn.extra_dejson.get("options"), self.options,
-                session_options({**server_settings, **self.session_settings}),
-            ) if part
-        )
+        startup = session_options(self.server_settings()) if self.session_settings_mode == "options" else None
+        options = " ".join(part for part in (conn.extra_dejson.get("options"), self.options, startup) if part)
         params: dict[str, Any] = {
             "host": ",".join(h for h, _ in hosts),
             "port": ",".join(str(p) for _, p in hosts),
@@ -355,7 +408,7 @@ class FailoverPostgresHook(PostgresHook):
             "application_name": self.application_name,
             "keepalives": 1,
             **keepalives,
-            "options": options,
+            "options": options or None,
             **self.passed_extras(),
         }
         if include_password and conn.password:
@@ -384,10 +437,18 @@ class FailoverPostgresHook(PostgresHook):
         if self.driver == "psycopg":
             import psycopg
 
-            return psycopg.connect(**params)
-        import psycopg2
+            conn = psycopg.connect(**params)
+        else:
+            import psycopg2
 
-        return psycopg2.connect(**params)
+            conn = psycopg2.connect(**params)
+        try:
+            self.apply_session_settings(conn)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        return conn
 
     def get_conn(self) -> Any:
         """Connect to the first host that satisfies ``target_session_attrs``, retrying with backoff.

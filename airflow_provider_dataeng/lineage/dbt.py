@@ -54,6 +54,10 @@ def dbt_lineage(operator: Any, task_instance: Any = None) -> Any:
     if path is None:
         return f.operator_lineage()
     manifest = load_manifest(path)
+    # Names come from the manifest the Assets were built from (``manifest_path``, at DAG parse time), so a
+    # relation's dataset is its Asset even where the run's manifest names another database.
+    named = best_effort("the build-time manifest", lambda: load_manifest(spec.manifest_path), manifest
+                        ) if spec.manifest_path else manifest
     ran: dict[str, str] = {n["node"]: n["status"] for n in result.get("nodes") or [] if isinstance(n, dict)}
     rows = {n["node"]: n.get("rows") for n in result.get("nodes") or [] if isinstance(n, dict)}
     if ran:
@@ -63,7 +67,7 @@ def dbt_lineage(operator: Any, task_instance: Any = None) -> Any:
         models = sorted(select_nodes(manifest, spec.select, spec.exclude, spec.selector, RENDERED_TYPES))
 
     def dataset(uid: str) -> DatasetId | None:
-        node = manifest.all_nodes.get(uid)
+        node = named.all_nodes.get(uid) or manifest.all_nodes.get(uid)
         if node is None or not node.relation_name:
             return None
         return best_effort(f"dataset of {uid}", lambda: relation_dataset(node.relation_name, namespace), None)

@@ -33,10 +33,12 @@ from airflow_provider_dataeng.freshness import (
 from airflow_provider_dataeng.values import first_line
 
 
-def _resolve_conn_params(conn_id: str, application_name: str | None = None) -> dict[str, Any]:
+def _resolve_conn_params(conn_id: str, application_name: str | None = None) -> tuple[dict[str, Any], list[Any]]:
+    """libpq parameters and the statements to run after connecting (``session_settings: set``)."""
     from airflow_provider_dataeng.connections import connect
 
-    return connect(conn_id, role="warehouse", application_name=application_name).conn_params()
+    hook = connect(conn_id, role="warehouse", application_name=application_name)
+    return hook.conn_params(), hook.session_setup()
 
 
 class FreshnessTrigger(BaseTrigger):
@@ -115,7 +117,8 @@ class FreshnessTrigger(BaseTrigger):
         started = time.time()
         table = self.check.query.display_table
         try:
-            params = await asyncio.to_thread(_resolve_conn_params, self.conn_id, trigger_application_name(self))
+            params, setup = await asyncio.to_thread(_resolve_conn_params, self.conn_id,
+                                                    trigger_application_name(self))
         except Exception as exc:  # unknown connection id, bad host field: nothing to wait for
             yield TriggerEvent({"status": "failed", "message": f"connection {self.conn_id!r}: {exc}"})
             return
@@ -129,6 +132,8 @@ class FreshnessTrigger(BaseTrigger):
                 try:
                     if aconn is None or aconn.closed:
                         aconn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+                        for statement, args in setup:  # session settings under `session_settings: set`
+                            await aconn.execute(statement, args)
                     last = await self.check.arun(aconn)
                     last_error = None
                 except FreshnessConfigError as exc:
