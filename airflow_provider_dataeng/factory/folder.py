@@ -232,6 +232,8 @@ def load_directory(directory: Path, only_dag_id: str | None = None, limits: Limi
     if only_dag_id:  # schedule: {after: [...]} needs the pipelines it names (and theirs)
         pending = _after_names(loaded.values())
         seen: set[str] = set()
+        if pending and tree.only_stem is not None:
+            tree = scan(tree.root)  # the whole tree, to find them
         while pending - seen:
             name = sorted(pending - seen)[0]
             seen.add(name)
@@ -331,8 +333,15 @@ def build_dags(directory: str | Path, only_dag_id: str | None = None) -> BuildRe
         log.error("%s; using the default limits", exc)
         limits = Limits()
     try:
-        tree = scan(directory)
-        files = files_for_dag(tree, only_dag_id) if only_dag_id else ([], False)
+        files: tuple[list[Path], bool] = ([], False)
+        if only_dag_id:  # first the files named after the id (no other file is even named), else everything
+            tree = scan(directory, only_stem=only_dag_id)
+            files = files_for_dag(tree, only_dag_id)
+            if not files[1]:
+                tree = scan(directory)
+                files = files_for_dag(tree, only_dag_id)
+        else:
+            tree = scan(directory)
         if only_dag_id and not files[0]:
             only_dag_id = None  # no file defines it: build everything (the DAG processor's view)
         loaded, errors = load_directory(directory, only_dag_id, limits, result.vanished, tree=tree, files=files)

@@ -27,6 +27,7 @@ class ConfigTree:
     pipelines: list[Path] = field(default_factory=list)
     defaults: dict[Path, Path] = field(default_factory=dict)  # folder -> its defaults.yaml
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # folders not scanned, and why
+    only_stem: str | None = None  # a partial tree: only the pipelines of that file name were kept
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root (posix), or as given when it is outside."""
@@ -59,9 +60,13 @@ def _skip_name(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def scan(root: Path) -> ConfigTree:
-    """List the config tree under ``root``; raises ``OSError`` only when ``root`` itself cannot be listed."""
-    tree = ConfigTree(root=root)
+def scan(root: Path, only_stem: str | None = None) -> ConfigTree:
+    """List the config tree under ``root``; raises ``OSError`` only when ``root`` itself cannot be listed.
+
+    ``only_stem``: keep only the pipeline files of that name (``<only_stem>.yaml`` in any folder) and the
+    defaults files; the other names are compared as strings and dropped (a task pod's parse allocates
+    nothing per file, so it does not grow with the number of files)."""
+    tree = ConfigTree(root=root, only_stem=only_stem)
     seen: dict[tuple[int, int], Path] = {}
     info = os.stat(root)
     seen[(info.st_dev, info.st_ino)] = root
@@ -81,20 +86,24 @@ def _scan_dir(tree: ConfigTree, directory: Path, seen: dict[tuple[int, int], Pat
         return
     subdirs: list[Path] = []
     for entry in entries:
-        if _skip_name(entry.name):
+        name = entry.name
+        if _skip_name(name):
             continue
-        path = directory / entry.name
         try:
             is_dir = entry.is_dir()
         except OSError:  # a symlink loop or a vanished entry: reading it says what is wrong
             is_dir = False
         if is_dir:
-            subdirs.append(path)
-        elif path.suffix in CONFIG_SUFFIXES:
-            if entry.name in DEFAULTS_NAMES:
-                tree.defaults.setdefault(directory, path)
-            else:  # anything so named (a FIFO, a broken link...): reading it reports the problem
-                tree.pipelines.append(path)
+            subdirs.append(directory / name)
+            continue
+        stem, suffix = os.path.splitext(name)
+        if suffix not in CONFIG_SUFFIXES:
+            continue
+        if name in DEFAULTS_NAMES:
+            tree.defaults.setdefault(directory, directory / name)
+        elif tree.only_stem is None or stem == tree.only_stem:
+            # anything so named (a FIFO, a broken link...): reading it reports the problem
+            tree.pipelines.append(directory / name)
     for sub in subdirs:
         if depth + 1 > MAX_DEPTH:
             _skip(tree, sub, f"nested more than {MAX_DEPTH} folders deep")
