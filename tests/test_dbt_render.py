@@ -268,7 +268,7 @@ def test_sources_with_freshness_become_deferrable_sensors_upstream_of_their_mode
     orders = sensors["freshness__raw__orders"]
     # one definition: the thresholds and the load-time column come from the dbt YAML (sources.yml)
     assert orders.table == "raw.orders" and orders.timestamp_column == "_interval_start"
-    assert orders.warn_after == timedelta(hours=36) and orders.error_after == timedelta(hours=72)
+    assert orders.warn_after == timedelta(hours=50) and orders.error_after == timedelta(hours=72)
     assert orders.deferrable is True and orders.poke_interval == 300 and orders.timeout == 7200
     assert orders.conn_id == "warehouse"
     # each sensor runs right before the models that read the source, and only those
