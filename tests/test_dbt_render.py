@@ -271,6 +271,8 @@ def test_sources_with_freshness_become_deferrable_sensors_upstream_of_their_mode
     assert orders.warn_after == timedelta(hours=50) and orders.error_after == timedelta(hours=72)
     assert orders.deferrable is True and orders.poke_interval == 300 and orders.timeout == 7200
     assert orders.conn_id == "warehouse"
+    # a table may name its own load-time column (append-only payments: the payment time, not the partition)
+    assert sensors["freshness__raw__payments"].timestamp_column == "paid_at"
     # each sensor runs right before the models that read the source, and only those
     assert tasks["stg_orders"].upstream_task_ids >= {"dbt.freshness__raw__orders"}
     assert {t.task_id for t in orders.downstream_list} == {"dbt.stg_orders"}
