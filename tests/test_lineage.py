@@ -149,3 +149,33 @@ def test_assertions_name_kind_column_and_query_of_each_check() -> None:
     assert [a.get("content") for a in facet["assertions"]][-1] == "select bool_and(x > 0) from {table}"
     assert facet["_schemaURL"].endswith("DataQualityAssertionsDatasetFacet")
     assert assertions_facet([], checks) is None
+
+
+def test_a_failed_quality_task_reports_its_failed_assertions(warehouse_conn_id: str, db: object) -> None:
+    """A failed DataQualityOperator has no return value; its lineage still carries every check's outcome."""
+    from openlineage.client.serde import Serde
+
+    from airflow_provider_dataeng.lineage.tasks import quality_lineage
+    from airflow_provider_dataeng.operators.quality import DataQualityOperator
+    from airflow_provider_dataeng.publish.errors import ChecksFailed
+
+    db.execute("create schema mart")
+    db.execute("create table mart.q as select g as id from generate_series(1, 3) g")
+    op = DataQualityOperator(task_id="q", conn_id=warehouse_conn_id, table="mart.q",
+                             checks=[{"check": "row_count", "min": 100}, {"check": "unique", "columns": ["id"]}])
+    with pytest.raises(ChecksFailed):
+        op.execute({})
+
+    class FailedTry:  # a failed try pushes no return value
+        task_id = "q"
+
+        def xcom_pull(self, **kwargs: object) -> None:
+            return None
+
+    lineage = quality_lineage(op, FailedTry())
+    (table,) = lineage.inputs
+    assert table.name.endswith(".mart.q")
+    facet = json.loads(Serde.to_json(table.facets["dataQualityAssertions"]))
+    assert {(a["assertion"], a["success"], a.get("actual")) for a in facet["assertions"]} == {
+        ("row_count", False, "3"), ("unique", True, "0")}
+    assert [f.name for f in table.facets["schema"].fields] == ["id"]

@@ -131,7 +131,7 @@ def quality_lineage(operator: Any, task_instance: Any = None) -> Any:
     table = table_dataset(spec.conn_id, spec.table)
     if task_instance is None:
         return f.operator_lineage([f.input_dataset(table)], [])
-    results = task_result(task_instance)
+    results = getattr(operator, "check_results", None) or task_result(task_instance)
     facets = {"schema": schemas(operator, spec.conn_id, [table]).get(table.table),
               "dataQualityAssertions": best_effort(
                   "data quality assertions", lambda: f.assertions_facet(results or [], spec.checks), None)}

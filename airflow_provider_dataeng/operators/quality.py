@@ -38,9 +38,17 @@ class DataQualityOperator(EngineTask):
 
     def execute(self, context: Context) -> list[dict]:
         from airflow_provider_dataeng.publish import tasks
+        from airflow_provider_dataeng.publish.errors import ChecksFailed
 
         spec = build_spec(self, QualitySpec)
-        return [r.as_dict() for r in self._run(context, spec, lambda engine: tasks.check(engine, spec))]
+        try:
+            results = self._run(context, spec, lambda engine: tasks.check(engine, spec))
+        except ChecksFailed as failed:
+            # kept for lineage: a failed task has no return value, yet its assertions matter most then
+            self.check_results = [r.as_dict() for r in failed.results]
+            raise
+        self.check_results = [r.as_dict() for r in results]
+        return self.check_results
 
     def get_openlineage_facets_on_start(self) -> Any:
         """OpenLineage datasets known before the run (:mod:`airflow_provider_dataeng.lineage`)."""
