@@ -146,7 +146,10 @@ def test_partitions_without_a_ledger_count_as_present(pg_cluster, pg_db, hook):
 # -- the operator in a real DAG run, and the backfill command checked by Airflow itself -------------------
 def test_operator_fails_or_warns_and_its_backfill_command_covers_exactly_the_holes(warehouse, warehouse_conn_id):
     from airflow.sdk import DAG
-    from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+    try:
+        from airflow.sdk import CronDataIntervalTimetable
+    except ImportError:  # Airflow 3.0: the timetables are not in the Task SDK yet
+        from airflow.timetables.interval import CronDataIntervalTimetable
 
     from airflow_provider_dataeng.operators.gap_check import PartitionGapCheckOperator
     from devstack.airflow_env import run_dag
