@@ -87,13 +87,8 @@ def extract_lineage(operator: Any, task_instance: Any = None) -> Any:
     target = table_dataset(spec.target_conn_id, spec.target_table)
     sources = ([table_dataset(spec.source_conn_id, spec.source_table)] if spec.source_table
                else query_inputs(spec.source_conn_id, spec.source_sql))
-    job = {"sql": f.sql_job_facet(spec.source_sql) if spec.source_sql else None}
-    if task_instance is None:
-        return f.operator_lineage([f.input_dataset(s) for s in sources], [f.output_dataset(target)], job_facets=job)
-    source_schemas = schemas(operator, spec.source_conn_id, sources, role="source")
-    inputs = [f.input_dataset(s, {"schema": source_schemas.get(s.table)}) for s in sources]
-    output = published_output(operator, spec.target_conn_id, target, task_instance, spec.checks)
-    return f.operator_lineage(inputs, [output], job_facets=job)
+    return _table_load_lineage(operator, task_instance, sources, spec.source_conn_id, "source", target,
+                               spec.target_conn_id, spec.checks, spec.source_sql)
 
 
 def publish_lineage(operator: Any, task_instance: Any = None) -> Any:
@@ -103,12 +98,21 @@ def publish_lineage(operator: Any, task_instance: Any = None) -> Any:
     spec = build_spec(operator, PublishSpec)
     target = table_dataset(spec.conn_id, spec.target_table)
     sources = [s for s in query_inputs(spec.conn_id, spec.select_sql) if s.key != target.key]
-    job = {"sql": f.sql_job_facet(spec.select_sql) if spec.select_sql else None}
+    return _table_load_lineage(operator, task_instance, sources, spec.conn_id, "warehouse", target,
+                               spec.conn_id, spec.checks, spec.select_sql)
+
+
+def _table_load_lineage(operator: Any, task_instance: Any, sources: Sequence[DatasetId], source_conn_id: str,
+                        source_role: Any, target: DatasetId, target_conn_id: str, checks: Any,
+                        query: str | None) -> Any:
+    """Source tables -> one published target: the start event names them; the end event adds the sources'
+    schemas and the target's published facts (rows, schema, assertions from ``checks``)."""
+    job = {"sql": f.sql_job_facet(query) if query else None}
     if task_instance is None:
         return f.operator_lineage([f.input_dataset(s) for s in sources], [f.output_dataset(target)], job_facets=job)
-    found = schemas(operator, spec.conn_id, sources)
+    found = schemas(operator, source_conn_id, sources, role=source_role)
     inputs = [f.input_dataset(s, {"schema": found.get(s.table)}) for s in sources]
-    output = published_output(operator, spec.conn_id, target, task_instance, spec.checks)
+    output = published_output(operator, target_conn_id, target, task_instance, checks)
     return f.operator_lineage(inputs, [output], job_facets=job)
 
 
