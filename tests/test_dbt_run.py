@@ -224,16 +224,20 @@ def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_
                                 schema="wh", extra={"target_session_attrs": "read-write"})
             profile, _ = profile_from_connection(connect(conn_id))
             assert (profile.host, profile.port) == (primary.host, primary.port)
-            # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it
+            # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it.
+            # connect_deadline: the runner's own pre-dbt connect (it creates the schemas) gives up on the
+            # standby after 3 s instead of retrying for the default 120 s; dbt's connect is what is checked.
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
-                                extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0})
+                                extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0,
+                                       "connect_deadline": 3})
             with pytest.raises(DbtRunError) as info:
                 DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
             log = (tmp_path / "try-1" / "logs" / "dbt.log").read_text()
             assert "failed: session is read-only" in log, str(info.value)  # libpq's target_session_attrs check
             # the same standby with target_session_attrs=any connects (and fails later: no raw tables)
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
-                                extra={"target_session_attrs": "any", "dbt_connect_retries": 0})
+                                extra={"target_session_attrs": "any", "dbt_connect_retries": 0,
+                                       "connect_deadline": 3})
             with pytest.raises(DbtRunError) as info:
                 DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-2", select="stg_products")
             log = (tmp_path / "try-2" / "logs" / "dbt.log").read_text()

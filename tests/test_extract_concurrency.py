@@ -43,7 +43,12 @@ def _backfill(params: dict, source_dsn: str, warehouse_dsn: str, *, herd_at_swap
     it hurts: the source table is locked until every run waits to describe it (they all read and change the
     target's catalog at the same instant), and with ``herd_at_swap`` the parent is locked until every swap
     waits for it (they all commit and then write ``__latest`` at the same instant)."""
-    ctx = multiprocessing.get_context("fork")  # each run its own process and connections, like task runners
+    # Each run its own process and connections, like task runners. Like the scheduler's task processes
+    # (devstack.preloaded_airflow), they are forked with the operator (and Airflow) already imported: a
+    # dozen children each importing Airflow cost seconds of CPU apiece on this 2-core machine.
+    import airflow_provider_dataeng.operators.extract  # noqa: F401
+
+    ctx = multiprocessing.get_context("fork")
     with ctx.Pool(RUNS) as pool, psycopg.connect(source_dsn) as gate, \
             psycopg.connect(warehouse_dsn, autocommit=True) as watch:
         gate.execute("lock table orders in access exclusive mode")
