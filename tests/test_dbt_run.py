@@ -4,7 +4,6 @@ re-run only failed and skipped nodes, and the password reaches no log and no art
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.slow
 ACCEPTED_STATUS = "test.dataeng_shop.accepted_values_stg_orders_status__placed__paid__shipped__delivered__cancelled__returned.69d802cd53"
 BLOCKED_MODELS = {"model.dataeng_shop.fct_orders", "model.dataeng_shop.daily_revenue",
                   "model.dataeng_shop.customer_lifetime_value"}
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 class Shop:
@@ -76,11 +66,7 @@ def shop(pg_cluster) -> Iterator[Shop]:
 def built(pg_cluster, tmp_path_factory) -> Iterator[tuple[Shop, DbtRunResult, Path, list[str], set[Path]]]:
     """The example project built once (in-process dbtRunner) into a module-scoped warehouse."""
     s = Shop(pg_cluster, "m")
-    handler = _Collect()
-    capture = logging.getLogger(f"dbt-test-{uuid.uuid4().hex[:6]}")  # everything the runner logs
-    capture.setLevel(logging.DEBUG)
-    capture.propagate = False
-    capture.addHandler(handler)
+    capture, handler = dbt_shop.capture_log()  # everything the runner logs
     before = dbt_shop.project_files()
     run_dir = tmp_path_factory.mktemp("dbt-build") / "try-1"
     result = DbtRunner(s.conn_id, dbt_shop.PROJECT_DIR, log=capture).run("build", run_dir=run_dir)

@@ -9,6 +9,7 @@ concurrent ``ADD COLUMN`` / ``CREATE INDEX`` ran without retries."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 import traceback
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,11 @@ def _run(args: tuple[datetime, dict]) -> str | None:
     return None
 
 
+def _default_sigterm() -> None:
+    """A pool worker dies of SIGTERM (``Pool.terminate()``), whatever handler the test process had."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _waiting(conn: psycopg.Connection, relname: str) -> int:
     return conn.execute("select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
                         "where not l.granted and c.relname = %s", [relname]).fetchone()[0]
@@ -49,7 +55,7 @@ def _backfill(params: dict, source_dsn: str, warehouse_dsn: str, *, herd_at_swap
     import airflow_provider_dataeng.operators.extract  # noqa: F401
 
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(RUNS) as pool, psycopg.connect(source_dsn) as gate, \
+    with ctx.Pool(RUNS, initializer=_default_sigterm) as pool, psycopg.connect(source_dsn) as gate, \
             psycopg.connect(warehouse_dsn, autocommit=True) as watch:
         gate.execute("lock table orders in access exclusive mode")
         pending = pool.map_async(_run, [(day, params) for day in DAYS])
