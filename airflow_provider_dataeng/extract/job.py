@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -73,8 +73,11 @@ class ExtractJob:
     """Runs one interval of an extract end to end."""
 
     def __init__(self, spec: ExtractSpec, *, logger: logging.Logger | logging.LoggerAdapter | None = None,
-                 application_name: str | None = None) -> None:
+                 application_name: str | None = None,
+                 on_warehouse_connect: Callable[[psycopg.Connection], None] | None = None) -> None:
         self.spec = spec
+        # runs on each new warehouse connection before anything is written (the operator's database check)
+        self.on_warehouse_connect = on_warehouse_connect
         self.log = logger or log
         self.target = TableRef.parse(spec.target_table)
         self.source_ref = TableRef.parse(spec.source_table) if spec.source_table is not None else None
@@ -125,6 +128,8 @@ class ExtractJob:
         stamp = pc not in source_names
         lock_timeout = spec.lock_timeout.total_seconds()
         with self.warehouse_hook.connection_scope() as wh:
+            if self.on_warehouse_connect is not None:
+                self.on_warehouse_connect(wh)
             wh.autocommit = True
             state = read_target(wh, target)
             enum_changes: list[str] = []
@@ -199,7 +204,7 @@ class ExtractJob:
         checks = [check.build() for check in spec.checks or []]
         engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
-            pipeline=pipeline, task_id=task_id, run_id=run_id,
+            pipeline=pipeline, task_id=task_id, run_id=run_id, on_connect=self.on_warehouse_connect,
         )
         source_cols = self.describe_source()
         # refusals that need only the source's columns come before any DDL on the target
