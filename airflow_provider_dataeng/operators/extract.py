@@ -70,6 +70,7 @@ class IdempotentExtractOperator(BaseOperator):
         keep_previous: bool = spec_default(ExtractSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(ExtractSpec, "keep_failed_staging"),
         progress_interval: str | float = spec_default(ExtractSpec, "progress_interval"),
+        copy_sessions: int = spec_default(ExtractSpec, "copy_sessions"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", target_outlets(target_conn_id, target_table))
@@ -95,6 +96,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
         self.progress_interval = progress_interval
+        self.copy_sessions = copy_sessions
         self._job: ExtractJob | None = None
         # the Asset identity's databases (a pipeline's `databases:`), for the run-time check and lineage
         self.asset_databases = configured_databases()
