@@ -141,7 +141,7 @@ def _trigger(rx_url: str, script: list[Any], *, deadlines: list[datetime], clock
         alerts=[{"name": f"sla_breach[{i}]", "deadline_time": d.isoformat(), "reference": "dagrun_queued_at",
                  "interval": "1h", "notifier": WEBHOOK, "kwargs": {"webhook_url": f"{rx_url}/{i}"}}
                 for i, d in enumerate(deadlines)],
-        poll_interval=0.01)
+        poll_interval=0.01, leaf_task_ids=["cleanup"])
     trigger.script, trigger.clock = script, clock
     return trigger
 
@@ -165,7 +165,8 @@ async def _events(trigger: ScriptedTrigger, advance: timedelta) -> list[Any]:
 
 
 RUNNING = {"slow": "running", WATCH_TASK_ID: "deferred"}
-DONE = {"slow": "failed", WATCH_TASK_ID: "deferred"}
+DONE = {"slow": "success", "cleanup": "success", WATCH_TASK_ID: "deferred"}
+FAILED = {"slow": "failed", "cleanup": "upstream_failed", WATCH_TASK_ID: "deferred"}
 
 
 def test_a_deadline_that_passes_first_is_notified_once_and_the_watcher_succeeds():
@@ -175,7 +176,7 @@ def test_a_deadline_that_passes_first_is_notified_once_and_the_watcher_succeeds(
         (request,) = rx.requests
     assert type(event).__name__ == "TaskSuccessEvent"  # ends in the triggerer: no worker slot to finish
     assert event.xcoms == {"return_value": {"missed": ["sla_breach[0]"], "notified": ["sla_breach[0]"],
-                                            "failed": [], "unfinished": ["slow"]}}
+                                            "errors": [], "unfinished": ["slow"], "failed_tasks": []}}
     assert request["path"] == "/0" and request["json"]["unfinished_tasks"] == ["slow"]
     assert request["json"]["dag_id"] == "shop_daily" and request["json"]["run_id"] == "manual__1"
 
@@ -186,6 +187,32 @@ def test_a_run_that_finishes_first_gets_no_alert():
         (event,) = asyncio.run(_events(trigger, timedelta(seconds=1)))
         assert rx.requests == []
     assert event.xcoms["return_value"]["missed"] == [] and event.xcoms["return_value"]["unfinished"] == []
+
+
+def test_a_run_that_fails_first_is_alerted_at_once_for_every_pending_deadline():
+    """It cannot succeed by its deadline (Airflow 3.1+ alerts such a run too, at the deadline instant)."""
+    with webhook_receiver() as rx:
+        trigger = _trigger(rx.url, [RUNNING, FAILED], deadlines=[T0 + timedelta(hours=1), T0 + timedelta(hours=2)],
+                           clock=T0)
+        (event,) = asyncio.run(_events(trigger, timedelta(seconds=1)))
+        bodies = rx.payloads()
+    assert [b["failed_tasks"] for b in bodies] == [["cleanup", "slow"], ["cleanup", "slow"]]
+    assert all(b["unfinished_tasks"] == [] and "the run failed: cleanup, slow" in b["text"] for b in bodies)
+    assert event.xcoms["return_value"]["failed_tasks"] == ["cleanup", "slow"]
+
+
+def test_a_failed_task_that_is_not_a_leaf_does_not_make_an_alert():
+    """``cleanup`` (trigger_rule all_done) succeeded after ``slow`` failed: the run succeeds, no alert."""
+    with webhook_receiver() as rx:
+        trigger = _trigger(rx.url, [{**FAILED, "cleanup": "success"}], deadlines=[T0 + timedelta(hours=1)], clock=T0)
+        (event,) = asyncio.run(_events(trigger, timedelta(seconds=1)))
+        assert rx.requests == []
+    assert event.xcoms["return_value"]["missed"] == []
+
+
+def test_mapped_leaf_instances_count_as_the_leaf():
+    assert deadline_watch.failed_tasks({"load_0": "success", "load_1": "failed"}, ["load"]) == ["load_1"]
+    assert deadline_watch.failed_tasks({"load_x_1": "failed"}, ["load"]) == []
 
 
 def test_each_deadline_fires_once_in_order_and_unreadable_states_never_alert():
@@ -204,7 +231,7 @@ def test_a_failing_notifier_is_reported_and_the_watcher_still_succeeds():
         trigger = _trigger(rx.url, [RUNNING], deadlines=[T0], clock=T0)
         (event,) = asyncio.run(_events(trigger, timedelta(minutes=1)))
         assert len(rx.requests) == 1
-    assert event.xcoms["return_value"]["failed"] == ["sla_breach[0]"]
+    assert event.xcoms["return_value"]["errors"] == ["sla_breach[0]"]
     assert event.xcoms["return_value"]["notified"] == []
 
 
@@ -247,6 +274,8 @@ def test_factory_adds_one_watcher_without_upstream_or_downstream(tmp_path: Path,
     watcher = dag.task_dict[WATCH_TASK_ID]
     assert not watcher.upstream_task_ids and not watcher.downstream_task_ids
     assert watcher.retries == 0 and watcher.priority_weight == 1000
+    resources = watcher.executor_config["pod_override"].spec.containers[0].resources  # the pipeline's pod
+    assert resources.requests == resources.limits and {"cpu", "memory"} <= set(resources.requests)
     assert not getattr(dag, "deadline", None)
     dag_run = {"dag_id": "shop_daily", "run_id": "scheduled__2024-03-01T00:00:00+00:00", "logical_date": T0,
                "run_after": T0 + timedelta(days=1), "start_date": T0 + timedelta(days=1, seconds=3)}

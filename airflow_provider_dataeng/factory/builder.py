@@ -14,6 +14,7 @@ from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
+from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.schedule import OutletsOf, ScheduleOn, make_asset, to_airflow_schedule
 from airflow_provider_dataeng.factory.task_types import (
     DBT_RENDER_PATH,
@@ -231,7 +232,8 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
                 for up in upstream:
                     up >> entries
     if p.notifications is not None and p.notifications.sla_breach and not deadline_alerts_supported():
-        add_deadline_watch(dag, p.notifications.sla_breach)
+        # the pipeline's pod (image, placement; requests == limits) for its few seconds on a worker
+        add_deadline_watch(dag, p.notifications.sla_breach, executor_config=executor_config(p.resources or Resources()))
     return dag
 
 

@@ -11,7 +11,11 @@ adds one task instead, ``sla_deadline_watch`` (no upstream, no downstream), run 
    run's other tasks in the triggerer; when all are finished first, the watcher ends quietly (success);
 3. when a deadline passes first, the trigger calls that deadline's notifier exactly once, in the triggerer as
    the native alert does, with a context naming the DAG, the run, the deadline and the unfinished tasks
-   (:func:`alert_context`), then the watcher succeeds: an alert, never a failure of the run.
+   (:func:`alert_context`), then the watcher succeeds: an alert, never a failure of the run;
+4. when the run ends failed (a leaf task failed) before its deadline, it cannot succeed by then: the notifiers
+   are called at once, with ``failed_tasks``. Airflow 3.1+ alerts such a run too (it prunes the deadlines of
+   successful runs only), at the deadline instant; the watcher cannot wait that long without holding the
+   run open, so it alerts when the run fails.
 
 This module holds the parts without Airflow's runtime: the deadline arithmetic, which tasks are unfinished,
 the alert context and calling a notifier.
@@ -88,12 +92,29 @@ def unfinished_tasks(states: Mapping[str, str | None], exclude: Iterable[str] = 
                   if key not in skip and str(getattr(state, "value", state)) not in TERMINAL_STATES)
 
 
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+
+
+def _is_task(key: str, task_id: str) -> bool:
+    """``key`` is ``task_id`` or one of its mapped instances (``task_id_<map_index>``)."""
+    return key == task_id or (key.startswith(f"{task_id}_") and key[len(task_id) + 1:].isdigit())
+
+
+def failed_tasks(states: Mapping[str, str | None], leaves: Iterable[str]) -> list[str]:
+    """Every failed or upstream-failed task when one of them is a leaf (then the finished run is ``failed``,
+    Airflow's rule for a run), else ``[]``."""
+    failed = sorted(key for key, state in states.items() if str(getattr(state, "value", state)) in FAILED_STATES)
+    leaves = list(leaves)
+    return failed if any(_is_task(key, t) for key in failed for t in leaves) else []
+
+
 def alert_context(*, dag_run: Mapping[str, Any], deadline: Mapping[str, Any],
-                  unfinished: list[str]) -> dict[str, Any]:
+                  unfinished: list[str], failed: list[str] | None = None) -> dict[str, Any]:
     """The context a notifier gets when a watched deadline is missed.
 
     The same keys as Airflow 3.1+'s Deadline Alert callback (``dag_run`` with ``dag_id`` and ``dag_run_id``,
-    ``deadline`` with ``deadline_time``), so one notifier works on every version, plus ``unfinished_tasks``.
+    ``deadline`` with ``deadline_time``), so one notifier works on every version, plus ``unfinished_tasks``
+    and, for a run that failed before its deadline, ``failed_tasks``.
     """
     run = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dag_run.items()}
     run.setdefault("dag_run_id", run.get("run_id"))
@@ -101,6 +122,7 @@ def alert_context(*, dag_run: Mapping[str, Any], deadline: Mapping[str, Any],
         "dag_run": run,
         "deadline": dict(deadline),
         "unfinished_tasks": list(unfinished),
+        **({"failed_tasks": list(failed)} if failed else {}),
         "dag": None,  # no DAG object in the triggerer (Airflow 3.0's notifiers read context["dag"] to render)
         "dag_id": run.get("dag_id"),
         "run_id": run.get("run_id") or run.get("dag_run_id"),
@@ -153,10 +175,11 @@ def read_watched(entry: Mapping[str, Any], index: int) -> tuple[str, SlaBreachSp
 
 
 def add_deadline_watch(dag: Any, specs: list[SlaBreachSpec], *, name: str | None = None,
-                       poll_interval: float = DEFAULT_POLL_INTERVAL) -> Any:
+                       poll_interval: float = DEFAULT_POLL_INTERVAL, **task_kwargs: Any) -> Any:
     """Add the watcher task for ``specs`` to ``dag`` (or extend the one already there); return it.
 
-    ``name`` names the alerts (numbered when there are several; default ``sla_breach[i]``).
+    ``name`` names the alerts (numbered when there are several; default ``sla_breach[i]``); ``task_kwargs``
+    go to the operator (e.g. the factory's ``executor_config`` pod).
 
     The task id is ``sla_deadline_watch`` unless a task of the DAG already has it (then ``..._2`` and so on).
     The operator is reached by its import path: engines import no operator module.
@@ -177,4 +200,4 @@ def add_deadline_watch(dag: Any, specs: list[SlaBreachSpec], *, name: str | None
         task_id = f"{WATCH_TASK_ID}_{n}"
     operator = import_path(WATCH_OPERATOR)
     return operator(task_id=task_id, dag=dag, deadlines=list(map(watched, specs, names())),
-                    poll_interval=poll_interval)
+                    poll_interval=poll_interval, **task_kwargs)

@@ -105,6 +105,8 @@ class SlaWebhookNotifier(BaseNotifier):
             payload["deadline_name"] = _get(deadline, "name")
         if context.get("unfinished_tasks") is not None:  # the deadline watcher (Airflow < 3.1) says which
             payload["unfinished_tasks"] = list(context["unfinished_tasks"])
+        if context.get("failed_tasks"):  # ... and that the run failed before its deadline
+            payload["failed_tasks"] = list(context["failed_tasks"])
         payload["text"] = self.message or self._default_text(payload, fresh)
         return payload
 
@@ -114,11 +116,12 @@ class SlaWebhookNotifier(BaseNotifier):
         if payload["task_id"]:
             run += f" / {payload['task_id']}"
         if payload["event"] == "deadline_missed":
-            unfinished = payload.get("unfinished_tasks")
+            unfinished, failed = payload.get("unfinished_tasks"), payload.get("failed_tasks")
             return (
                 f"[deadline missed] {payload['table'] or 'data'} was not published in time (SLA: "
                 f"{payload['sla'] or '-'}, deadline {payload.get('deadline_time')}); run {run}"
                 + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
+                + (f"; the run failed: {', '.join(failed)}" if failed else "")
             )
         if fresh.get("empty"):
             detail = "table is empty"

@@ -83,6 +83,11 @@ class DeadlineWatchOperator(BaseOperator):
             })
         return out
 
+    def leaf_task_ids(self) -> list[str]:
+        """The DAG's leaves other than this task (Airflow fails a run when one of them failed)."""
+        leaves = getattr(self.dag, "leaves", None) or []
+        return sorted(t.task_id for t in leaves if t.task_id != self.task_id)
+
     def execute(self, context: Any) -> None:
         from airflow_provider_dataeng.triggers.deadline_watch import DeadlineWatchTrigger
 
@@ -94,7 +99,8 @@ class DeadlineWatchOperator(BaseOperator):
                           alert["reference"].removeprefix("dagrun_"), alert["notifier"])
         self.defer(
             trigger=DeadlineWatchTrigger(dag_id=run["dag_id"], run_id=run["run_id"], watch_task_id=self.task_id,
-                                         dag_run=run, alerts=alerts, poll_interval=self.poll_interval),
+                                         dag_run=run, alerts=alerts, poll_interval=self.poll_interval,
+                                         leaf_task_ids=self.leaf_task_ids()),
             method_name="execute_complete",
         )
 

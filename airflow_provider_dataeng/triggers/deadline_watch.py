@@ -11,10 +11,13 @@ no longer than until the next deadline:
 - a deadline passed while tasks are unfinished: that deadline's notifier is called once, here in the
   triggerer as a native Deadline Alert callback is, with the DAG, the run, the deadline and the unfinished
   tasks in its context; when no deadline is left the task ends successfully. A missed deadline is an
-  alert, never a failure: the run's state is decided by its real tasks.
+  alert, never a failure: the run's state is decided by its real tasks;
+- every other task finished but a leaf failed (the run will be ``failed``): the run cannot succeed by its
+  deadlines, so each one still pending is notified now, with ``failed_tasks`` in the context (Airflow 3.1+
+  alerts a failed run too, at the deadline instant).
 
-The XCom ``return_value`` of the watcher: ``{"missed": [names], "notified": [names], "failed": [names],
-"unfinished": [task keys at the last read]}``.
+The XCom ``return_value`` of the watcher: ``{"missed": [deadline names], "notified": [names], "errors":
+[names whose notifier raised], "unfinished": [task keys at the last read], "failed_tasks": [...]}``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_dataeng.notifications.deadline_watch import alert_context, send_alert, unfinished_tasks
+from airflow_provider_dataeng.notifications.deadline_watch import (
+    alert_context,
+    failed_tasks,
+    send_alert,
+    unfinished_tasks,
+)
 
 
 class DeadlineWatchTrigger(BaseTrigger):
@@ -40,6 +48,7 @@ class DeadlineWatchTrigger(BaseTrigger):
     :param alerts: one mapping per deadline: ``name``, ``deadline_time`` (ISO, aware), ``notifier`` (import
         path), ``kwargs`` (the notifier's), ``reference`` and ``interval`` (for the message).
     :param poll_interval: seconds between two reads of the task states.
+    :param leaf_task_ids: the DAG's leaves other than the watcher (a failed one fails the run).
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class DeadlineWatchTrigger(BaseTrigger):
         dag_run: dict[str, Any],
         alerts: list[dict[str, Any]],
         poll_interval: float,
+        leaf_task_ids: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.dag_id = dag_id
@@ -59,12 +69,14 @@ class DeadlineWatchTrigger(BaseTrigger):
         self.dag_run = dict(dag_run)
         self.alerts = [dict(a) for a in alerts]
         self.poll_interval = float(poll_interval)
+        self.leaf_task_ids = list(leaf_task_ids or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {"dag_id": self.dag_id, "run_id": self.run_id, "watch_task_id": self.watch_task_id,
-             "dag_run": self.dag_run, "alerts": self.alerts, "poll_interval": self.poll_interval},
+             "dag_run": self.dag_run, "alerts": self.alerts, "poll_interval": self.poll_interval,
+             "leaf_task_ids": self.leaf_task_ids},
         )
 
     async def task_states(self) -> dict[str, Any]:
@@ -79,8 +91,8 @@ class DeadlineWatchTrigger(BaseTrigger):
     def now() -> datetime:
         return datetime.now(timezone.utc)
 
-    async def _read_unfinished(self) -> list[str] | None:
-        """The unfinished tasks, or ``None`` when the states could not be read (tried again next poll)."""
+    async def _read_states(self) -> dict[str, Any] | None:
+        """The run's task states, or ``None`` when they could not be read (tried again next poll)."""
         try:
             states = await self.task_states()
         except Exception as exc:  # the API busy or restarting: never alert on a read we do not trust
@@ -90,15 +102,20 @@ class DeadlineWatchTrigger(BaseTrigger):
             self.log.warning("The task states of %s / %s do not list %s; reading again", self.dag_id,
                              self.run_id, self.watch_task_id)
             return None
-        return unfinished_tasks(states, exclude=[self.watch_task_id])
+        return states
 
-    async def _notify(self, alert: dict[str, Any], unfinished: list[str]) -> bool:
+    async def _notify(self, alert: dict[str, Any], unfinished: list[str], failed: list[str]) -> bool:
         deadline = {k: alert.get(k) for k in ("name", "deadline_time", "reference", "interval")}
         deadline["id"] = alert.get("name")
-        context = alert_context(dag_run=self.dag_run, deadline=deadline, unfinished=unfinished)
-        self.log.warning("Deadline %s missed: %s / %s not finished by %s; unfinished tasks: %s; calling %s",
-                         alert["name"], self.dag_id, self.run_id, alert["deadline_time"],
-                         ", ".join(unfinished), alert["notifier"])
+        context = alert_context(dag_run=self.dag_run, deadline=deadline, unfinished=unfinished, failed=failed)
+        if failed:
+            self.log.warning("Deadline %s cannot be met: %s / %s failed before %s (failed: %s); calling %s",
+                             alert["name"], self.dag_id, self.run_id, alert["deadline_time"], ", ".join(failed),
+                             alert["notifier"])
+        else:
+            self.log.warning("Deadline %s missed: %s / %s not finished by %s; unfinished tasks: %s; calling %s",
+                             alert["name"], self.dag_id, self.run_id, alert["deadline_time"],
+                             ", ".join(unfinished), alert["notifier"])
         try:
             await send_alert(alert["notifier"], alert.get("kwargs") or {}, context)
         except Exception:
@@ -109,29 +126,31 @@ class DeadlineWatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         pending = sorted(self.alerts, key=lambda a: datetime.fromisoformat(a["deadline_time"]))
         missed: list[str] = []
-        failed: list[str] = []
+        errors: list[str] = []  # deadlines whose notifier raised
         unfinished: list[str] | None = None
+        run_failed: list[str] = []
         while True:
-            read = await self._read_unfinished()
+            states = await self._read_states()
             now = self.now()
-            if read is not None:
-                unfinished = read
-                if not unfinished:
+            if states is not None:
+                unfinished = unfinished_tasks(states, exclude=[self.watch_task_id])
+                run_failed = [] if unfinished else failed_tasks(states, self.leaf_task_ids)
+                if not unfinished and not run_failed:
                     self.log.info("Every task of %s / %s finished%s", self.dag_id, self.run_id,
                                   f"; missed: {', '.join(missed)}" if missed else " before its deadline(s)")
                     break
-                while pending and datetime.fromisoformat(pending[0]["deadline_time"]) <= now:
+                while pending and (run_failed or datetime.fromisoformat(pending[0]["deadline_time"]) <= now):
                     alert = pending.pop(0)
                     missed.append(alert["name"])
-                    if not await self._notify(alert, unfinished):
-                        failed.append(alert["name"])
-                if not pending:
+                    if not await self._notify(alert, unfinished, run_failed):
+                        errors.append(alert["name"])
+                if not pending or run_failed:
                     break
             wait = self.poll_interval
-            if pending and read is not None:  # an unread state waits a full poll, even past a deadline
+            if pending and states is not None:  # an unread state waits a full poll, even past a deadline
                 until = (datetime.fromisoformat(pending[0]["deadline_time"]) - now).total_seconds()
                 wait = max(0.0, min(wait, until))
             await asyncio.sleep(wait)
-        result = {"missed": missed, "notified": [m for m in missed if m not in failed], "failed": failed,
-                  "unfinished": unfinished or []}
+        result = {"missed": missed, "notified": [m for m in missed if m not in errors], "errors": errors,
+                  "unfinished": unfinished or [], "failed_tasks": run_failed}
         yield TaskSuccessEvent(xcoms={"return_value": result})
