@@ -119,6 +119,19 @@ def _check_executor(collector: IssueCollector, where: tuple[str, ...], executor:
                       suggestion=did_you_mean(executor, known))
 
 
+def _check_databases(collector: IssueCollector, databases: dict[str, str] | None) -> None:
+    """A ``databases:`` entry that contradicts the connection's own database (its ``AIRFLOW_CONN_*``
+    variable, read without I/O) would name one table twice: refuse it here rather than fail every run."""
+    from airflow_provider_dataeng.publish.assets import environment_database
+
+    for conn_id, database in (databases or {}).items():
+        own = environment_database(conn_id)
+        if own is not None and own != database:
+            collector.add(("databases", conn_id), f"connection '{conn_id}' reaches database '{own}' "
+                          f"(AIRFLOW_CONN_{conn_id.upper()}), so its tables' Assets must name that database",
+                          expected=repr(own), found=repr(database))
+
+
 def _task_kwargs(loaded: LoadedPipeline, name: str, task: TaskCommon) -> dict[str, Any]:
     """Operator kwargs every task type gets: retries, callbacks, assets, executor_config..."""
     kwargs: dict[str, Any] = {}
@@ -175,6 +188,13 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
 
     ``outlets_of`` resolves ``schedule: {after: [pipeline, ...]}`` (the other pipelines' updated tables).
     """
+    from airflow_provider_dataeng.publish.assets import asset_databases
+
+    with asset_databases(loaded.pipeline.databases):  # the pipeline's tables' Asset identity (one for all)
+        return _build_dag(loaded, outlets_of)
+
+
+def _build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None) -> Any:
     from airflow.providers.common.compat.sdk import DAG, TaskGroup
 
     collector = IssueCollector(loaded.source, loaded.defaults)
@@ -191,6 +211,7 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
                 collector.add(("schedule", "after", i), str(exc).strip("'\""), found=repr(name))
         collector.raise_if_any()
     _check_executor(collector, (), p.executor)
+    _check_databases(collector, p.databases)
     collector.raise_if_any()
     try:
         dag = DAG(**_dag_kwargs(loaded, outlets_of))
