@@ -392,6 +392,9 @@ class AirflowStack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API__SECRET_KEY": secret,
             "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+            # Airflow recommends setting it; Airflow 3.0.x without it puts ``iss: []`` in its tokens, which
+            # PyJWT 2.10+ refuses ("Issuer (iss) must be a string"), so no login and no task could start.
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "dataeng-devstack",
             # New DAG files are found within ~2 s and parsed at once. Known files are re-parsed every 10 min,
             # not every 30 s: the example loader costs seconds of CPU per parse on this shared 2-core
             # machine, and a test stack's files do not change (tests add files under new names).
