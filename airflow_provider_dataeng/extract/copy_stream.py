@@ -2,16 +2,21 @@
 
 The source side is driven at the libpq level (``COPY ... TO STDOUT`` messages read with
 ``PQgetCopyData`` in non-blocking mode, waiting on the socket with ``select`` so other threads and
-signals keep running); messages are joined into blocks of ``batch_bytes`` and written to the target's
-``COPY ... FROM STDIN`` through psycopg's public ``Cursor.copy()``. Memory use is bounded by one block
-(``batch_bytes`` plus one row) plus libpq's buffers, whatever the row count. Progress (rows so far, rate) is logged every
-``progress_interval`` seconds.
+signals keep running) by a reader thread, which joins the messages (one per row) into blocks of
+``batch_bytes`` and hands them over a bounded queue (``queue_depth`` blocks) to the calling thread, which
+writes them to the target's ``COPY ... FROM STDIN`` through psycopg's public ``Cursor.copy()``. Reading
+the source and writing the target overlap: neither server waits while the other side's socket is served
+(before, one thread alternated: a flush of the target paused the source and a slow source paused the
+target). Memory use is bounded by ``queue_depth + 2`` blocks plus libpq's buffers, whatever the row count.
+Progress (rows so far, rate) is logged every ``progress_interval`` seconds from the calling thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +27,12 @@ from psycopg import pq, sql
 
 log = logging.getLogger(__name__)
 
-# Source messages (one per row) are joined into writes of about this size to the target.
-BATCH_BYTES = 256 * 1024
+# Source messages (one per row) are joined into blocks of about this size, written to the target at once.
+BATCH_BYTES = 1024 * 1024
+# Blocks read from the source and not yet written to the target (bounds memory; absorbs bursts of either side).
+QUEUE_DEPTH = 4
+# How often a waiting thread looks at the stop flag / the progress clock.
+_POLL_S = 0.2
 COPY_FORMATS = ("binary", "text")
 
 
@@ -135,6 +144,84 @@ class _SourceCopy:
         return int(result.command_tuples or 0)
 
 
+class _Stopped(Exception):
+    """The consumer gave up: the reader thread ends without handing over more blocks."""
+
+
+class _SourceReader(threading.Thread):
+    """Reads a started :class:`_SourceCopy` to its end in its own thread and hands ``(block, messages)``
+    pairs (blocks of at least ``batch_bytes``, the last one shorter) to a bounded queue, then ``None``.
+
+    While it runs, the thread owns the source's libpq connection; the consumer touches it again only after
+    :meth:`join`. ``error`` and ``source_rows`` are set when the thread ends.
+    """
+
+    def __init__(self, src: _SourceCopy, batch_bytes: int, depth: int) -> None:
+        super().__init__(name="copy-source-reader", daemon=True)
+        self.src = src
+        self.batch_bytes = max(batch_bytes, 1)
+        self.blocks: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=max(depth, 1))
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+        self.source_rows: int | None = None
+
+    def _hand_over(self, item: tuple[bytearray, int] | None) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.blocks.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def run(self) -> None:
+        try:
+            self._read()
+            self.source_rows = self.src.finish()
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self.error = exc
+        try:
+            self._hand_over(None)
+        except _Stopped:
+            pass
+
+    def _read(self) -> None:
+        pgconn = self.src.pgconn
+        get = pgconn.get_copy_data
+        batch = self.batch_bytes
+        stopping = self.stopping
+        # Each row is appended to a bytearray (one memcpy; libpq's row buffer is freed at once) and the block is
+        # handed over when it reaches batch_bytes. This loop runs once per row: keep it lean.
+        block = bytearray()
+        messages = 0
+        while True:
+            n, data = get(1)
+            if n > 0:
+                block += data
+                messages += 1
+                if len(block) >= batch:
+                    self._hand_over((block, messages))
+                    block = bytearray()
+                    messages = 0
+                continue
+            if n == 0:  # no complete message buffered: wait for the socket (the GIL is released meanwhile)
+                if stopping.is_set():
+                    raise _Stopped
+                _wait(pgconn, write=False, timeout=_POLL_S)
+                pgconn.consume_input()
+                continue
+            if n == -1:  # COPY done
+                break
+            raise CopyError(  # pragma: no cover - get_copy_data raises on -2 itself
+                "source COPY stream failed: "
+                + (pgconn.error_message.decode(errors="replace").strip() or "unknown libpq error")
+            )
+        if block:
+            self._hand_over((block, messages))
+
+
 def stream_copy(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -146,14 +233,17 @@ def stream_copy(
     logger: logging.Logger | logging.LoggerAdapter | None = None,
     label: str = "copy",
     batch_bytes: int = BATCH_BYTES,
+    queue_depth: int = QUEUE_DEPTH,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CopyStats:
     """Stream ``copy_out`` (a ``COPY ... TO STDOUT``, run on ``source``) into ``copy_in`` (a
     ``COPY ... FROM STDIN``, run on ``target``). Both must use the format ``fmt``.
 
-    Runs inside whatever transactions the two connections are in; commits nothing. On any error the
-    target COPY is aborted (the target transaction is then in error) and the error is raised; a lost
-    source connection surfaces as a :class:`psycopg.OperationalError`.
+    A reader thread drains the source while the calling thread writes the target (see the module
+    docstring). Runs inside whatever transactions the two connections are in; commits nothing. On any
+    error (either side, or an interrupt of the calling thread) the source COPY is cancelled, the target
+    COPY is aborted (the target transaction is then in error) and the error is raised; a lost source
+    connection surfaces as a :class:`psycopg.OperationalError`.
     """
     if fmt not in COPY_FORMATS:
         raise ValueError(f"fmt={fmt!r}: expected one of {COPY_FORMATS}")
@@ -166,52 +256,50 @@ def stream_copy(
     with source.lock, target.cursor() as cur:
         src.start()
         pgconn = src.pgconn
-        get = pgconn.get_copy_data
+        reader = _SourceReader(src, batch_bytes, queue_depth)
+        poll = min(_POLL_S, max(progress_interval, 0.01))
         try:
             with cur.copy(copy_in) as sink:
-                # Rows are appended to a bytearray (one memcpy each; every libpq row buffer is freed at
-                # once) and handed to the target in blocks of about batch_bytes.
-                block = bytearray()
-                rows_in_block = 0
+                reader.start()
+                blocks = reader.blocks
                 while True:
-                    n, data = get(1)
-                    if n > 0:
-                        block += data
-                        rows_in_block += 1
-                        if len(block) >= batch_bytes:
-                            sink.write(block)
-                            nbytes += len(block)
-                            messages += rows_in_block
-                            block = bytearray()
-                            rows_in_block = 0
-                            if progress.due():
-                                progress.report(_rows_from_messages(messages, fmt), nbytes)
-                        continue
-                    if n == 0:  # no complete message buffered: wait for the socket
-                        _wait(pgconn, write=False, timeout=min(1.0, max(progress_interval, 0.05)))
-                        pgconn.consume_input()
+                    try:
+                        item = blocks.get(timeout=poll)
+                    except queue.Empty:  # the source is slow: report and keep waiting
                         if progress.due():
-                            progress.report(_rows_from_messages(messages + rows_in_block, fmt), nbytes)
+                            progress.report(_rows_from_messages(messages, fmt), nbytes)
                         continue
-                    if n == -1:  # COPY done
+                    if item is None:
                         break
-                    raise CopyError(
-                        "source COPY stream failed: "
-                        + (pgconn.error_message.decode(errors="replace").strip() or "unknown libpq error")
-                    )
-                if block:
-                    sink.write(block)
+                    block, count = item
+                    sink.write(memoryview(block))  # psycopg splits it into slices: views, not copies
                     nbytes += len(block)
-                    messages += rows_in_block
-                source_rows = src.finish()
+                    messages += count
+                    del block, item
+                    if progress.due():
+                        progress.report(_rows_from_messages(messages, fmt), nbytes)
+                reader.join()
+                if reader.error is not None:
+                    raise reader.error
+                assert reader.source_rows is not None
+                source_rows = reader.source_rows
         except BaseException:
-            # Leave the source connection usable (or closed) for the caller's rollback.
+            # Stop the reader, then leave the source connection usable (or closed) for the caller's rollback.
+            reader.stopping.set()
             try:
                 if pgconn.status == pq.ConnStatus.OK and pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
                     source.cancel_safe(timeout=5.0)
-                    _drain_quietly(pgconn)
             except Exception:  # pragma: no cover - best effort
                 pass
+            if reader.is_alive():
+                reader.join(timeout=15.0)
+            if not reader.is_alive():
+                try:
+                    if pgconn.status == pq.ConnStatus.OK and \
+                            pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                        _drain_quietly(pgconn)
+                except Exception:  # pragma: no cover - best effort
+                    pass
             raise
         target_rows = cur.rowcount
     seconds = time.monotonic() - started

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -73,8 +73,11 @@ class ExtractJob:
     """Runs one interval of an extract end to end."""
 
     def __init__(self, spec: ExtractSpec, *, logger: logging.Logger | logging.LoggerAdapter | None = None,
-                 application_name: str | None = None) -> None:
+                 application_name: str | None = None,
+                 on_warehouse_connect: Callable[[psycopg.Connection], None] | None = None) -> None:
         self.spec = spec
+        # runs on each new warehouse connection before anything is written (the operator's database check)
+        self.on_warehouse_connect = on_warehouse_connect
         self.log = logger or log
         self.target = TableRef.parse(spec.target_table)
         self.source_ref = TableRef.parse(spec.source_table) if spec.source_table is not None else None
@@ -125,6 +128,8 @@ class ExtractJob:
         stamp = pc not in source_names
         lock_timeout = spec.lock_timeout.total_seconds()
         with self.warehouse_hook.connection_scope() as wh:
+            if self.on_warehouse_connect is not None:
+                self.on_warehouse_connect(wh)
             wh.autocommit = True
             state = read_target(wh, target)
             enum_changes: list[str] = []
@@ -199,7 +204,7 @@ class ExtractJob:
         checks = [check.build() for check in spec.checks or []]
         engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
-            pipeline=pipeline, task_id=task_id, run_id=run_id,
+            pipeline=pipeline, task_id=task_id, run_id=run_id, on_connect=self.on_warehouse_connect,
         )
         source_cols = self.describe_source()
         # refusals that need only the source's columns come before any DDL on the target
@@ -312,6 +317,128 @@ class ExtractJob:
 
         return lock()
 
+    # -- parallel copy (copy_sessions > 1) -------------------------------------------------------------
+    def _block_ranges(self, src: psycopg.Connection) -> list[tuple[int | None, int | None]] | None:
+        """Ranges of the source table's blocks, one per copy session: ``[(None, b1), (b1, b2), .., (bk, None)]``
+        (the first and last are open, so together they cover every row whatever the table's size), or None
+        for one session (a small table, a source without TID range scans, or a relation without ctid).
+
+        Runs in the snapshot transaction: every row visible to the snapshot is in exactly one range.
+        """
+        spec, ref = self.spec, self.source_ref
+        assert ref is not None  # the spec refuses copy_sessions > 1 with source_sql
+        if src.info.server_version < 140000:
+            self.log.warning("copy_sessions=%d: the source is PostgreSQL %d, TID range scans need 14+; one "
+                             "session", spec.copy_sessions, src.info.server_version // 10000)
+            return None
+        row = src.execute(
+            "select c.relkind::text,"
+            " coalesce(bool_and(t.relkind in ('r', 'm')), c.relkind in ('r', 'm')),"
+            " coalesce(max(pg_relation_size(t.oid)), pg_relation_size(c.oid))"
+            "   / current_setting('block_size')::bigint"
+            " from pg_class c"
+            " left join lateral (select p.oid, p.relkind from pg_partition_tree(c.oid) pt"
+            "   join pg_class p on p.oid = pt.relid where c.relkind = 'p' and pt.isleaf) t on true"
+            " where c.oid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass group by c.oid, c.relkind",
+            [ref.schema, ref.table],
+        ).fetchone()
+        assert row is not None
+        relkind, splittable, blocks = row[0], bool(row[1]), int(row[2] or 0)
+        if not splittable:
+            self.log.warning("copy_sessions=%d: %s (relkind %s) has no physical blocks to split; one session",
+                             spec.copy_sessions, ref, relkind)
+            return None
+        sessions = min(spec.copy_sessions, blocks // MIN_BLOCKS_PER_SESSION)
+        if sessions < 2:
+            self.log.info("copy_sessions=%d: %s has %d blocks (two sessions need %d); one session",
+                          spec.copy_sessions, ref, blocks, 2 * MIN_BLOCKS_PER_SESSION)
+            return None
+        bounds: list[int | None] = [None, *(blocks * i // sessions for i in range(1, sessions)), None]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def _ranged_base(self, lower: int | None, upper: int | None) -> sql.Composable:
+        """``select * from <source_table>`` restricted to the blocks ``[lower, upper)`` (a TID range scan)."""
+        assert self.source_ref is not None
+        conds: list[sql.Composable] = []
+        if lower is not None:
+            conds.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({lower},0)")))
+        if upper is not None:
+            conds.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({upper},0)")))
+        return sql.SQL("select * from {} where {}").format(self.source_ref.ident(), sql.SQL(" and ").join(conds))
+
+    def _parallel_copy(self, src: psycopg.Connection, conn: psycopg.Connection, staging: TableRef,
+                       interval: IntervalSelect, prepared: _Target, ranges: list[tuple[int | None, int | None]],
+                       progress: float) -> CopyStats:
+        """One COPY stream per block range, each from its own source session reading the snapshot of ``src``
+        (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``) into ``staging`` through its own warehouse
+        session (``conn`` for the first). Any failure or interrupt cancels every session; the extra warehouse
+        sessions commit only when all streams succeeded (the publish engine drops staging on any failure)."""
+        import threading
+
+        started = time.monotonic()
+        snapshot = src.execute("select pg_export_snapshot()").fetchone()[0]
+        n = len(ranges)
+        self.log.info("Parallel copy: %d sessions over blocks %s of %s, one snapshot (%s)", n,
+                      ", ".join(f"[{lo or 0}, {hi if hi is not None else 'end'})" for lo, hi in ranges),
+                      self.source_ref, snapshot)
+        copy_in = copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt)
+        with contextlib.ExitStack() as extra:
+            pairs = [(src, conn)]
+            for _ in ranges[1:]:
+                s = self.source_hook.get_conn()
+                extra.callback(_close_quietly, s)
+                s.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                s.read_only = True
+                s.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+                w = self.warehouse_hook.get_conn()
+                extra.callback(_close_quietly, w)
+                w.autocommit = False
+                extra.enter_context(self._cancellable(s))
+                extra.enter_context(self._cancellable(w))
+                pairs.append((s, w))
+            results: list[CopyStats | None] = [None] * n
+            errors: list[BaseException] = []
+
+            def cancel_all() -> None:
+                for s, w in pairs:
+                    _cancel(s, self.log)
+                    _cancel(w, self.log)
+
+            def one(i: int) -> None:
+                (s, w), (lo, hi) = pairs[i], ranges[i]
+                try:
+                    results[i] = stream_copy(
+                        s, w, copy_out_sql(interval.select(self._ranged_base(lo, hi), None), prepared.fmt), copy_in,
+                        fmt=prepared.fmt, progress_interval=progress, logger=self.log,
+                        label=f"extract into {staging} (session {i + 1}/{n})",
+                    )
+                except BaseException as exc:
+                    if not errors:
+                        cancel_all()
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=one, args=(i,), name=f"copy-session-{i + 1}", daemon=True)
+                       for i in range(n)]
+            try:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)  # interruptible: an interrupt cancels every session (below)
+            except BaseException:
+                cancel_all()
+                for t in threads:
+                    t.join(30)
+                raise
+            if errors:
+                raise errors[0]
+            for s, w in pairs[1:]:
+                w.commit()
+                s.commit()
+        stats = [r for r in results if r is not None]
+        return CopyStats(rows=sum(r.rows for r in stats), source_rows=sum(r.source_rows for r in stats),
+                         bytes=sum(r.bytes for r in stats), seconds=time.monotonic() - started, format=prepared.fmt)
+
     def load(self, conn: psycopg.Connection, staging: TableRef, interval: IntervalSelect, prepared: _Target,
              id_col: Column | None) -> Any:
         """The engine's loader: fill ``staging`` from the source in one REPEATABLE READ snapshot."""
@@ -324,6 +451,7 @@ class ExtractJob:
         watermark: dict[str, Any] | None = None
         null_ids = max_id = None
         deletes: dict[str, Any] | None = None
+        ranges: list[tuple[int | None, int | None]] | None = None
         src = self.source_hook.get_conn()
         try:
             with self._cancellable(src), self._cancellable(conn):
@@ -377,11 +505,16 @@ class ExtractJob:
                         null_ids = cur.fetchone()[0]
                 # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
                 conn.execute(sql.SQL("truncate {}").format(staging.ident()))
-                stats = stream_copy(
-                    src, conn, copy_out_sql(interval.select(self.base, known), prepared.fmt),
-                    copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True), fmt=prepared.fmt,
-                    progress_interval=progress, logger=self.log, label=f"extract into {staging}",
-                )
+                ranges = self._block_ranges(src) if spec.copy_sessions > 1 else None
+                if ranges is None:
+                    stats = stream_copy(
+                        src, conn, copy_out_sql(interval.select(self.base, known), prepared.fmt),
+                        copy_in_sql(staging.ident(), interval.target_columns, prepared.fmt, freeze=True),
+                        fmt=prepared.fmt, progress_interval=progress, logger=self.log, label=f"extract into {staging}",
+                    )
+                else:
+                    conn.commit()  # the truncate: the other warehouse sessions load staging too (no FREEZE)
+                    stats = self._parallel_copy(src, conn, staging, interval, prepared, ranges, progress)
                 if spec.detect_deletes:
                     tomb_stats = stream_copy(
                         src, conn, copy_out_sql(tombstones_select(
@@ -416,6 +549,7 @@ class ExtractJob:
             "bytes": stats.bytes,
             "duration_s": round(duration, 3),
             "copy_s": round(stats.seconds, 3),
+            "copy_sessions": len(ranges) if ranges else 1,
             "copy_format": prepared.fmt,
             "source_count": expected,
             "source": str(self.source_ref) if self.source_ref else "source_sql",
@@ -445,6 +579,15 @@ class ExtractJob:
         if deletes is not None:
             extra_rows, extra_bytes = tomb_stats.rows, tomb_stats.bytes
         return LoadStats(rows=stats.rows + extra_rows, bytes=stats.bytes + extra_bytes, details=details)
+
+
+# copy_sessions > 1: a session gets at least this many blocks of the source table (8 MB with 8 kB blocks)
+MIN_BLOCKS_PER_SESSION = 1024
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def _cancel(conn: psycopg.Connection, logger: logging.Logger | logging.LoggerAdapter) -> None:

@@ -14,6 +14,7 @@ from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
+from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.schedule import OutletsOf, ScheduleOn, make_asset, to_airflow_schedule
 from airflow_provider_dataeng.factory.task_types import (
     DBT_RENDER_PATH,
@@ -23,6 +24,7 @@ from airflow_provider_dataeng.factory.task_types import (
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
 from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
+from airflow_provider_dataeng.notifications.deadline_watch import add_deadline_watch
 from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,7 @@ def _dag_kwargs(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> 
             kwargs["on_success_callback"] = _notifiers(n.on_success)
         if n.sla_breach and deadline_alerts_supported():
             kwargs["deadline"] = [make_deadline(s) for s in n.sla_breach]
-        elif n.sla_breach:
-            log.error("%s: notifications.sla_breach needs Airflow 3.1+ (Deadline Alerts); the DAG is built "
-                      "without them", loaded.file)
-            kwargs["doc_md"] += ("\n\n**SLA not monitored**: `notifications.sla_breach` needs Airflow 3.1+ "
-                                 "(Deadline Alerts); this deployment runs an older Airflow.")
+        # else: build_dag adds the sla_deadline_watch task (Deadline Alerts before Airflow 3.1)
     return {k: v for k, v in kwargs.items() if v is not None or k == "schedule"}
 
 
@@ -119,6 +117,19 @@ def _check_executor(collector: IssueCollector, where: tuple[str, ...], executor:
         collector.add((*where, "executor"), "executor not configured in [core] executor",
                       expected="one of " + ", ".join(known), found=repr(executor),
                       suggestion=did_you_mean(executor, known))
+
+
+def _check_databases(collector: IssueCollector, databases: dict[str, str] | None) -> None:
+    """A ``databases:`` entry that contradicts the connection's own database (its ``AIRFLOW_CONN_*``
+    variable, read without I/O) would name one table twice: refuse it here rather than fail every run."""
+    from airflow_provider_dataeng.publish.assets import environment_database
+
+    for conn_id, database in (databases or {}).items():
+        own = environment_database(conn_id)
+        if own is not None and own != database:
+            collector.add(("databases", conn_id), f"connection '{conn_id}' reaches database '{own}' "
+                          f"(AIRFLOW_CONN_{conn_id.upper()}), so its tables' Assets must name that database",
+                          expected=repr(own), found=repr(database))
 
 
 def _task_kwargs(loaded: LoadedPipeline, name: str, task: TaskCommon) -> dict[str, Any]:
@@ -177,6 +188,13 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
 
     ``outlets_of`` resolves ``schedule: {after: [pipeline, ...]}`` (the other pipelines' updated tables).
     """
+    from airflow_provider_dataeng.publish.assets import asset_databases
+
+    with asset_databases(loaded.pipeline.databases):  # the pipeline's tables' Asset identity (one for all)
+        return _build_dag(loaded, outlets_of)
+
+
+def _build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None) -> Any:
     from airflow.providers.common.compat.sdk import DAG, TaskGroup
 
     collector = IssueCollector(loaded.source, loaded.defaults)
@@ -193,6 +211,7 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
                 collector.add(("schedule", "after", i), str(exc).strip("'\""), found=repr(name))
         collector.raise_if_any()
     _check_executor(collector, (), p.executor)
+    _check_databases(collector, p.databases)
     collector.raise_if_any()
     try:
         dag = DAG(**_dag_kwargs(loaded, outlets_of))
@@ -233,6 +252,9 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
                 upstream = built[dep][1] if dep in built else [groups[dep]]
                 for up in upstream:
                     up >> entries
+    if p.notifications is not None and p.notifications.sla_breach and not deadline_alerts_supported():
+        # the pipeline's pod (image, placement; requests == limits) for its few seconds on a worker
+        add_deadline_watch(dag, p.notifications.sla_breach, executor_config=executor_config(p.resources or Resources()))
     return dag
 
 

@@ -10,9 +10,11 @@ from pydantic import Field, StringConstraints
 from airflow_provider_dataeng.factory.notifications import Notifications
 from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.schedule import Schedule
-from airflow_provider_dataeng.specs import Duration, Identifier, StrictModel
+from airflow_provider_dataeng.specs import ConnId, Duration, Identifier, StrictModel
 
 DagId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]+$", min_length=1, max_length=250)]
+DatabaseName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[^/\x00]+$"),
+                         Field(description="A PostgreSQL database name (as in the connection)")]
 
 
 class PipelineSettings(StrictModel):
@@ -55,6 +57,13 @@ class PipelineSettings(StrictModel):
         default=None, description="Notifiers on failure, success, retry and SLA breach (see docs/sla.md)")
     resources: Resources | None = Field(default=None, description="Kubernetes resources for every task pod")
     params: dict[str, Any] | None = Field(default=None, description="DAG params (shown in the trigger form)")
+    databases: dict[ConnId, DatabaseName] | None = Field(
+        default=None,
+        description="The database each connection reaches ({conn_id: database}), for the tables' Asset and "
+                    "lineage names, when the connection is defined in Airflow's UI, metadata DB or a secrets "
+                    "backend (the factory reads no connection at parse time). One line in defaults.yaml covers "
+                    "every pipeline, e.g. {warehouse: analytics}. A task whose connection reaches another "
+                    "database fails (see docs/publish.md, Assets)")
 
 
 class Defaults(PipelineSettings):

@@ -12,7 +12,7 @@ import msgspec
 
 from airflow_provider_dataeng.lineage import facets as f
 from airflow_provider_dataeng.lineage.datasets import DatasetId, relation_dataset
-from airflow_provider_dataeng.lineage.tasks import best_effort, schemas, task_result
+from airflow_provider_dataeng.lineage.tasks import best_effort, operator_databases, schemas, task_result
 from airflow_provider_dataeng.specs import build_spec
 
 PASSED = frozenset({"pass", "success"})
@@ -38,6 +38,7 @@ def _tests_of(path: Path) -> dict[str, _TestNode]:
     return {uid: n for uid, n in raw.nodes.items() if n.resource_type == "test"}
 
 
+@operator_databases
 def dbt_lineage(operator: Any, task_instance: Any = None) -> Any:
     from airflow_provider_dataeng.dbt.manifest import RENDERED_TYPES, load_manifest
     from airflow_provider_dataeng.dbt.selection import select_nodes

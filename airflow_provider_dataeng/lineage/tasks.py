@@ -9,6 +9,7 @@ logged and left out; the event still names the datasets.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -16,12 +17,28 @@ from typing import Any, TypeVar
 from airflow_provider_dataeng.lineage import facets as f
 from airflow_provider_dataeng.lineage.catalog import Attempt, describe
 from airflow_provider_dataeng.lineage.datasets import DatasetId, sql_tables, table_dataset
+from airflow_provider_dataeng.publish.assets import asset_databases
 from airflow_provider_dataeng.publish.table_ref import TableRef
 from airflow_provider_dataeng.specs import build_spec
 from airflow_provider_dataeng.values import first_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+Lineage = Callable[..., Any]
+
+
+def operator_databases(build: Lineage) -> Lineage:
+    """Run a lineage builder with the operator's Asset-identity databases (the ``databases:`` of its
+    pipeline, kept at construction): its datasets are its Assets, also at run time outside the factory."""
+
+    @functools.wraps(build)
+    def wrapper(operator: Any, task_instance: Any = None) -> Any:
+        with asset_databases(getattr(operator, "asset_databases", None)):
+            return build(operator, task_instance)
+
+    return wrapper
 
 
 def best_effort(what: str, build: Callable[[], T], default: T) -> T:
@@ -79,6 +96,7 @@ def published_output(operator: Any, conn_id: str, target: DatasetId, task_instan
     return f.output_dataset(target, facets, {"outputStatistics": stats})
 
 
+@operator_databases
 def extract_lineage(operator: Any, task_instance: Any = None) -> Any:
     """An extract: source table (or the query's tables) -> target table."""
     from airflow_provider_dataeng.extract.spec import ExtractSpec
@@ -91,6 +109,7 @@ def extract_lineage(operator: Any, task_instance: Any = None) -> Any:
                                spec.target_conn_id, spec.checks, spec.source_sql)
 
 
+@operator_databases
 def publish_lineage(operator: Any, task_instance: Any = None) -> Any:
     """A staging swap: the tables of ``select_sql`` (same warehouse) -> target table."""
     from airflow_provider_dataeng.publish.spec import PublishSpec
@@ -116,6 +135,7 @@ def _table_load_lineage(operator: Any, task_instance: Any, sources: Sequence[Dat
     return f.operator_lineage(inputs, [output], job_facets=job)
 
 
+@operator_databases
 def rollback_lineage(operator: Any, task_instance: Any = None) -> Any:
     """A rollback: the previous version of the target table is published again."""
     from airflow_provider_dataeng.publish.spec import RollbackSpec
@@ -127,6 +147,7 @@ def rollback_lineage(operator: Any, task_instance: Any = None) -> Any:
     return f.operator_lineage([], [published_output(operator, spec.conn_id, target, task_instance, [])])
 
 
+@operator_databases
 def quality_lineage(operator: Any, task_instance: Any = None) -> Any:
     """Quality checks on a table: the table is an input, with its schema and the checks' assertions."""
     from airflow_provider_dataeng.publish.spec import QualitySpec

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from airflow_provider_dataeng.dbt.artifacts import previous_try_dir, prune_old_runs, run_state_dir
 from airflow_provider_dataeng.dbt.results import RETRYABLE_COMMANDS, DbtRunError, needs_retry
 from airflow_provider_dataeng.dbt.spec import DbtSpec, spec_error
+from airflow_provider_dataeng.publish.assets import configured_databases
 from airflow_provider_dataeng.specs import build_spec, spec_default, spec_values
 from airflow_provider_dataeng.values import is_templated
 
@@ -56,6 +57,8 @@ class DbtOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # the Asset identity's databases (a pipeline's `databases:`), for the run-time lineage
+        self.asset_databases = configured_databases()
         self.conn_id = conn_id
         self.project_dir = str(project_dir) if project_dir is not None else None
         self.command = command

@@ -9,7 +9,13 @@ from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
 from airflow_provider_dataeng.extract.interval import resolve_interval
 from airflow_provider_dataeng.extract.spec import ExtractSpec
-from airflow_provider_dataeng.publish.assets import table_asset
+from airflow_provider_dataeng.publish.assets import (
+    asset_databases,
+    configured_databases,
+    database_check,
+    resolve_database,
+    table_asset,
+)
 from airflow_provider_dataeng.specs import build_spec, spec_default
 from airflow_provider_dataeng.values import as_list, is_templated
 
@@ -64,6 +70,7 @@ class IdempotentExtractOperator(BaseOperator):
         keep_previous: bool = spec_default(ExtractSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(ExtractSpec, "keep_failed_staging"),
         progress_interval: str | float = spec_default(ExtractSpec, "progress_interval"),
+        copy_sessions: int = spec_default(ExtractSpec, "copy_sessions"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", target_outlets(target_conn_id, target_table))
@@ -89,7 +96,10 @@ class IdempotentExtractOperator(BaseOperator):
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
         self.progress_interval = progress_interval
+        self.copy_sessions = copy_sessions
         self._job: ExtractJob | None = None
+        # the Asset identity's databases (a pipeline's `databases:`), for the run-time check and lineage
+        self.asset_databases = configured_databases()
         # Validate at parse time (no database access) when nothing is templated: a bad config fails the DAG
         # import with a clear error instead of every run.
         if not is_templated(*(getattr(self, f) for f in self.template_fields)):
@@ -103,7 +113,9 @@ class IdempotentExtractOperator(BaseOperator):
         self.log.info("Interval [%s, %s): %s", interval.lower.isoformat(), interval.upper.isoformat(),
                       interval.origin)
         dag_id = self.dag_id if self.has_dag() else None
-        self._job = ExtractJob(spec, logger=self.log)
+        with asset_databases(self.asset_databases):
+            identity = resolve_database(spec.target_conn_id)
+        self._job = ExtractJob(spec, logger=self.log, on_warehouse_connect=database_check(identity, self.log))
         dag_run = context.get("dag_run")
         result = self._job.run(
             interval.lower, interval.upper, pipeline=dag_id, task_id=self.task_id,

@@ -7,7 +7,13 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import Asset, BaseOperator, Context
 
-from airflow_provider_dataeng.publish.assets import table_asset
+from airflow_provider_dataeng.publish.assets import (
+    asset_databases,
+    configured_databases,
+    database_check,
+    resolve_database,
+    table_asset,
+)
 from airflow_provider_dataeng.publish.spec import PublishSpec, RollbackSpec
 from airflow_provider_dataeng.specs import TaskSpec, build_spec, spec_default, spec_values
 from airflow_provider_dataeng.values import is_templated
@@ -48,9 +54,16 @@ def report_event(operator: BaseOperator, context: Context, result: Any) -> None:
 
 
 class EngineTask(BaseOperator):
-    """The publish engine behind an operator: built in execute, cancelled by ``on_kill``."""
+    """The publish engine behind an operator: built in execute, cancelled by ``on_kill``. Each connection
+    it opens is checked against the database its Assets name (:func:`~airflow_provider_dataeng.publish.
+    assets.database_check`)."""
 
     _engine: Any = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # the Asset identity's databases (a pipeline's `databases:`), for the run-time check and lineage
+        self.asset_databases = configured_databases()
 
     def _run(self, context: Context, spec: Any, action: Callable[[Any], Any]) -> Any:
         from airflow_provider_dataeng.connections import connect
@@ -58,7 +71,9 @@ class EngineTask(BaseOperator):
 
         ids = engine_context(self, context)
         hook = connect(spec.conn_id, role="warehouse", application_name=ids.pop("application_name"))
-        self._engine = engine_for(spec, hook, **ids)
+        with asset_databases(self.asset_databases):
+            identity = resolve_database(spec.conn_id)
+        self._engine = engine_for(spec, hook, on_connect=database_check(identity, self.log), **ids)
         try:
             return action(self._engine)
         finally:

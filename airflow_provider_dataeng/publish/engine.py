@@ -94,6 +94,7 @@ class PublishEngine:
         on_step: StepCallback | None = None,
         lock_wait: float | None = 3600.0,
         data_interval: tuple[Any, Any] | None = None,
+        on_connect: Callable[[psycopg.Connection], None] | None = None,
     ) -> None:
         if lock_timeout <= 0:
             raise ValueError(f"lock_timeout: expected a positive number of seconds, got {lock_timeout!r}")
@@ -109,6 +110,7 @@ class PublishEngine:
         self.on_step = on_step
         self.lock_wait = lock_wait
         self.data_interval = tuple(as_utc_datetime(v) for v in data_interval) if data_interval else (None, None)
+        self.on_connect = on_connect  # runs on each new connection before anything else (e.g. a database check)
         self.last_swap_seconds: float | None = None  # duration of the last successful swap transaction
         self._open: set[psycopg.Connection] = set()  # what cancel() interrupts
 
@@ -132,6 +134,13 @@ class PublishEngine:
             with contextlib.suppress(Exception):
                 conn.close()
             raise PublishError("the publish engine needs the psycopg 3 driver (connection extra driver=psycopg)")
+        if self.on_connect is not None:
+            try:
+                self.on_connect(conn)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
         self._open.add(conn)
         try:
             conn.autocommit = True

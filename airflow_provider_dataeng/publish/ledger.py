@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -10,6 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+log = logging.getLogger(__name__)
 LEDGER_TABLE = ("dataeng", "load_ledger")
 STATUSES = ("published", "rejected", "failed")
 # Serializes concurrent ensure_ledger() calls (CREATE ... IF NOT EXISTS races on the catalog otherwise).
@@ -46,27 +49,99 @@ LEDGER_MIGRATION = """
 alter table dataeng.load_ledger add column if not exists interval_start timestamptz;
 alter table dataeng.load_ledger add column if not exists interval_end timestamptz;
 """
+# The dashboard and the gap check read a ledger by pipeline: (pipeline, target) -> intervals -> newest id.
+PIPELINE_INDEX = "load_ledger_pipeline"
+PIPELINE_INDEX_COLUMNS = ("pipeline", "target_schema", "target_table", "partition_start", "id")
+# How long building the index on an existing ledger may wait for other sessions (then it is left for later).
+INDEX_LOCK_TIMEOUT = "10s"
+
+_STATE_SQL = """
+select (select count(*) from pg_attribute where attrelid = to_regclass('dataeng.load_ledger')
+          and attname in ('interval_start', 'interval_end') and not attisdropped) = 2,
+       (select indisvalid from pg_index where indexrelid = to_regclass('dataeng.load_ledger_pipeline'))
+"""
 
 
 def ledger_ident() -> sql.Composed:
     return sql.Composed([sql.Identifier(LEDGER_TABLE[0]), sql.SQL("."), sql.Identifier(LEDGER_TABLE[1])])
 
 
-def ensure_ledger(conn: psycopg.Connection) -> None:
-    """Create the ledger schema, table and index when missing (safe to call concurrently).
+def _create_index(concurrently: bool) -> sql.Composed:
+    return sql.SQL("create index {} if not exists {} on {} ({})").format(
+        sql.SQL("concurrently" if concurrently else ""), sql.Identifier(PIPELINE_INDEX), ledger_ident(),
+        sql.SQL(", ").join(sql.Identifier(c) for c in PIPELINE_INDEX_COLUMNS))
 
-    Runs in the connection's current transaction; the caller commits (in autocommit mode each
-    statement commits by itself).
+
+def ensure_ledger(conn: psycopg.Connection) -> None:
+    """Create the ledger schema, table and indexes when missing (safe to call concurrently).
+
+    The fast path (everything there) is one catalog read: no DDL, no lock on the ledger. A new ledger is
+    created in one transaction (under an advisory lock; the caller commits, or autocommit commits each
+    statement). On a ledger of an older version, the pipeline index is built ``CONCURRENTLY`` when the
+    connection is in autocommit mode and idle (publishes keep writing their ledger rows meanwhile; one
+    session builds it, the others go on without waiting; if it cannot finish within
+    ``INDEX_LOCK_TIMEOUT`` of waiting for other sessions it is dropped and tried again next time); inside
+    a transaction it is built in that transaction (``CREATE INDEX`` takes a SHARE lock: ledger writes wait).
     """
     with conn.cursor() as cur:
-        cur.execute("""select count(*) from pg_attribute where attrelid = to_regclass('dataeng.load_ledger')
-                       and attname in ('interval_start', 'interval_end') and not attisdropped""")
-        if cur.fetchone()[0] == 2:
+        cur.execute(_STATE_SQL)
+        columns_ok, index_valid = cur.fetchone()
+        if columns_ok and index_valid:
             return
-        with conn.transaction():
+        idle_autocommit = conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not columns_ok:
+            with conn.transaction():
+                cur.execute("select pg_advisory_xact_lock(%s)", [_LEDGER_DDL_LOCK])
+                cur.execute("select to_regclass('dataeng.load_ledger') is null")
+                fresh = cur.fetchone()[0]
+                cur.execute(LEDGER_DDL)
+                cur.execute(LEDGER_MIGRATION)
+                if fresh or not idle_autocommit:  # an empty table: the index costs nothing
+                    cur.execute(_create_index(concurrently=False))
+            cur.execute(_STATE_SQL)
+            if cur.fetchone()[1]:
+                return
+    if idle_autocommit:
+        _build_index_concurrently(conn)
+    else:
+        with conn.transaction(), conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", [_LEDGER_DDL_LOCK])
-            cur.execute(LEDGER_DDL)
-            cur.execute(LEDGER_MIGRATION)
+            _drop_invalid_index(cur)
+            cur.execute(_create_index(concurrently=False))
+
+
+def _drop_invalid_index(cur: psycopg.Cursor, concurrently: bool = False) -> None:
+    """Drop the pipeline index when an interrupted concurrent build left it invalid."""
+    cur.execute("select indisvalid from pg_index where indexrelid = to_regclass('dataeng.load_ledger_pipeline')")
+    row = cur.fetchone()
+    if row is not None and not row[0]:
+        cur.execute(sql.SQL("drop index {} if exists {}").format(
+            sql.SQL("concurrently" if concurrently else ""), sql.Identifier(LEDGER_TABLE[0], PIPELINE_INDEX)))
+
+
+def _build_index_concurrently(conn: psycopg.Connection) -> None:
+    """``CREATE INDEX CONCURRENTLY`` by one session at a time (the others skip it); never fails the caller."""
+    with conn.cursor() as cur:
+        cur.execute("select pg_try_advisory_lock(%s)", [_LEDGER_DDL_LOCK])
+        if not cur.fetchone()[0]:
+            return  # another session is building it (or creating the ledger)
+        try:
+            cur.execute("select current_setting('lock_timeout')")
+            previous = cur.fetchone()[0]
+            cur.execute("select set_config('lock_timeout', %s, false)", [INDEX_LOCK_TIMEOUT])
+            try:
+                _drop_invalid_index(cur, concurrently=True)
+                cur.execute(_create_index(concurrently=True))
+            except psycopg.Error as exc:
+                log.warning("Could not build the ledger index %s.%s yet (%s); the ledger works without it and "
+                            "the next publish tries again", LEDGER_TABLE[0], PIPELINE_INDEX,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                with contextlib.suppress(psycopg.Error):
+                    _drop_invalid_index(cur, concurrently=True)
+            finally:
+                cur.execute("select set_config('lock_timeout', %s, false)", [previous])
+        finally:
+            cur.execute("select pg_advisory_unlock(%s)", [_LEDGER_DDL_LOCK])
 
 
 @dataclass
