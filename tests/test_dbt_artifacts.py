@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from airflow_provider_dataeng.dbt.parse_project import parse_project
 from airflow_provider_dataeng.dbt.results import DbtRunError
 from airflow_provider_dataeng.dbt.runner import DbtRunner
 from airflow_provider_dataeng.dbt.workspace import BUILD_INFO_FILE, copy_project
-from devstack.airflow_env import register_cluster_connection, unregister_connection
 from tests.fixtures import dbt_shop
 
 pytestmark = pytest.mark.slow
@@ -24,36 +22,14 @@ FULL_PARSE = "Unable to do partial parsing because saved manifest not found. Sta
 NO_PARTIAL = "Unable to do partial parsing"
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def _logger() -> tuple[logging.Logger, _Collect]:
-    handler = _Collect()
-    log = logging.getLogger(f"dbt-artifacts-{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.addHandler(handler)
-    return log, handler
+def _logger() -> tuple[logging.Logger, dbt_shop.LogLines]:
+    return dbt_shop.capture_log("dbt-artifacts")
 
 
 @pytest.fixture(scope="module")
 def warehouse(pg_cluster) -> Iterator[tuple[str, str]]:
-    dbname = f"dbt_art_{uuid.uuid4().hex[:8]}"
-    conn_id = f"dbt_art_{uuid.uuid4().hex[:8]}"
-    pg_cluster.create_database(dbname)
-    dbt_shop.create_raw_tables(pg_cluster, dbname)
-    register_cluster_connection(conn_id, pg_cluster, dbname)
-    try:
-        yield conn_id, dbname
-    finally:
-        unregister_connection(conn_id)
-        pg_cluster.drop_database(dbname)
+    with dbt_shop.warehouse(pg_cluster, "dbt_art") as found:
+        yield found
 
 
 def test_a_task_starts_from_the_shipped_parse_and_a_changed_project_is_logged(
