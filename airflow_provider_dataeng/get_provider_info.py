@@ -97,6 +97,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.operators.dbt_pod",
                     f"{_PKG}.operators.gap_check",
                     f"{_PKG}.operators.failover_health",
+                    f"{_PKG}.operators.deadline_watch",
                 ],
             }
         ],
@@ -109,7 +110,8 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_PKG}.triggers.freshness", f"{_PKG}.triggers.failover_health"],
+                "python-modules": [f"{_PKG}.triggers.freshness", f"{_PKG}.triggers.failover_health",
+                                   f"{_PKG}.triggers.deadline_watch"],
             }
         ],
         "notifications": [f"{_PKG}.notifications.webhook.SlaWebhookNotifier"],

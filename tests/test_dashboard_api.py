@@ -198,7 +198,7 @@ def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: st
 
     def read(cache: LoadsCache) -> dict:
         with psycopg.connect(pg_cluster.dsn(pg_db)) as conn:
-            version = cache.version(conn)
+            version = cache.version(conn, "wh")
             got = cache.get(conn, "wh", version, keys, start)
             # The targets (first load, last span and task, number of loads) equal a fresh aggregate as well.
             assert cache.targets(conn, "wh", version, {"dag_a", "dag_b"}) == list_targets(conn, {"dag_a", "dag_b"})
@@ -223,6 +223,29 @@ def test_loads_cache_merges_new_rows_like_a_full_read(pg_cluster: Any, pg_db: st
         after_delete = read(cache)
         assert cache.last_action == cache.targets_action == "reload" and after_delete == read(LoadsCache())
         assert after_delete[keys[0]][3] == "PPPPR"
+
+        # A publish that took its id first and commits after a later one was read (concurrent publishes):
+        # merged rows above it, then a reload when it shows up, never lost.
+        with psycopg.connect(pg_cluster.dsn(pg_db)) as slow:
+            add(slow, "dag_b", "b", 8, "published")  # id taken, not committed
+            add(conn, "dag_b", "b", 9, "published")
+            assert read(cache)[keys[1]][3] == "PPPPPP" and cache.last_action == "merge"
+            slow.commit()
+        late = read(cache)
+        assert cache.last_action == cache.targets_action == "reload" and late == read(LoadsCache())
+        assert late[keys[1]][3] == "PPPPPPP"
+        assert read(cache) == late and cache.last_action == "hit"
+
+        # A delete in the middle of the ledger (not the oldest row): seen once PostgreSQL's statistics have it.
+        conn.execute("delete from dataeng.load_ledger where pipeline = 'dag_b' and partition_start = %s",
+                     [start + 9 * DAY])
+        deadline = time.monotonic() + 30
+        while (got := read(cache)) != read(LoadsCache()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert got == read(LoadsCache()) and got[keys[1]][3] == "PPPPPP" and cache.last_action in ("hit", "reload")
+        conn.execute("truncate dataeng.load_ledger")
+        add(conn, "dag_a", "a", 0, "failed")
+        assert read(cache) == read(LoadsCache()) and cache.last_action == "reload"
 
 
 # -- the API on a real API server --------------------------------------------------------------------------
@@ -336,6 +359,10 @@ def dbt_docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# The row_count check of each DAG's loads: a minimum only, a maximum only, both.
+THRESHOLDS = {"dash_ok_orders": ">= 1", "dash_ok_payments": "<= 5000", "dash_secret": "50..5000"}
+
+
 @pytest.fixture(scope="module")
 def dashboard_api(airflow_home: Path, pg_cluster: Any, dbt_docs_dir: Path) -> Iterator[dict[str, Any]]:
     """A warehouse with a ledger for three DAGs (one the limited user may not read), a DAG with a freshness
@@ -362,7 +389,7 @@ def dashboard_api(airflow_home: Path, pg_cluster: Any, dbt_docs_dir: Path) -> It
                     target_schema="raw", target_table=table, mode="incremental_timestamp", status=status,
                     started_at=lo + DAY, pipeline=dag_id, task_id="extract_orders", partition_column="updated_at",
                     partition_start=lo, partition_end=lo + DAY, run_id=f"scheduled__{lo.isoformat()}", rows=100 + i,
-                    checks=[{"check": "row_count", "observed": 100 + i, "threshold": ">= 1", "passed": True}],
+                    checks=[{"check": "row_count", "observed": 100 + i, "threshold": THRESHOLDS[dag_id], "passed": True}],
                     error="source unreachable" if status == "failed" else None))
     env = {**os.environ, "AIRFLOW_CONN_WAREHOUSE": json.dumps(
         {"conn_type": "postgres", "host": pg_cluster.host, "port": pg_cluster.port, "login": "postgres", "schema": dbname}),
@@ -445,6 +472,10 @@ def test_target_detail_lists_intervals_checks_and_freshness(dashboard_api: dict[
     fresh = d["freshness"]
     assert fresh["latest"] == dashboard_api["today"].isoformat() and fresh["status"] == "fresh"
     assert d["row_count_band"] == [1.0, None]
+    bands = {dag_id: server.get("api/target", token=dashboard_api["admin"], params={
+        **params, "dag_id": dag_id, "table": table}).json()["row_count_band"]
+        for dag_id, table in (("dash_ok_payments", "payments"), ("dash_secret", "secret"))}
+    assert bands == {"dash_ok_payments": [None, 5000.0], "dash_secret": [50.0, 5000.0]}
     missing = server.get("api/target", token=dashboard_api["admin"], params={**params, "table": "nope"})
     assert missing.status_code == 404
 
@@ -547,8 +578,22 @@ def test_page_in_chromium_shows_sensor_freshness_and_opens_dbt_docs(dashboard_ap
             page.locator("#calendar .cell").nth(3).click()
             assert re.fullmatch(r"\d{4}-\d\d-\d\d 00:00 UTC \.\. \d{4}-\d\d-\d\d 00:00 UTC",
                                 page.locator("#selection dd").first.inner_text())
+            # the chart's legend: the row_count check's range as people write it, not "1..-"
+            assert page.inner_text("#band-note").endswith("dashed: row_count \u2265 1"), page.inner_text("#band-note")
             page.screenshot(path=str(artifacts / "dashboard-detail.png"), full_page=True)
             assert not errors, errors
+            for token, row, legend in ((dashboard_api["limited"], "dash_ok_payments:raw.payments", "\u2264 5,000"),
+                                       (dashboard_api["admin"], "dash_secret:raw.secret", "50..5,000")):
+                other = browser.new_context(viewport={"width": 1400, "height": 900})
+                other.add_cookies([{"name": "_token", "value": token, "url": server.base_url + "/"}])
+                view = other.new_page()
+                view.goto(f"{server.base_url}/dataeng/dashboard/")
+                view.wait_for_selector("body[data-ready=true]")
+                view.locator(f"tr[data-target='warehouse:{row}']").click()
+                view.wait_for_selector("#detail:not([hidden]) .cell")
+                assert view.inner_text("#band-note").endswith(f"dashed: row_count {legend}"), view.inner_text("#band-note")
+                view.screenshot(path=str(artifacts / f"dashboard-legend-{row.split(':')[0]}.png"), full_page=True)
+                other.close()
 
             with context.expect_page() as opened:
                 model.click()  # target=_blank: dbt's docs app in a new tab, loading manifest/catalog with the cookie

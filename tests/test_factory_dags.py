@@ -45,7 +45,8 @@ def test_example_configs_load_without_errors(example_bag) -> None:
 
 def test_orders_pipeline(example_bag) -> None:
     dag = example_bag.dags["orders"]
-    assert dag.task_ids == ["extract_orders"]
+    # notifications.sla_breach: a native Deadline Alert, or before Airflow 3.1 the sla_deadline_watch task
+    assert dag.task_ids == ["extract_orders"] + ([] if deadline_alerts_supported() else ["sla_deadline_watch"])
     task = dag.get_task("extract_orders")
     assert type(task).__name__ == "IdempotentExtractOperator"
     assert (task.source_conn_id, task.target_conn_id, task.target_table) == ("shop_source", "warehouse", "raw.orders")
@@ -57,8 +58,10 @@ def test_orders_pipeline(example_bag) -> None:
     assert dag.max_active_runs == 1 and dag.catchup is False
     if deadline_alerts_supported():
         assert dag.deadline  # sla_breach -> a DeadlineAlert
-    else:  # Airflow 3.0: built without, and says so
-        assert "SLA not monitored" in dag.doc_md
+    else:  # Airflow 3.0: a watcher task with no upstream or downstream
+        watcher = dag.get_task("sla_deadline_watch")
+        assert type(watcher).__name__ == "DeadlineWatchOperator" and not watcher.upstream_task_ids
+        assert not watcher.downstream_task_ids and watcher.deadlines[0]["after"] == 3 * 3600
     # "@daily" gives every run a whole day to target (not Airflow 3's empty CronTriggerTimetable interval)
     try:
         from airflow.serialization.encoders import coerce_to_core_timetable

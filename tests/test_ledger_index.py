@@ -171,3 +171,38 @@ def test_fast_path_takes_no_lock_on_the_ledger(pg_cluster: Any, pg_db: str) -> N
                                                                           where relnamespace = 'pg_catalog'::regnamespace))""").fetchall()
         assert locks == []
         conn.rollback()
+
+
+def _buffers(plan: dict[str, Any]) -> int:
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+
+
+class BufferCountingCursor(psycopg.Cursor):
+    """Adds up the shared buffers every ledger statement touches (``EXPLAIN (ANALYZE, BUFFERS)``)."""
+
+    buffers = 0
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
+        text = query.as_string(self.connection) if hasattr(query, "as_string") else str(query)
+        if "load_ledger" in text:
+            super().execute("explain (analyze, buffers, format json) " + text, params)
+            BufferCountingCursor.buffers += _buffers(self.fetchone()[0][0]["Plan"])
+        return super().execute(query, params, **kw)
+
+
+def test_dashboard_change_check_reads_a_few_pages_not_the_ledger(big_ledger: str) -> None:
+    """The dashboard's per-request version check (is the cached ledger copy still current?) touches a handful of
+    index pages, however long the ledger; a ``count(*)`` reads all of it."""
+    from airflow_provider_dataeng.dashboard.loads_cache import LoadsCache
+
+    cache = LoadsCache()
+    with psycopg.connect(big_ledger, autocommit=True, cursor_factory=BufferCountingCursor) as conn:
+        BufferCountingCursor.buffers = 0
+        conn.cursor().execute("select coalesce(max(id), 0), count(*) from dataeng.load_ledger")  # the old check
+        old = BufferCountingCursor.buffers
+        first = cache.version(conn, "wh")
+        BufferCountingCursor.buffers = 0
+        again = cache.version(conn, "wh")
+        new = BufferCountingCursor.buffers
+    assert first == again == (PIPELINES * TARGETS * DAYS, 0)
+    assert new <= 40 and old >= 25 * new, (old, new)

@@ -3,24 +3,20 @@
 - The deferrable FreshnessSensor and PostgresFailoverHealthSensor reach ``deferred`` in the real triggerer
   (their connection shows in pg_stat_activity as ``<dag>/<task> (triggerer)``) and complete when the
   table becomes fresh / the cluster becomes healthy (issue 13 item 5).
-- A pipeline config's ``notifications.sla_breach`` deadline that a run misses calls the configured notifier
-  (the webhook receiver), on Airflow 3.3 (issue 13 item 6).
+- SLA deadlines (issue 13 item 6) are in tests/test_deadline_airflow.py.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from devstack.pg import PgCluster
-from devstack.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.airflow
 
@@ -123,42 +119,6 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
     assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
     log = airflow_stack.task_log(dag_id, run_id, "cluster_healthy", try_number=1)
     assert "is unreachable" in log and "is healthy" in log
-
-
-def test_missed_sla_deadline_calls_the_configured_notifier(airflow_stack: Any):
-    dag_id = f"specs_sla_{uuid.uuid4().hex[:6]}"
-    config_dir = Path(airflow_stack.home) / "specs_configs" / dag_id  # readable by the Airflow components
-    config_dir.mkdir(parents=True)
-    with webhook_receiver() as rx:
-        (config_dir / f"{dag_id}.yaml").write_text(json.dumps({
-            "description": "a run that cannot meet its 5 s SLA",
-            "schedule": None,
-            "start_date": "2024-01-01",
-            "notifications": {"sla_breach": {
-                "notifier": "airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier",
-                "kwargs": {"webhook_url": rx.url + "/sla", "table": "raw.orders", "sla": "published within 5s"},
-                "after": "5s",
-            }},
-            "tasks": {"slow": {
-                "operator": "airflow.providers.standard.operators.bash.BashOperator",
-                "kwargs": {"bash_command": "sleep 45"},  # the run outlives its deadline
-            }},
-        }))
-        airflow_stack.add_dag_file(f"{dag_id}.py", f'''
-from airflow_provider_dataeng.factory.folder import build_dags
-
-globals().update({{f"dag__{{k}}": v for k, v in build_dags({str(config_dir)!r}).dags.items()}})
-''')
-        airflow_stack.wait_dag(dag_id)
-        run_id = airflow_stack.trigger(dag_id)
-        payloads = _wait(lambda: [p for p in rx.payloads() if p.get("dag_id") == dag_id], 120,
-                         "the deadline notifier's POST")
-        (body,) = payloads
-        assert body["event"] == "deadline_missed" and body["run_id"] == run_id
-        assert body["table"] == "raw.orders" and body["sla"] == "published within 5s"
-        assert "[deadline missed] raw.orders" in body["text"]
-        assert airflow_stack.wait_run(dag_id, run_id, timeout=120) == "success"  # a deadline alerts, never kills
-        assert len([p for p in rx.payloads() if p.get("dag_id") == dag_id]) == 1
 
 
 def _backends(cluster: PgCluster, name: str) -> int:

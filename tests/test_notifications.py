@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_dataeng.freshness import FreshnessResult, FreshnessSLA, FreshnessStatus
-from airflow_provider_dataeng.freshness import deadline as deadline_mod
 from airflow_provider_dataeng.freshness.deadline import add_freshness_deadline, deadline_alerts_supported
 from airflow_provider_dataeng.notifications import SlaWebhookNotifier
 from devstack.webhook_receiver import webhook_receiver
@@ -17,7 +16,8 @@ from devstack.webhook_receiver import webhook_receiver
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 needs_deadlines = pytest.mark.skipif(
     not deadline_alerts_supported(),
-    reason="Deadline Alerts need Airflow 3.1+; below, the helper is a logged no-op (tested here too)")
+    reason="native Deadline Alerts need Airflow 3.1+; below, the helper adds the sla_deadline_watch task "
+           "(tests/test_deadline_watch.py)")
 
 
 def breach_context() -> dict:
@@ -134,17 +134,6 @@ def test_deadline_callback_runs_our_notifier_through_airflows_callback_trigger()
     assert body["sla"] == "finished within 2h of logical_date"
     assert body["run_id"] == "scheduled__2024-03-01T00:00:00+00:00" and body["dag_id"] == "deadline_run"
     assert "[deadline missed] raw.orders" in body["text"]
-
-
-def test_deadline_helper_is_a_logged_noop_without_deadline_support(monkeypatch, caplog, capfd):
-    from airflow.sdk import DAG
-
-    monkeypatch.setattr(deadline_mod, "deadline_alerts_supported", lambda: False)
-    caplog.set_level(logging.INFO)
-    with DAG("old_airflow", schedule="@daily", start_date=NOW) as dag:
-        assert add_freshness_deadline(dag, table="raw.orders", error_after="6h") is None
-    assert not getattr(dag, "deadline", None)
-    assert "Deadline Alerts need Airflow 3.1+" in caplog.text + capfd.readouterr().out
 
 
 def test_deadline_helper_validates_input():

@@ -192,7 +192,7 @@ def overview(settings: DashboardSettings, dag_ids: set[str], session: Any, limit
                 if not ledger_queries.ledger_present(conn):
                     out["errors"].append({"conn_id": conn_id, "error": "no dataeng.load_ledger in this warehouse yet"})
                     continue
-                version = LOADS.version(conn)
+                version = LOADS.version(conn, conn_id)
                 targets = LOADS.targets(conn, conn_id, version, dag_ids)
                 missing = {t.dag_id for t in targets} - set(schedules)
                 schedules.update(airflow_side.dag_schedules(missing & dag_ids, session, hashes))
@@ -262,7 +262,7 @@ def detail(settings: DashboardSettings, conn_id: str, dag_id: str, schema: str, 
     with warehouse(conn_id) as conn:
         if not ledger_queries.ledger_present(conn):
             return None
-        targets = LOADS.targets(conn, conn_id, LOADS.version(conn), {dag_id})  # cached until the ledger changes
+        targets = LOADS.targets(conn, conn_id, LOADS.version(conn, conn_id), {dag_id})  # cached until the ledger changes
         target = next((t for t in targets if (t.schema, t.table) == (schema, table)), None)
         if target is None:
             return None

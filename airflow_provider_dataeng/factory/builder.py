@@ -14,6 +14,7 @@ from airflow_provider_dataeng.factory.graph import group_chain
 from airflow_provider_dataeng.factory.kubernetes import executor_config
 from airflow_provider_dataeng.factory.loader import IssueCollector, LoadedPipeline
 from airflow_provider_dataeng.factory.notifications import make_deadline, make_notifier
+from airflow_provider_dataeng.factory.resources import Resources
 from airflow_provider_dataeng.factory.schedule import OutletsOf, ScheduleOn, make_asset, to_airflow_schedule
 from airflow_provider_dataeng.factory.task_types import (
     DBT_RENDER_PATH,
@@ -23,6 +24,7 @@ from airflow_provider_dataeng.factory.task_types import (
 )
 from airflow_provider_dataeng.factory.tasks import TaskCommon
 from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
+from airflow_provider_dataeng.notifications.deadline_watch import add_deadline_watch
 from airflow_provider_dataeng.values import is_templated
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,7 @@ def _dag_kwargs(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> 
             kwargs["on_success_callback"] = _notifiers(n.on_success)
         if n.sla_breach and deadline_alerts_supported():
             kwargs["deadline"] = [make_deadline(s) for s in n.sla_breach]
-        elif n.sla_breach:
-            log.error("%s: notifications.sla_breach needs Airflow 3.1+ (Deadline Alerts); the DAG is built "
-                      "without them", loaded.file)
-            kwargs["doc_md"] += ("\n\n**SLA not monitored**: `notifications.sla_breach` needs Airflow 3.1+ "
-                                 "(Deadline Alerts); this deployment runs an older Airflow.")
+        # else: build_dag adds the sla_deadline_watch task (Deadline Alerts before Airflow 3.1)
     return {k: v for k, v in kwargs.items() if v is not None or k == "schedule"}
 
 
@@ -254,6 +252,9 @@ def _build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None) -> Any:
                 upstream = built[dep][1] if dep in built else [groups[dep]]
                 for up in upstream:
                     up >> entries
+    if p.notifications is not None and p.notifications.sla_breach and not deadline_alerts_supported():
+        # the pipeline's pod (image, placement; requests == limits) for its few seconds on a worker
+        add_deadline_watch(dag, p.notifications.sla_breach, executor_config=executor_config(p.resources or Resources()))
     return dag
 
 

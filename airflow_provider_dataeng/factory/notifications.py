@@ -34,7 +34,9 @@ class Notifications(TaskNotifications):
     retry, ``sla_breach`` when a run misses its deadline."""
 
     sla_breach: Annotated[list[SlaBreachSpec] | SlaBreachSpec, AfterValidator(_one_or_many)] | None = Field(
-        default=None, description="Deadline Alerts (Airflow 3.1+): notify when a run is not done in time")
+        default=None,
+        description="Notify when a run is not done in time (a Deadline Alert on Airflow 3.1+, the sla_deadline_watch "
+                    "task before)")
 
 
 def make_deadline(spec: SlaBreachSpec) -> Any:

@@ -6,7 +6,8 @@ Works in three places:
   breach with ``context["freshness"]`` (table, lag, SLA, max timestamp, message);
 - as any task/DAG callback (``on_failure_callback=SlaWebhookNotifier(...)``);
 - as a Deadline Alert callback (``AsyncCallback(SlaWebhookNotifier, kwargs={...})``, run in the triggerer,
-  context ``{"dag_run": {...}, "deadline": {...}}``) - see :mod:`airflow_provider_dataeng.freshness.deadline`.
+  context ``{"dag_run": {...}, "deadline": {...}}``) - see :mod:`airflow_provider_dataeng.freshness.deadline`;
+  before Airflow 3.1 the ``sla_deadline_watch`` task calls it the same way, with ``unfinished_tasks`` too.
 
 The JSON body carries a ``text`` field, so a Slack/Mattermost/Teams-style incoming webhook shows the message
 as is. The URL is never logged beyond its scheme and host (incoming-webhook URLs embed secrets).
@@ -101,6 +102,11 @@ class SlaWebhookNotifier(BaseNotifier):
         }
         if deadline:
             payload["deadline_time"] = str(_get(deadline, "deadline_time"))
+            payload["deadline_name"] = _get(deadline, "name")
+        if context.get("unfinished_tasks") is not None:  # the deadline watcher (Airflow < 3.1) says which
+            payload["unfinished_tasks"] = list(context["unfinished_tasks"])
+        if context.get("failed_tasks"):  # ... and that the run failed before its deadline
+            payload["failed_tasks"] = list(context["failed_tasks"])
         payload["text"] = self.message or self._default_text(payload, fresh)
         return payload
 
@@ -110,9 +116,12 @@ class SlaWebhookNotifier(BaseNotifier):
         if payload["task_id"]:
             run += f" / {payload['task_id']}"
         if payload["event"] == "deadline_missed":
+            unfinished, failed = payload.get("unfinished_tasks"), payload.get("failed_tasks")
             return (
                 f"[deadline missed] {payload['table'] or 'data'} was not published in time (SLA: "
                 f"{payload['sla'] or '-'}, deadline {payload.get('deadline_time')}); run {run}"
+                + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")
+                + (f"; the run failed: {', '.join(failed)}" if failed else "")
             )
         if fresh.get("empty"):
             detail = "table is empty"

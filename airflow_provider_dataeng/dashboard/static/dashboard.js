@@ -386,6 +386,14 @@
   // ---- rows chart (hand-drawn SVG) -------------------------------------------------------------------------
   // The chart is one SVG string (up to 1,000 dots with their tooltips): one parse instead of 2,000 nodes built
   // one by one.
+  // A check's accepted range: "1..500", "\u2265 1" (a minimum only), "\u2264 500" (a maximum only).
+  function fmtBounds(lo, hi) {
+    const has = (v) => v !== null && v !== undefined;
+    if (has(lo) && has(hi)) return `${fmtInt(lo)}..${fmtInt(hi)}`;
+    if (has(lo)) return `\u2265 ${fmtInt(lo)}`;
+    return has(hi) ? `\u2264 ${fmtInt(hi)}` : "any";
+  }
+
   function renderChart(d) {
     const box = $("#chart"), cells = d.cells, out = [];
     const add = (tag, attrs, inner) => out.push(`<${tag} ${Object.entries(attrs).map(([k, v]) => `${k}="${esc(v)}"`).join(" ")}>` +
@@ -429,7 +437,7 @@
     add("text", { x: W - R, y: H - 6, "text-anchor": "end" }, esc(fmtDate(d.last_end)));
     box.innerHTML = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="rows per interval">${out.join("")}</svg>`;
     $("#band-note").textContent = (cells.some((c) => c.band) ? "blue band: rows the drift check accepted" : "no drift check results") +
-      (rb ? ` · dashed: row_count ${rb[0] ?? "-"}..${rb[1] ?? "-"}` : "");
+      (rb ? ` · dashed: row_count ${fmtBounds(rb[0], rb[1])}` : "");
   }
 
   function renderFreshness(f) {
