@@ -106,6 +106,7 @@ class AirflowStack:
     def start(self, timeout: float = 360) -> AirflowStack:
         """Metadata DB, ``airflow db migrate``, the four components; returns when all report healthy."""
         t0 = time.monotonic()
+        self._owner_pid = os.getpid()
         _RUNNING.append(self)
         try:
             self._prepare_home()
@@ -233,6 +234,15 @@ class AirflowStack:
         if run_after is not None:
             body["run_after"] = _iso(run_after)
         return self._ok(self.api("POST", f"dags/{dag_id}/dagRuns", json=body))["dag_run_id"]
+
+    def add_postgres_connection(self, cluster: PgCluster, dbname: str, prefix: str = "pg") -> str:
+        """Create a connection (type ``postgres``, user ``postgres``) to ``dbname`` on ``cluster`` through the
+        API, as a user would in the UI; returns its id, ``<prefix>_<random>``."""
+        conn_id = f"{prefix}_{secrets.token_hex(5)}"
+        self._ok(self.api("POST", "connections", json={
+            "connection_id": conn_id, "conn_type": "postgres", "host": cluster.host, "port": cluster.port,
+            "login": "postgres", "schema": dbname}))
+        return conn_id
 
     def unpause(self, dag_id: str, paused: bool = False) -> None:
         self._ok(self.api("PATCH", f"dags/{dag_id}", json={"is_paused": paused}))
@@ -600,8 +610,10 @@ def _is_zombie(pid: int) -> bool:
 
 
 def stop_all() -> None:
-    """Stop every stack this process started (atexit)."""
+    """Stop every stack this process started (atexit); not those of the parent of a forked child."""
     for stack in list(_RUNNING):
+        if getattr(stack, "_owner_pid", None) != os.getpid():
+            continue
         with contextlib.suppress(Exception):
             stack.stop()
 

@@ -206,6 +206,7 @@ class Formation:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self, timeout: float = 180) -> Formation:
         """Create and run the monitor, then the nodes; wait for one primary and the rest secondary."""
+        self._owner_pid = os.getpid()
         with _LIVE_LOCK:
             _LIVE.append(self)
         _install_sigterm_handler()
@@ -544,9 +545,10 @@ def _is_zombie(pid: int) -> bool:
 
 
 def teardown_all() -> None:
-    """Tear down every formation this process started (atexit and SIGTERM call this)."""
+    """Tear down every formation this process started (atexit and SIGTERM call this); a forked child
+    (a test's process pool) inherits the list and the handlers, but leaves its parent's formations alone."""
     with _LIVE_LOCK:
-        live = list(_LIVE)
+        live = [f for f in _LIVE if getattr(f, "_owner_pid", None) == os.getpid()]
     for formation in live:
         formation.teardown()
 

@@ -111,6 +111,7 @@ class PgCluster:
                          "-w", "-t", str(int(timeout)), "start"]),
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+        self._owner_pid = os.getpid()
         if self not in _RUNNING:
             _RUNNING.append(self)
         return self
@@ -196,9 +197,11 @@ def running_cluster(name: str = "pg", **kwargs) -> Iterator[PgCluster]:
 
 
 def stop_all() -> None:
-    """Stop every cluster this process started (atexit and signal handlers call this)."""
+    """Stop every cluster this process started (atexit and signal handlers call this); not those of the
+    parent of a forked child, which inherits the list."""
     for cluster in list(_RUNNING):
-        cluster.destroy()
+        if getattr(cluster, "_owner_pid", None) == os.getpid():
+            cluster.destroy()
 
 
 atexit.register(stop_all)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -54,6 +55,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_task_sigterm_handler() -> Iterator[None]:
+    """A task run in this process (``dag.test()``, ``run_dag``) leaves Airflow's task-runner SIGTERM handler
+    installed: it calls that old task's ``on_kill`` and returns, and in a forked child (a test's process
+    pool) it ignores SIGTERM altogether, so ``Pool.terminate()`` waits forever. Put back what was there."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    after = signal.getsignal(signal.SIGTERM)
+    if after is not before and getattr(after, "__module__", "").startswith("airflow."):
+        signal.signal(signal.SIGTERM, before)
 
 
 @pytest.fixture(scope="session")

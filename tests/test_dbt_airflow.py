@@ -1,6 +1,7 @@
 """dbt under the real scheduler, driven through the REST API (issue 13 item 4): a dbt task marked failed, or
 past its ``execution_timeout``, leaves no dbt session in ``pg_stat_activity`` within 10 s, and a rerun
-succeeds. In-process dbt (``dbtRunner``) and the dbt CLI child process are both covered."""
+succeeds. In-process dbt (``dbtRunner``, in a child of the warm dbt worker) and the dbt CLI child process are
+both covered."""
 
 from __future__ import annotations
 
@@ -14,20 +15,13 @@ import pytest
 
 from airflow_provider_dataeng.dbt.workspace import copy_project
 from tests.fixtures import dbt_shop
+from tests.fixtures.backends import wait_active_query, wait_no_backends
 from tests.fixtures.extract import rows_of
 
 pytestmark = pytest.mark.airflow
 
+DBT_SESSIONS = "dbt-%"  # application_name of dbt's database sessions
 SLOW_MODEL = "{{ config(materialized='table') }}\nselect pg_sleep({{ var('sleep_s', 0) }}) is not null as slept\n"
-
-
-def _add_connection(stack, cluster, dbname: str) -> str:
-    conn_id = f"dbt_{uuid.uuid4().hex[:10]}"
-    resp = stack.api("POST", "/connections", json={
-        "connection_id": conn_id, "conn_type": "postgres", "host": cluster.host, "port": cluster.port,
-        "login": "postgres", "schema": dbname})
-    assert resp.status_code in (200, 201), resp.text
-    return conn_id
 
 
 def _dag_source(dag_id: str, conn_id: str, project: Path, *, use_subprocess: bool, **extra: str) -> str:
@@ -52,53 +46,32 @@ def _dag_source(dag_id: str, conn_id: str, project: Path, *, use_subprocess: boo
         ''') + options + "        )\n"
 
 
-def _dbt_backends(cluster, dbname: str) -> list[tuple]:
-    return rows_of(cluster, dbname, "select pid, application_name, state, query from pg_stat_activity"
-                                    " where datname = current_database() and application_name like 'dbt-%'")
-
-
-def _wait_sleeping(cluster, dbname: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(state == "active" and "pg_sleep" in (q or "") for _, _, state, q in _dbt_backends(cluster, dbname)):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"dbt never ran pg_sleep on {dbname}: {_dbt_backends(cluster, dbname)}")
-
-
-def _wait_gone(cluster, dbname: str, since: float, limit: float) -> float:
-    while True:
-        left = _dbt_backends(cluster, dbname)
-        if not left:
-            return time.monotonic() - since
-        if time.monotonic() - since > limit:
-            raise AssertionError(f"dbt sessions still there {limit}s after the kill: {left}")
-        time.sleep(0.2)
-
-
-@pytest.mark.parametrize(("how", "use_subprocess"), [("marked_failed", True), ("execution_timeout", False)])
+# in-process dbt runs in a child of the warm dbt worker (the stack runs the LocalExecutor): on_kill and the
+# timeout must stop that child too
+@pytest.mark.parametrize(("how", "use_subprocess"), [("marked_failed", True), ("execution_timeout", False),
+                                                     ("marked_failed", False)])
 def test_a_killed_dbt_task_leaves_no_session_and_a_rerun_succeeds(how, use_subprocess, airflow_stack, pg_cluster,
                                                                   pg_db, tmp_path: Path) -> None:
     stack = airflow_stack
     project = copy_project(dbt_shop.PROJECT_DIR, tmp_path / "project")
     (project / "models" / "slow").mkdir()
     (project / "models" / "slow" / "slow_sleep.sql").write_text(SLOW_MODEL)
-    conn_id = _add_connection(stack, pg_cluster, pg_db)
+    conn_id = stack.add_postgres_connection(pg_cluster, pg_db, "dbt")
     dag_id = f"dbt_kill_{how}_{uuid.uuid4().hex[:6]}"
     extra = {"execution_timeout": "timedelta(seconds=45)"} if how == "execution_timeout" else {}
     stack.add_dag_file(f"{dag_id}.py", _dag_source(dag_id, conn_id, project, use_subprocess=use_subprocess, **extra))
     stack.wait_dag(dag_id)
 
     long_run = stack.trigger(dag_id, conf={"sleep_s": 600})
-    _wait_sleeping(pg_cluster, pg_db)
+    wait_active_query(pg_cluster, pg_db, "pg_sleep", timeout=180, application_like=DBT_SESSIONS)
     if how == "marked_failed":
         resp = stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{long_run}/taskInstances/dbt", json={"new_state": "failed"})
         assert resp.status_code == 200, resp.text
-        took = _wait_gone(pg_cluster, pg_db, time.monotonic(), 10)
+        took = wait_no_backends([(pg_cluster, pg_db)], time.monotonic(), 10, DBT_SESSIONS)
         assert stack.wait_run(dag_id, long_run, timeout=60) == "failed"
     else:
         try:
-            _wait_gone(pg_cluster, pg_db, time.monotonic(), 120)
+            wait_no_backends([(pg_cluster, pg_db)], time.monotonic(), 120, DBT_SESSIONS)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{stack.report(dag_id, long_run, lines=80)}") from None
         gone_at = datetime.now(UTC)
@@ -146,7 +119,7 @@ def test_parallel_model_tasks_create_their_shared_schema_once(airflow_stack, pg_
 
     stack = airflow_stack
     dbt_shop.create_raw_tables(pg_cluster, pg_db)
-    conn_id = _add_connection(stack, pg_cluster, pg_db)
+    conn_id = stack.add_postgres_connection(pg_cluster, pg_db, "dbt")
     dag_id = f"dbt_parallel_schema_{uuid.uuid4().hex[:6]}"
     stack.add_dag_file(f"{dag_id}.py", _render_dag_source(dag_id, conn_id, ["tag:staging"]))
     stack.wait_dag(dag_id)
@@ -234,7 +207,7 @@ def test_source_freshness_sensors_defer_in_the_triggerer_and_gate_the_models_rea
     dbt_shop.create_raw_tables(pg_cluster, pg_db)
     exec_sql(pg_cluster, pg_db, "insert into raw.customers values (9, 'Late', 'late@example.com', 'DE', now(), now(),"
                                 " now() - interval '60 hours')")
-    conn_id = _add_connection(stack, pg_cluster, pg_db)
+    conn_id = stack.add_postgres_connection(pg_cluster, pg_db, "dbt")
     dag_id = f"dbt_source_freshness_{uuid.uuid4().hex[:6]}"
     stack.add_dag_file(f"{dag_id}.py", _freshness_dag_source(dag_id, conn_id))
     stack.wait_dag(dag_id)

@@ -4,7 +4,6 @@ re-run only failed and skipped nodes, and the password reaches no log and no art
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.slow
 ACCEPTED_STATUS = "test.dataeng_shop.accepted_values_stg_orders_status__placed__paid__shipped__delivered__cancelled__returned.69d802cd53"
 BLOCKED_MODELS = {"model.dataeng_shop.fct_orders", "model.dataeng_shop.daily_revenue",
                   "model.dataeng_shop.customer_lifetime_value"}
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 class Shop:
@@ -76,11 +66,7 @@ def shop(pg_cluster) -> Iterator[Shop]:
 def built(pg_cluster, tmp_path_factory) -> Iterator[tuple[Shop, DbtRunResult, Path, list[str], set[Path]]]:
     """The example project built once (in-process dbtRunner) into a module-scoped warehouse."""
     s = Shop(pg_cluster, "m")
-    handler = _Collect()
-    capture = logging.getLogger(f"dbt-test-{uuid.uuid4().hex[:6]}")  # everything the runner logs
-    capture.setLevel(logging.DEBUG)
-    capture.propagate = False
-    capture.addHandler(handler)
+    capture, handler = dbt_shop.capture_log()  # everything the runner logs
     before = dbt_shop.project_files()
     run_dir = tmp_path_factory.mktemp("dbt-build") / "try-1"
     result = DbtRunner(s.conn_id, dbt_shop.PROJECT_DIR, log=capture).run("build", run_dir=run_dir)
@@ -224,16 +210,20 @@ def test_target_session_attrs_reach_dbt_and_mixed_ports_resolve_the_primary(tmp_
                                 schema="wh", extra={"target_session_attrs": "read-write"})
             profile, _ = profile_from_connection(connect(conn_id))
             assert (profile.host, profile.port) == (primary.host, primary.port)
-            # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it
+            # only the standby: libpq gets target_session_attrs through PGTARGETSESSIONATTRS and refuses it.
+            # connect_deadline: the runner's own pre-dbt connect (it creates the schemas) gives up on the
+            # standby after 3 s instead of retrying for the default 120 s; dbt's connect is what is checked.
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
-                                extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0})
+                                extra={"target_session_attrs": "read-write", "dbt_connect_retries": 0,
+                                       "connect_deadline": 3})
             with pytest.raises(DbtRunError) as info:
                 DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-1", select="stg_products")
             log = (tmp_path / "try-1" / "logs" / "dbt.log").read_text()
             assert "failed: session is read-only" in log, str(info.value)  # libpq's target_session_attrs check
             # the same standby with target_session_attrs=any connects (and fails later: no raw tables)
             register_connection(conn_id, host=standby.host, port=standby.port, schema="wh",
-                                extra={"target_session_attrs": "any", "dbt_connect_retries": 0})
+                                extra={"target_session_attrs": "any", "dbt_connect_retries": 0,
+                                       "connect_deadline": 3})
             with pytest.raises(DbtRunError) as info:
                 DbtRunner(conn_id, dbt_shop.PROJECT_DIR).run("run", run_dir=tmp_path / "try-2", select="stg_products")
             log = (tmp_path / "try-2" / "logs" / "dbt.log").read_text()

@@ -3,7 +3,6 @@ the models downstream of it, and that the task log shows the failing test's SQL 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -15,7 +14,6 @@ from airflow_provider_dataeng.dbt.render import Rendering, render_dbt
 from airflow_provider_dataeng.dbt.results import DbtRunError
 from airflow_provider_dataeng.dbt.runner import DbtRunner
 from airflow_provider_dataeng.dbt.spec import DbtRenderSpec
-from devstack.airflow_env import register_cluster_connection, unregister_connection
 from tests.fixtures import dbt_shop
 from tests.fixtures.dbt_manifest import example_manifest
 
@@ -72,38 +70,16 @@ def test_after_all_and_none() -> None:
         _render(render="single", test_behavior="after_all")
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
 def shop(pg_cluster) -> Iterator[tuple[str, str, object]]:
-    dbname = f"dbt_tb_{uuid.uuid4().hex[:8]}"
-    conn_id = f"dbt_tb_{uuid.uuid4().hex[:8]}"
-    pg_cluster.create_database(dbname)
-    dbt_shop.create_raw_tables(pg_cluster, dbname)
-    dbt_shop.query(pg_cluster, dbname, LOST_ORDER)
-    register_cluster_connection(conn_id, pg_cluster, dbname)
-    try:
+    with dbt_shop.warehouse(pg_cluster, "dbt_tb", setup_sql=LOST_ORDER) as (conn_id, dbname):
         yield conn_id, dbname, pg_cluster
-    finally:
-        unregister_connection(conn_id)
-        pg_cluster.drop_database(dbname)
 
 
 @pytest.mark.slow
 def test_the_log_shows_the_failing_tests_sql_and_rows(shop, tmp_path: Path) -> None:
     conn_id, _, _ = shop
-    handler = _Collect()
-    log = logging.getLogger(f"dbt-tb-{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.addHandler(handler)
+    log, handler = dbt_shop.capture_log("dbt-tb")
     with pytest.raises(DbtRunError):
         DbtRunner(conn_id, dbt_shop.PROJECT_DIR, log=log).run("build", run_dir=tmp_path / "t1", select="stg_orders")
     sql_line = next(line for line in handler.lines if line.startswith("Failing test test.dataeng_shop.accepted_values"))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.backends import wait_active_query, wait_no_backends
 from tests.fixtures.extract import fingerprint, rows_of
 
 pytestmark = pytest.mark.airflow
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.airflow
 UTC = timezone.utc
 CONF_INTERVAL = {"interval_start": "2024-01-01T00:00:00+00:00", "interval_end": "2024-01-02T00:00:00+00:00"}
 D1 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def _add_connection(stack, cluster, dbname: str) -> str:
-    conn_id = f"x_{uuid.uuid4().hex[:10]}"
-    resp = stack.api("POST", "/connections", json={
-        "connection_id": conn_id, "conn_type": "postgres", "host": cluster.host, "port": cluster.port,
-        "login": "postgres", "schema": dbname})
-    assert resp.status_code in (200, 201), resp.text
-    return conn_id
 
 
 def _dag_source(dag_id: str, source_conn: str, target_conn: str, source_sql: str, **extra: str) -> str:
@@ -70,8 +62,8 @@ def stack_env(airflow_stack, source_cluster, source_db, pg_cluster, pg_db):
         source_db)
     return {
         "stack": airflow_stack,
-        "src": _add_connection(airflow_stack, source_cluster, source_db),
-        "wh": _add_connection(airflow_stack, pg_cluster, pg_db),
+        "src": airflow_stack.add_postgres_connection(source_cluster, source_db, "x"),
+        "wh": airflow_stack.add_postgres_connection(pg_cluster, pg_db, "x"),
     }
 
 
@@ -112,31 +104,6 @@ def test_manual_runs_take_the_last_complete_interval_or_the_conf(stack_env, sour
     assert _ledger(pg_cluster, pg_db, run_id) == [("published", D1, D1 + timedelta(days=1), 1)]
 
 
-def _backends(cluster, dbname: str) -> list[tuple]:
-    return rows_of(cluster, dbname, "select pid, application_name, state, left(query, 300) from pg_stat_activity"
-                                    " where datname = current_database() and pid <> pg_backend_pid()")
-
-
-def _wait_running_query(cluster, dbname: str, needle: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(state == "active" and needle in (q or "") for _, _, state, q in _backends(cluster, dbname)):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"no active query with {needle!r} on {dbname}: {_backends(cluster, dbname)}")
-
-
-def _wait_no_backends(clusters: list[tuple], since: float, limit: float = 10.0) -> float:
-    """Seconds from ``since`` until neither database has a backend of the task; fails after ``limit``."""
-    while True:
-        left = {db: _backends(c, db) for c, db in clusters}
-        if not any(left.values()):
-            return time.monotonic() - since
-        if time.monotonic() - since > limit:
-            raise AssertionError(f"backends still there {limit}s after the kill: {left}")
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize("how", ["marked_failed", "execution_timeout"])
 def test_killed_extract_leaves_no_backend_and_live_data_intact(how, stack_env, source_cluster, source_db,
                                                                pg_cluster, pg_db):
@@ -158,17 +125,17 @@ def test_killed_extract_leaves_no_backend_and_live_data_intact(how, stack_env, s
 
     source_cluster.psql("update knobs set delay = 1; update orders set note = note || ' v2'", source_db)
     long_run = stack.trigger(dag_id, conf=CONF_INTERVAL)
-    _wait_running_query(source_cluster, source_db, "slow(")
+    wait_active_query(source_cluster, source_db, "slow(")
     if how == "marked_failed":
         resp = stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{long_run}/taskInstances/extract",
                          json={"new_state": "failed"})
         assert resp.status_code == 200, resp.text
         since = time.monotonic()
-        took = _wait_no_backends([(source_cluster, source_db), (pg_cluster, pg_db)], since)
+        took = wait_no_backends([(source_cluster, source_db), (pg_cluster, pg_db)], since)
         assert stack.wait_run(dag_id, long_run, timeout=60) == "failed"
     else:
         # measured from the timeout itself: the task instance's start + execution_timeout
-        _wait_no_backends([(source_cluster, source_db), (pg_cluster, pg_db)], time.monotonic(), limit=90)
+        wait_no_backends([(source_cluster, source_db), (pg_cluster, pg_db)], time.monotonic(), limit=90)
         gone_at = datetime.now(UTC)
         assert stack.wait_run(dag_id, long_run, timeout=60) == "failed"
         (ti,) = [t for t in stack.task_instances(dag_id, long_run) if t["task_id"] == "extract"]

@@ -9,6 +9,7 @@ concurrent ``ADD COLUMN`` / ``CREATE INDEX`` ran without retries."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 import traceback
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,11 @@ def _run(args: tuple[datetime, dict]) -> str | None:
     return None
 
 
+def _default_sigterm() -> None:
+    """A pool worker dies of SIGTERM (``Pool.terminate()``), whatever handler the test process had."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _waiting(conn: psycopg.Connection, relname: str) -> int:
     return conn.execute("select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
                         "where not l.granted and c.relname = %s", [relname]).fetchone()[0]
@@ -43,8 +49,13 @@ def _backfill(params: dict, source_dsn: str, warehouse_dsn: str, *, herd_at_swap
     it hurts: the source table is locked until every run waits to describe it (they all read and change the
     target's catalog at the same instant), and with ``herd_at_swap`` the parent is locked until every swap
     waits for it (they all commit and then write ``__latest`` at the same instant)."""
-    ctx = multiprocessing.get_context("fork")  # each run its own process and connections, like task runners
-    with ctx.Pool(RUNS) as pool, psycopg.connect(source_dsn) as gate, \
+    # Each run its own process and connections, like task runners. Like the scheduler's task processes
+    # (devstack.preloaded_airflow), they are forked with the operator (and Airflow) already imported: a
+    # dozen children each importing Airflow cost seconds of CPU apiece on this 2-core machine.
+    import airflow_provider_dataeng.operators.extract  # noqa: F401
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(RUNS, initializer=_default_sigterm) as pool, psycopg.connect(source_dsn) as gate, \
             psycopg.connect(warehouse_dsn, autocommit=True) as watch:
         gate.execute("lock table orders in access exclusive mode")
         pending = pool.map_async(_run, [(day, params) for day in DAYS])
