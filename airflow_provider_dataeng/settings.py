@@ -43,6 +43,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("config_file_budget", "float", "2.0",
             "CPU seconds the factory may spend reading, validating and building one config file; past it the "
             "file becomes a placeholder DAG instead of delaying (or timing out) the whole DAG file."),
+    Setting("deadline_watch_poll_interval", "float", "5.0",
+            "Airflow before 3.1 only: seconds between two reads of a run's task states by the sla_deadline_watch "
+            "task's trigger (notifications.sla_breach). A run ends at most this long after its last real task; "
+            "each waiting watcher makes one execution-API call per interval. Deadlines fire on time whatever it "
+            "is.", example="15"),
     Setting("eager_kubernetes_import", "boolean", "False",
             "Import the whole kubernetes client at parse time instead of only the pod model modules the "
             "factory builds (slower parsing; for debugging).", legacy_env="DATAENG_EAGER_KUBERNETES_IMPORT"),

@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from dbt_render import BENCH_VENV, VENV, ensure_bench_venv, generate_project  # noqa: E402
 
+from airflow_provider_dataeng.dbt.warm_worker import stop_daemons  # noqa: E402
 from devstack.pg import PgCluster  # noqa: E402
 
 CONN_ID = "bench_wh"
@@ -43,16 +44,29 @@ MODEL = "m_0_001"  # a first-layer model: builds without its parents
 
 # Shared by both children: run a one-task DAG with dag.test(), print the task instance's duration.
 RUN_DAG = r"""
-import json
-def run_and_time(dag):
-    from devstack.airflow_env import run_dag
+import json, uuid
+from datetime import datetime
+def run_and_time(dag, state_dir=None):
+    from pathlib import Path
     from airflow.models.taskinstance import TaskInstance
+    from airflow.providers.common.compat.sdk import DAG
+    from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.utils.session import create_session
+    from devstack.airflow_env import run_dag
+    # dag.test() builds an in-process Execution API and its first request (inside the task's start/end)
+    # pays the API's lazy start-up; a deployed api-server is warm. One empty task first warms it.
+    with DAG("bench_warm_" + uuid.uuid4().hex[:8], schedule=None, start_date=datetime(2024, 1, 1)) as warm:
+        EmptyOperator(task_id="warm")
+    run_dag(warm)
     states = run_dag(dag)
     with create_session() as session:
         tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag.dag_id).all()
         durations = [(ti.end_date - ti.start_date).total_seconds() for ti in tis]
-    print(json.dumps({"states": states, "seconds": sum(durations), "tasks": len(tis)}))
+    logs = sorted(Path(state_dir).glob(dag.dag_id + "/*/*/try-*/logs/dbt.log")) if state_dir else []
+    text = logs[-1].read_text() if logs else ""
+    parse = ("full" if "Starting full parse" in text else "partial" if "Partial parsing enabled" in text
+             else "none" if logs else "unknown")
+    print(json.dumps({"states": states, "seconds": sum(durations), "tasks": len(tis), "parse": parse}))
 """
 
 OURS = r"""
@@ -66,7 +80,7 @@ spec = DbtRenderSpec(project_dir={project!r}, manifest_path={manifest!r}, conn_i
                      state_dir={state!r})
 with DAG("bench_task_" + uuid.uuid4().hex[:8], schedule=None, start_date=datetime(2024, 1, 1)) as dag:
     build_rendered(render_dbt("dbt", spec))
-run_and_time(dag)
+run_and_time(dag, {state!r})
 """
 
 COSMOS = r"""
@@ -87,6 +101,10 @@ run_and_time(dag)
 """
 
 
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 1)[0]
+
+
 def log(msg: str) -> None:
     print(f"[dbt_task] {msg}", flush=True)
 
@@ -103,7 +121,10 @@ def child_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def time_runs(python: Path, code: str, env: dict[str, str], repeats: int, label: str) -> float:
+def time_runs(python: Path, code: str, env: dict[str, str], repeats: int, label: str,
+              parse: str | None = None) -> float:
+    """Median task seconds over ``repeats`` fresh processes after one warm-up; ``parse``: what dbt's log of
+    each run must show (``full``: dbt parsed the whole project; ``none``: dbt parsed nothing)."""
     samples: list[float] = []
     for i in range(repeats + 1):
         proc = subprocess.run([str(python), "-c", RUN_DAG + code], env=env, capture_output=True, text=True, timeout=900)
@@ -113,11 +134,13 @@ def time_runs(python: Path, code: str, env: dict[str, str], repeats: int, label:
         result = json.loads(lines[-1])
         if set(result["states"].values()) != {"success"} or result["tasks"] != 1:
             raise RuntimeError(f"{label}: expected one successful task, got {result['states']}")
+        if parse is not None and result["parse"] != parse:
+            raise RuntimeError(f"{label}: dbt's log shows parse={result['parse']!r}, expected {parse!r}")
         if i == 0:
             log(f"{label}: warm-up {result['seconds']:.2f}s")
             continue
         samples.append(result["seconds"])
-        log(f"{label}: run {i}/{repeats} {result['seconds']:.2f}s")
+        log(f"{label}: run {i}/{repeats} {result['seconds']:.2f}s (parse: {result['parse']}, load {load()})")
     return statistics.median(samples)
 
 
@@ -141,13 +164,21 @@ def measure(work: Path, project_src: Path, cluster: PgCluster, dbname: str, mode
     home = work / "airflow-home"
     conn = json.dumps({"conn_type": "postgres", "host": cluster.host, "port": cluster.port, "login": "postgres",
                        "schema": dbname})
-    env = child_env(home, {f"AIRFLOW_CONN_{CONN_ID.upper()}": conn})
+    # the warm dbt worker (default): its own directory here, stopped at the end
+    env = child_env(home, {f"AIRFLOW_CONN_{CONN_ID.upper()}": conn, "DATAENG_DBT_WORKER_DIR": str(work / "workers"),
+                           "DATAENG_DBT_WORKER_IDLE_S": "300"})
     out: dict[str, float] = {}
     fmt = {"project": str(ours), "conn": CONN_ID, "model": model, "state": str(work / "state")}
     out["task_s"] = time_runs(VENV / "bin/python", OURS.format(manifest=str(manifest), **fmt), env, repeats,
-                              f"{label}: ours, shipped artifacts")
+                              f"{label}: ours, shipped artifacts", parse="none")
     out["task_full_parse_s"] = time_runs(VENV / "bin/python", OURS.format(manifest=str(bare / "manifest.json"), **fmt),
-                                         env, repeats, f"{label}: ours, full parse")
+                                         env, repeats, f"{label}: ours, full parse", parse="full")
+    cold = {**env, "DATAENG_DBT_WARM_WORKER": "off"}  # dbt imported by the task itself
+    out["task_no_worker_s"] = time_runs(VENV / "bin/python", OURS.format(manifest=str(manifest), **fmt), cold,
+                                        repeats, f"{label}: ours, shipped artifacts, no warm worker", parse="none")
+    out["task_full_parse_no_worker_s"] = time_runs(
+        VENV / "bin/python", OURS.format(manifest=str(bare / "manifest.json"), **fmt), cold, repeats,
+        f"{label}: ours, full parse, no warm worker", parse="full")
     if with_cosmos:
         theirs = copy_project(project_src, work / f"{label}-cosmos")
         profiles = work / f"{label}-profiles"
@@ -195,6 +226,7 @@ def main() -> int:
         project = generate_project(work, args.models)
         res = measure(work, project, cluster, "bench", MODEL, args.repeats, True, "generated")
     finally:
+        stop_daemons(work / "workers")
         cluster.destroy()
         shutil.rmtree(work, ignore_errors=True)
     log(f"ours {res['task_s']:.2f}s vs full parse {res['task_full_parse_s']:.2f}s vs cosmos {res['cosmos_task_s']:.2f}s")
@@ -204,6 +236,9 @@ def main() -> int:
         "task_full_parse_s": round(res["task_full_parse_s"], 3),
         "cosmos_task_s": round(res["cosmos_task_s"], 3),
         "ratio_vs_full_parse": round(res["task_s"] / res["task_full_parse_s"], 3),
+        "task_no_worker_s": round(res["task_no_worker_s"], 3),
+        "task_full_parse_no_worker_s": round(res["task_full_parse_no_worker_s"], 3),
+        "load_avg_1m": float(load()),
     }))
     return 0
 

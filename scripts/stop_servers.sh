@@ -25,6 +25,9 @@ for pid in $(airflow_pids); do
   kill -TERM "$pid" 2>/dev/null || true
 done
 
+for pid in $(pids 'dbt[.]warm_worker'); do  # warm dbt workers (their socket lies under ROOT)
+  kill -TERM "$pid" 2>/dev/null || true
+done
 for pid in $(pids pg_autoctl); do
   kill -TERM "$pid" 2>/dev/null || true
 done

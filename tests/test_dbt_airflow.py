@@ -1,6 +1,7 @@
 """dbt under the real scheduler, driven through the REST API (issue 13 item 4): a dbt task marked failed, or
 past its ``execution_timeout``, leaves no dbt session in ``pg_stat_activity`` within 10 s, and a rerun
-succeeds. In-process dbt (``dbtRunner``) and the dbt CLI child process are both covered."""
+succeeds. In-process dbt (``dbtRunner``, in a child of the warm dbt worker) and the dbt CLI child process are
+both covered."""
 
 from __future__ import annotations
 
@@ -45,7 +46,10 @@ def _dag_source(dag_id: str, conn_id: str, project: Path, *, use_subprocess: boo
         ''') + options + "        )\n"
 
 
-@pytest.mark.parametrize(("how", "use_subprocess"), [("marked_failed", True), ("execution_timeout", False)])
+# in-process dbt runs in a child of the warm dbt worker (the stack runs the LocalExecutor): on_kill and the
+# timeout must stop that child too
+@pytest.mark.parametrize(("how", "use_subprocess"), [("marked_failed", True), ("execution_timeout", False),
+                                                     ("marked_failed", False)])
 def test_a_killed_dbt_task_leaves_no_session_and_a_rerun_succeeds(how, use_subprocess, airflow_stack, pg_cluster,
                                                                   pg_db, tmp_path: Path) -> None:
     stack = airflow_stack

@@ -235,12 +235,28 @@ def test_a_failing_notifier_is_reported_and_the_watcher_still_succeeds():
     assert event.xcoms["return_value"]["notified"] == []
 
 
-def test_trigger_serializes_to_its_own_arguments():
-    trigger = _trigger("http://127.0.0.1:1", [RUNNING], deadlines=[T0], clock=T0)
+def test_trigger_serializes_to_an_importable_path_and_its_own_arguments():
+    """What the triggerer does with it: import the class path, build it from the (JSON-stored) kwargs."""
+    from airflow_provider_dataeng.values import import_path
+
+    trigger = DeadlineWatchTrigger(dag_id="d", run_id="r", watch_task_id=WATCH_TASK_ID, dag_run={"dag_id": "d"},
+                                   alerts=[{"name": "n", "deadline_time": T0.isoformat(), "notifier": WEBHOOK}],
+                                   poll_interval=2, leaf_task_ids=["a"])
     path, kwargs = trigger.serialize()
-    assert path == "tests.test_deadline_watch.ScriptedTrigger" or path.endswith(".ScriptedTrigger")
-    again = DeadlineWatchTrigger(**json.loads(json.dumps(kwargs)))
-    assert again.serialize()[1] == kwargs
+    assert import_path(path) is DeadlineWatchTrigger
+    assert import_path(path)(**json.loads(json.dumps(kwargs))).serialize() == (path, kwargs)
+
+
+def test_the_poll_interval_comes_from_the_dataeng_setting(monkeypatch: pytest.MonkeyPatch):
+    from airflow.sdk import DAG
+
+    with DAG("poll_probe", schedule=None, start_date=T0) as dag:
+        watcher = deadline_watch.add_deadline_watch(dag, [SlaBreachSpec(notifier=WEBHOOK, after="1h")])
+    monkeypatch.setenv("AIRFLOW__DATAENG__DEADLINE_WATCH_POLL_INTERVAL", "15")
+    assert watcher.poll_seconds() == 15.0
+    monkeypatch.setenv("AIRFLOW__DATAENG__DEADLINE_WATCH_POLL_INTERVAL", "0")
+    with pytest.raises(ValueError, match="deadline_watch_poll_interval must be positive"):
+        watcher.poll_seconds()
 
 
 # -- the factory and the Python helper --------------------------------------------------------------------------

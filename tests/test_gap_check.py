@@ -81,6 +81,27 @@ def test_expected_intervals_from_a_dag_timetable_and_a_timedelta():
     assert len(ivs) == 2
 
 
+@pytest.mark.parametrize(("cron", "days"), [
+    ("@daily", 200), ("@hourly", 10), ("@weekly", 900), ("@monthly", 1500), ("*/7 * * * *", 1), ("0 3 * * 1-5", 200),
+    ("15 */6 * * *", 40), ("0 0 29 2 *", 3000), ("0 0 31 * *", 1500), ("0 12 1,15 * *", 1000)])
+def test_utc_cron_fast_path_gives_airflows_own_intervals(cron, days):
+    """The dashboard's and gap check's one-croniter walk for UTC cron timetables equals Airflow's iteration."""
+    import random
+
+    from airflow_provider_dataeng.gaps import expected
+
+    rng = random.Random(cron)
+    tt = resolve_timetable(cron)
+    for _ in range(4):
+        start = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=rng.randrange(0, 3 * 365 * 86400))
+        if rng.random() < 0.5:
+            start = start.replace(minute=0, second=0)  # often right on a fire time
+        end = start + timedelta(days=days) * rng.random()
+        fast = expected._utc_cron_intervals(tt, start, end)
+        assert fast is not None and fast == expected._timetable_intervals(tt, start, end), (cron, start, end)
+    assert expected._utc_cron_intervals(resolve_timetable(cron, tz="Europe/Berlin"), start, end) is None
+
+
 def test_bad_schedule_is_a_clear_error():
     with pytest.raises(ValueError, match="schedule='every day'"):
         resolve_timetable("every day")

@@ -39,10 +39,13 @@ from airflow_provider_dataeng.dbt.schemas import CREATING_COMMANDS
 from airflow_provider_dataeng.dbt.spec import COMMANDS
 from airflow_provider_dataeng.dbt.workspace import (
     BUILD_INFO_FILE,
+    PARTIAL_PARSE_FILE,
     adopt_parse,
     anchor_local_packages,
+    changed_env_vars,
     copy_project,
     read_build_info,
+    reuse_problem,
     seed_target,
     stale_files,
 )
@@ -105,6 +108,7 @@ class DbtRunner:
         self.session_token = f"dbt-{uuid.uuid4().hex[:12]}"
         self.application_name = f"{self.session_token} {application_name or 'dataeng'}"[:63]
         self._proc: subprocess.Popen[str] | None = None
+        self._worker_pid: int | None = None
         self._hook: Any = None
 
     # -- profile ---------------------------------------------------------------------------------
@@ -226,10 +230,12 @@ class DbtRunner:
             anchor_local_packages(project, self.project_dir)
         with self.profiles() as (profiles_dir, env, password):
             artifacts = artifacts_dir or self.project_dir / "target"
-            unchanged = self._seed(run_dir / "target", retry_from, artifacts)
+            unchanged = self._seed(run_dir / "target", retry_from, artifacts, env)
             # The project is the build-time one, file by file: dbt's file diff would find nothing, and
             # manifest.json is the shipped one. Skip both (dbt writes manifest.json twice per invocation);
-            # run_results.json is written from the in-process result instead.
+            # run_results.json is written from the in-process result instead. Only when nothing else makes
+            # dbt drop the saved parse (reuse_problem): without the file diff, a full parse reads no file.
+            # Then dbt is handed the shipped Manifest itself and parses nothing.
             quick = (unchanged and not self.use_subprocess and not install_deps and retry_from is None
                      and command in QUICK_COMMANDS)
             if command in CREATING_COMMANDS:
@@ -253,14 +259,20 @@ class DbtRunner:
                 indirect_selection=indirect_selection,
                 retry_state=(retry_from / "target") if retry_from is not None else None, project_dir=project,
             )
+            preloaded: Path | None = None
+            if quick and (why_not := reuse_problem(self.project_dir, read_build_info(artifacts) or {}, vars)):
+                # dbt may drop the saved parse for these (a full parse): it must then read the files itself
+                self.log.info("dbt loads the build-time parse itself and checks the project's files: %s", why_not)
+                quick = False
             if quick:
                 args += ["--no-partial-parse-file-diff", "--no-write-json"]
                 _copy_artifact(artifacts / "manifest.json", run_dir / "target" / "manifest.json")
+                preloaded = artifacts / PARTIAL_PARSE_FILE
             self.log.info(
                 "dbt %s on %s (schema %s), artifacts in %s", " ".join(args[:1] + _display_args(args[1:])),
                 self.warehouse_hook().describe(), self.target_schema or "profile default", run_dir,
             )
-            ok, error = self._invoke(args, env, password, project, run_dir / "target")
+            ok, error = self._invoke(args, env, password, project, run_dir / "target", preloaded)
             if error and "dbt deps" in error and not install_deps:
                 error += (" (install the packages at build time with parse_project, which runs dbt deps, and ship "
                           "dbt_packages/ with the project; or set install_deps=True)")
@@ -317,11 +329,12 @@ class DbtRunner:
             conn.rollback()
         return columns, rows
 
-    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path) -> bool:
+    def _seed(self, target: Path, retry_from: Path | None, artifacts_dir: Path, env: dict[str, str]) -> bool:
         """Start from the previous try's parse (a retry) or the build-time one; log a stale project.
 
-        True when this try starts from the build-time parse of a project unchanged since (file by file):
-        dbt's own file diff would then find nothing, so the caller may skip it."""
+        True when this try starts from the build-time parse of a project unchanged since (file by file, and
+        the environment variables it reads): dbt's own file diff would then find nothing, so the caller may
+        skip it (with ``--no-partial-parse-file-diff`` dbt would not notice a changed env var at all)."""
         profile = self.current_profile
         stamp = {"profile_hash": profile.parse_hash(), "database": profile.dbname, "schema": profile.schema}
         target.mkdir(parents=True, exist_ok=True)
@@ -356,7 +369,15 @@ class DbtRunner:
         why_not = adopt_parse(target, info, self.current_profile) if info is not None else "no build info"
         if why_not is None:
             self.log.info("Starting from the build-time parse in %s (partial_parse.msgpack)", artifacts_dir)
-            return not stale
+            assert info is not None
+            changed = changed_env_vars(info, {**os.environ, **env})
+            if changed:
+                self.log.info("Environment variable(s) read by the project changed since the build (%s): dbt "
+                              "re-parses the files that read them", ", ".join(changed))
+            elif changed is None:
+                self.log.info("The build info records no environment variables (artifacts built by an older "
+                              "parse_project): dbt checks the project's files itself")
+            return not stale and changed == []
         self.log.warning("dbt parses the whole project: the build-time parse in %s cannot be reused, %s",
                          artifacts_dir, why_not)
         return False
@@ -384,40 +405,100 @@ class DbtRunner:
             self.log.warning("Could not create the schemas before dbt runs (dbt creates them): %s", first_line(exc))
 
     def _invoke(self, args: list[str], env: dict[str, str], password: str | None, cwd: Path,
-                target: Path | None) -> tuple[bool, str | None]:
+                target: Path | None, preloaded: Path | None = None) -> tuple[bool, str | None]:
+        """Run dbt: child process (``use_subprocess``), else the warm worker, else in-process.
+
+        ``preloaded``: a build-time ``partial_parse.msgpack`` verified current for this run (see
+        :func:`~airflow_provider_dataeng.dbt.workspace.reuse_problem`): dbt gets the Manifest loaded from
+        it and skips its own parse and state checks."""
         if self.use_subprocess:
             return self._run_subprocess(args, env, password, cwd)
-        return self._run_in_process(args, env, password, target)
+        from airflow_provider_dataeng.dbt import warm_worker
+
+        why_not = warm_worker.disabled_reason()
+        if why_not is None:
+            try:
+                return self._run_in_worker(args, env, password, target, preloaded)
+            except warm_worker.WorkerUnavailable as exc:
+                why_not = f"the warm dbt worker is unavailable: {exc}"
+                self.log.warning("dbt runs in this task's process: %s", why_not)
+        return self._run_in_process(args, env, password, target, preloaded)
+
+    def _relay(self, password: str | None) -> Any:
+        log = self.log
+
+        def relay(level: str, msg: str) -> None:
+            if level == "note":
+                log.info("%s", _scrub(msg, password))
+                return
+            {"warn": log.warning, "error": log.error}.get(level, log.info)("dbt: %s", _scrub(msg, password))
+
+        return relay
+
+    def _run_in_worker(self, args: list[str], env: dict[str, str], password: str | None, target: Path | None,
+                       preloaded: Path | None) -> tuple[bool, str | None]:
+        """dbt in a child forked by the warm worker (dbt already imported there); see
+        :mod:`~airflow_provider_dataeng.dbt.warm_worker`."""
+        from airflow_provider_dataeng.dbt import warm_worker
+
+        request = {
+            "protocol": warm_worker.PROTOCOL, "args": [*args],
+            "env": {**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}, "cwd": os.getcwd(),
+            "target": str(target) if target is not None else None,
+            "manifest": str(preloaded) if preloaded is not None else None,
+        }
+
+        def started(pid: int) -> None:
+            self._worker_pid = pid
+            self.log.info("dbt runs in warm worker process %d", pid)
+
+        try:
+            done = warm_worker.invoke(request, self._relay(password), started, log=self.log)
+        except warm_worker.WorkerUnavailable:
+            raise
+        except BaseException:
+            self.cancel()  # the task is interrupted (timeout, kill): stop the child, end its sessions
+            raise
+        finally:
+            self._worker_pid = None
+        return bool(done.get("success")), done.get("error")
 
     def _run_in_process(self, args: list[str], env: dict[str, str], password: str | None,
-                        target: Path | None = None) -> tuple[bool, str | None]:
+                        target: Path | None = None, preloaded: Path | None = None) -> tuple[bool, str | None]:
         """dbtRunner in a worker thread; writes ``run_results.json`` into ``target`` when dbt did not
         (``--no-write-json``, or a ``dbt retry`` of such a run)."""
         try:
-            from dbt.cli.main import dbtRunner
+            import dbt.cli.main  # noqa: F401
         except ImportError as exc:
             raise RuntimeError(f"{NOT_INSTALLED} ({exc})") from None
-
-        log = self.log
-
-        def relay(event: Any) -> None:
-            info = getattr(event, "info", None)
-            if info is None or info.level not in ("info", "warn", "error") or not info.msg:
-                return
-            text = _scrub(str(info.msg), password)
-            {"warn": log.warning, "error": log.error}.get(info.level, log.info)("dbt: %s", text)
+        from airflow_provider_dataeng.dbt import warm_worker
 
         outcome: dict[str, Any] = {}
+        full_env = {**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
         def invoke() -> None:
             try:
-                outcome["res"] = dbtRunner(callbacks=[relay]).invoke([*args, "--log-level", "none"])
+                manifest = None
+                if preloaded is not None:
+                    try:
+                        manifest = warm_worker.load_shipped_manifest(preloaded)
+                        why_not = warm_worker.manifest_problem(manifest, dict(os.environ))
+                    except Exception as exc:  # dbt loads it itself and says what is wrong
+                        why_not = f"it could not be loaded ({type(exc).__name__}: {exc})"
+                    if why_not is None:
+                        manifest = warm_worker.prepare_manifest(manifest)
+                        self.log.info("dbt is handed the build-time Manifest loaded from %s: no parse", preloaded)
+                    else:
+                        manifest = None
+                        self.log.info("dbt loads the build-time parse itself: %s", why_not)
+                outcome.update(warm_worker.run_dbt(args, self._relay(password), manifest,
+                                                   str(target) if target is not None else None))
             except BaseException as exc:  # handed to the waiting thread
                 outcome["exc"] = exc
 
         # dbt runs in its own thread: the task's thread stays in this loop, where Airflow's timeout (or any
         # interruption) lands; dbt itself would wait for its running query before letting it through.
-        with _ENV_LOCK, _patched_environ({**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+        with _ENV_LOCK, _patched_environ(full_env):
             worker = threading.Thread(target=invoke, name="dbt", daemon=True)
             worker.start()
             try:
@@ -429,13 +510,7 @@ class DbtRunner:
                 raise
         if "exc" in outcome:
             raise outcome["exc"]
-        res = outcome["res"]
-        if target is not None and hasattr(res.result, "write") and not (target / "run_results.json").exists():
-            res.result.write(str(target / "run_results.json"))
-        exc = res.exception
-        if exc is not None:
-            return False, f"{type(exc).__name__}: {exc}"
-        return bool(res.success), None
+        return bool(outcome["success"]), outcome["error"]
 
     def _run_subprocess(self, args: list[str], env: dict[str, str], password: str | None,
                         cwd: Path) -> tuple[bool, str | None]:
@@ -475,6 +550,12 @@ class DbtRunner:
         """Stop this runner's dbt: the child process (SIGINT: dbt cancels its queries; then SIGTERM, SIGKILL)
         and, in any mode, every database session dbt opened (``pg_terminate_backend`` on its
         application_name), so nothing of it keeps running on the server."""
+        pid = self._worker_pid
+        if pid is not None:
+            from airflow_provider_dataeng.dbt.warm_worker import stop_child
+
+            self.log.info("Stopping dbt (warm worker process %d)", pid)
+            stop_child(pid, grace_s)
         proc = self._proc
         if proc is not None and proc.poll() is None:
             self.log.info("Stopping dbt (pid %d)", proc.pid)

@@ -32,6 +32,7 @@ from airflow_provider_dataeng.dbt.profile import DbtProfile
 
 BUILD_INFO_FILE = "dataeng_build_info.json"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+DBT_DISTRIBUTIONS = ("dbt-core", "dbt-postgres", "dbt-adapters")
 # Not project sources: build output, installed packages, logs, VCS and editor state.
 _SKIP_DIRS = frozenset({"target", "logs", "dbt_packages", "dbt_modules", "__pycache__", "node_modules"})
 
@@ -53,11 +54,41 @@ def project_fingerprint(project_dir: str | os.PathLike[str]) -> dict[str, str]:
     }
 
 
+def _value_hash(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
+def parsed_env_vars(target_dir: str | os.PathLike[str]) -> dict[str, str | None] | None:
+    """``{name: sha256 of value}`` of the environment variables the parse in ``target_dir`` read (dbt keeps
+    their values in ``partial_parse.msgpack``; only hashes are recorded). None: unknown."""
+    try:
+        import msgpack  # dbt-core's dependency; absent when dbt lives in another virtualenv
+
+        data = msgpack.unpackb((Path(target_dir) / PARTIAL_PARSE_FILE).read_bytes(), raw=False,
+                               strict_map_key=False)
+    except Exception:  # no msgpack, no parse file, another format: unknown
+        return None
+    env_vars = data.get("env_vars") if isinstance(data, dict) else None
+    if not isinstance(env_vars, dict):
+        return None
+    return {str(k): _value_hash(v if isinstance(v, str) else None) for k, v in env_vars.items()}
+
+
+def changed_env_vars(info: dict[str, Any], env: dict[str, str]) -> list[str] | None:
+    """Environment variables read by the project whose value differs from the build's (None: unknown)."""
+    recorded = info.get("env_vars")
+    if not isinstance(recorded, dict):
+        return None
+    return sorted(k for k, h in recorded.items() if _value_hash(env.get(k)) != h)
+
+
 def write_build_info(project_dir: str | os.PathLike[str], target_dir: str | os.PathLike[str],
                      profile: DbtProfile) -> Path:
-    """Record the project's file checksums and the parse-time profile beside the build-time manifest."""
+    """Record the project's file checksums, the environment variables its parse read (hashed), the dbt
+    versions and the parse-time profile beside the build-time manifest."""
     path = Path(target_dir) / BUILD_INFO_FILE
     info = {"profile_hash": profile.parse_hash(), "database": profile.dbname, "schema": profile.schema,
+            "dbt_versions": dbt_versions(), "env_vars": parsed_env_vars(target_dir),
             "files": project_fingerprint(project_dir)}
     path.write_text(json.dumps(info, indent=0, sort_keys=True))
     return path
@@ -70,6 +101,47 @@ def read_build_info(artifacts_dir: str | os.PathLike[str]) -> dict[str, Any] | N
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) and isinstance(info.get("files"), dict) else None
+
+
+def dbt_versions() -> dict[str, str | None]:
+    """Installed versions of the distributions whose code shapes a parse (read without importing dbt)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for dist in DBT_DISTRIBUTIONS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def reuse_problem(project_dir: str | os.PathLike[str], info: dict[str, Any], vars: dict[str, Any] | None) -> str | None:
+    """Why dbt should not be handed the build-time Manifest as is, nor skip its file diff (None: it may).
+
+    Called only for a try that starts from the build-time parse of a project unchanged since, file by file
+    (:func:`stale_files`) and in the environment variables it reads (:func:`changed_env_vars`), for the same
+    database and schema (:func:`adopt_parse`). What else would make dbt drop the saved parse is checked
+    here: the dbt versions, ``--vars`` (none may be passed), installed packages (none may be declared:
+    their files are not in the build info), environment variables read by ``dbt_project.yml``.
+    """
+    built = info.get("dbt_versions")
+    if not isinstance(built, dict):
+        return "the build info records no dbt versions (artifacts built by an older parse_project)"
+    now = dbt_versions()
+    if built != now:
+        return f"the artifacts were built with {built}, this worker has {now}"
+    if vars:
+        return "the task passes --vars (dbt compares them with the parse's)"
+    if declares_packages(project_dir):
+        return "the project declares packages (dbt checks the installed ones)"
+    try:
+        reads_env = "env_var" in (Path(project_dir) / "dbt_project.yml").read_text()
+    except OSError:
+        reads_env = True
+    if reads_env:
+        return "dbt_project.yml reads environment variables (dbt compares them with the parse's)"
+    return None
 
 
 def stale_files(project_dir: str | os.PathLike[str], info: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -356,6 +357,18 @@ class ExtractJob:
         bounds: list[int | None] = [None, *(blocks * i // sessions for i in range(1, sessions)), None]
         return list(zip(bounds[:-1], bounds[1:], strict=True))
 
+    def _adopt_snapshot(self, snapshot: str) -> psycopg.Connection:
+        """A new source session in a REPEATABLE READ READ ONLY transaction on the exported ``snapshot``."""
+        conn = self.source_hook.get_conn()
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+        except BaseException:
+            _close_quietly(conn)
+            raise
+        return conn
+
     def _ranged_base(self, lower: int | None, upper: int | None) -> sql.Composable:
         """``select * from <source_table>`` restricted to the blocks ``[lower, upper)`` (a TID range scan)."""
         assert self.source_ref is not None
@@ -368,15 +381,12 @@ class ExtractJob:
 
     def _parallel_copy(self, src: psycopg.Connection, conn: psycopg.Connection, staging: TableRef,
                        interval: IntervalSelect, prepared: _Target, ranges: list[tuple[int | None, int | None]],
-                       progress: float) -> CopyStats:
+                       progress: float, snapshot: str) -> CopyStats:
         """One COPY stream per block range, each from its own source session reading the snapshot of ``src``
         (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``) into ``staging`` through its own warehouse
         session (``conn`` for the first). Any failure or interrupt cancels every session; the extra warehouse
         sessions commit only when all streams succeeded (the publish engine drops staging on any failure)."""
-        import threading
-
         started = time.monotonic()
-        snapshot = src.execute("select pg_export_snapshot()").fetchone()[0]
         n = len(ranges)
         self.log.info("Parallel copy: %d sessions over blocks %s of %s, one snapshot (%s)", n,
                       ", ".join(f"[{lo or 0}, {hi if hi is not None else 'end'})" for lo, hi in ranges),
@@ -385,11 +395,8 @@ class ExtractJob:
         with contextlib.ExitStack() as extra:
             pairs = [(src, conn)]
             for _ in ranges[1:]:
-                s = self.source_hook.get_conn()
+                s = self._adopt_snapshot(snapshot)
                 extra.callback(_close_quietly, s)
-                s.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                s.read_only = True
-                s.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
                 w = self.warehouse_hook.get_conn()
                 extra.callback(_close_quietly, w)
                 w.autocommit = False
@@ -454,7 +461,7 @@ class ExtractJob:
         ranges: list[tuple[int | None, int | None]] | None = None
         src = self.source_hook.get_conn()
         try:
-            with self._cancellable(src), self._cancellable(conn):
+            with self._cancellable(src), self._cancellable(conn), contextlib.ExitStack() as extra:
                 known = None
                 if spec.mode == "incremental_id":
                     assert id_col is not None
@@ -496,13 +503,23 @@ class ExtractJob:
                 src.read_only = True
                 # first statement of the snapshot: a writer open now is uncommitted in the snapshot
                 late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
-                with src.cursor() as cur:
-                    cur.execute(interval.count(self.base, known))
-                    row = cur.fetchone()
-                    expected = int(row[0]) if row else 0
-                    if spec.mode == "incremental_id":
+                count: _SnapshotCount | None = None
+                snapshot: str | None = None
+                if spec.mode == "incremental_id":  # its count reads this session's temp table: counted here
+                    with src.cursor() as cur:
+                        cur.execute(interval.count(self.base, known))
+                        row = cur.fetchone()
+                        expected = int(row[0]) if row else 0
                         cur.execute(interval.null_ids(self.base))
                         null_ids = cur.fetchone()[0]
+                else:
+                    # The count runs in another session on this snapshot, alongside the COPY: same figure, no
+                    # extra scan of the interval before the copy starts.
+                    snapshot = str(src.execute("select pg_export_snapshot()").fetchone()[0])
+                    count = _SnapshotCount(self._adopt_snapshot(snapshot), interval.count(self.base, None))
+                    extra.callback(count.close)
+                    extra.enter_context(self._cancellable(count.conn))
+                    count.start()
                 # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
                 conn.execute(sql.SQL("truncate {}").format(staging.ident()))
                 ranges = self._block_ranges(src) if spec.copy_sessions > 1 else None
@@ -513,8 +530,11 @@ class ExtractJob:
                         fmt=prepared.fmt, progress_interval=progress, logger=self.log, label=f"extract into {staging}",
                     )
                 else:
+                    assert snapshot is not None
                     conn.commit()  # the truncate: the other warehouse sessions load staging too (no FREEZE)
-                    stats = self._parallel_copy(src, conn, staging, interval, prepared, ranges, progress)
+                    stats = self._parallel_copy(src, conn, staging, interval, prepared, ranges, progress, snapshot)
+                if count is not None:
+                    expected = count.result()
                 if spec.detect_deletes:
                     tomb_stats = stream_copy(
                         src, conn, copy_out_sql(tombstones_select(
@@ -579,6 +599,39 @@ class ExtractJob:
         if deletes is not None:
             extra_rows, extra_bytes = tomb_stats.rows, tomb_stats.bytes
         return LoadStats(rows=stats.rows + extra_rows, bytes=stats.bytes + extra_bytes, details=details)
+
+
+class _SnapshotCount(threading.Thread):
+    """``count_query`` on ``conn`` (a session on the copy's exported snapshot) in a thread, so the count does not
+    delay the COPY; :meth:`result` joins it and returns the count or raises its error."""
+
+    def __init__(self, conn: psycopg.Connection, count_query: sql.Composable) -> None:
+        super().__init__(name="extract-snapshot-count", daemon=True)
+        self.conn, self.query = conn, count_query
+        self.rows: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            row = self.conn.execute(self.query).fetchone()
+            self.rows = int(row[0]) if row else 0
+            self.conn.rollback()
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self) -> int:
+        while self.is_alive():
+            self.join(0.2)  # interruptible
+        if self.error is not None:
+            raise self.error
+        assert self.rows is not None
+        return self.rows
+
+    def close(self) -> None:
+        """Wait for the thread (its statement is cancelled by then on a failure), then close the session."""
+        if self.is_alive():
+            self.join(30)
+        _close_quietly(self.conn)
 
 
 # copy_sessions > 1: a session gets at least this many blocks of the source table (8 MB with 8 kB blocks)

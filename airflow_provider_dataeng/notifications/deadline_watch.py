@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 WATCH_TASK_ID = "sla_deadline_watch"
 WATCH_OPERATOR = "airflow_provider_dataeng.operators.deadline_watch.DeadlineWatchOperator"
-DEFAULT_POLL_INTERVAL = 5.0
-"""Seconds between two reads of the run's task states (the run ends at most this long after its last task)."""
+POLL_INTERVAL_SETTING = "deadline_watch_poll_interval"
+"""``[dataeng] deadline_watch_poll_interval``: seconds between two reads of the run's task states (default 5;
+the run ends at most this long after its last task)."""
 
 # Task instance states after which a task will not run again in this run (retries are not terminal).
 TERMINAL_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
@@ -175,11 +176,12 @@ def read_watched(entry: Mapping[str, Any], index: int) -> tuple[str, SlaBreachSp
 
 
 def add_deadline_watch(dag: Any, specs: list[SlaBreachSpec], *, name: str | None = None,
-                       poll_interval: float = DEFAULT_POLL_INTERVAL, **task_kwargs: Any) -> Any:
+                       poll_interval: float | None = None, **task_kwargs: Any) -> Any:
     """Add the watcher task for ``specs`` to ``dag`` (or extend the one already there); return it.
 
-    ``name`` names the alerts (numbered when there are several; default ``sla_breach[i]``); ``task_kwargs``
-    go to the operator (e.g. the factory's ``executor_config`` pod).
+    ``name`` names the alerts (numbered when there are several; default ``sla_breach[i]``); ``poll_interval``
+    ``None`` reads ``[dataeng] deadline_watch_poll_interval`` when the task runs; ``task_kwargs`` go to the
+    operator (e.g. the factory's ``executor_config`` pod).
 
     The task id is ``sla_deadline_watch`` unless a task of the DAG already has it (then ``..._2`` and so on).
     The operator is reached by its import path: engines import no operator module.

@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_dataeng.durations import format_duration
 from airflow_provider_dataeng.notifications.deadline_watch import (
-    DEFAULT_POLL_INTERVAL,
+    POLL_INTERVAL_SETTING,
     deadline_time,
     read_watched,
 )
@@ -44,14 +44,15 @@ class DeadlineWatchOperator(BaseOperator):
         :func:`~airflow_provider_dataeng.notifications.deadline_watch.watched` (an ``sla_breach`` entry:
         ``notifier``, ``kwargs``, ``after`` in seconds, ``reference``, and a ``name``).
     :param poll_interval: seconds between two reads of the run's task states in the triggerer (the run ends
-        at most this long after its last real task).
+        at most this long after its last real task); ``None``: ``[dataeng] deadline_watch_poll_interval``
+        (default 5), read when the task runs.
     """
 
     template_fields: Sequence[str] = ()  # notifier kwargs are rendered by the notifier, with the alert context
     ui_color = "#fff3e0"
     is_deadline_watch = True
 
-    def __init__(self, *, deadlines: list[dict[str, Any]], poll_interval: float = DEFAULT_POLL_INTERVAL,
+    def __init__(self, *, deadlines: list[dict[str, Any]], poll_interval: float | None = None,
                  **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)
         kwargs.setdefault("priority_weight", WATCH_PRIORITY)
@@ -61,12 +62,23 @@ class DeadlineWatchOperator(BaseOperator):
         super().__init__(**kwargs)
         if not deadlines:
             raise ValueError(f"{self.task_id}: deadlines: expected at least one")
-        if poll_interval <= 0:
+        if poll_interval is not None and poll_interval <= 0:
             raise ValueError(f"{self.task_id}: poll_interval={poll_interval!r}: expected a positive number")
         for i, entry in enumerate(deadlines):
             read_watched(entry, i)  # validate at parse time
         self.deadlines = [dict(d) for d in deadlines]
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = poll_interval
+
+    def poll_seconds(self) -> float:
+        """``poll_interval``, else the ``[dataeng]`` setting (a positive number)."""
+        if self.poll_interval is not None:
+            return float(self.poll_interval)
+        from airflow_provider_dataeng import settings
+
+        value = settings.get(POLL_INTERVAL_SETTING)
+        if value <= 0:
+            raise ValueError(f"[dataeng] {POLL_INTERVAL_SETTING} must be positive, found {value!r}")
+        return float(value)
 
     def alerts(self, dag_run: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Each deadline of this run: name, instant, notifier and its kwargs (what the trigger needs)."""
@@ -99,7 +111,7 @@ class DeadlineWatchOperator(BaseOperator):
                           alert["reference"].removeprefix("dagrun_"), alert["notifier"])
         self.defer(
             trigger=DeadlineWatchTrigger(dag_id=run["dag_id"], run_id=run["run_id"], watch_task_id=self.task_id,
-                                         dag_run=run, alerts=alerts, poll_interval=self.poll_interval,
+                                         dag_run=run, alerts=alerts, poll_interval=self.poll_seconds(),
                                          leaf_task_ids=self.leaf_task_ids()),
             method_name="execute_complete",
         )
