@@ -161,3 +161,27 @@ def test_publish_fails_before_writing_when_its_connection_reaches_another_databa
     assert states == {"wrong": {"swap": "failed"}, "right": {"swap": "success"}}
     assert db.execute("select to_regclass('mart.wrong'), to_regclass('mart.right') is not null").fetchone() == (None, True)
     assert db.execute("select array_agg(target_table) from dataeng.load_ledger").fetchone()[0] == ["right"]
+
+
+def test_mapped_tasks_use_their_pipelines_setting_when_they_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mapped task is built from its partial arguments when it runs (outside the factory's build): its
+    lineage and its run-time database check still use the pipeline's configured database. (A mapped task
+    declares no outlet Asset: its target is only known when it runs.)"""
+    monkeypatch.delenv(f"AIRFLOW_CONN_{CONN.upper()}", raising=False)
+    mapped = f"""\
+schedule: "@daily"
+tasks:
+  load:
+    type: extract
+    source_conn_id: shop_source
+    target_conn_id: {CONN}
+    expand_kwargs: [{{source_table: public.a, target_table: raw.a}}, {{source_table: public.b, target_table: raw.b}}]
+"""
+    folder = write_dags_folder(tmp_path, {"many.yaml": mapped}, defaults=DEFAULTS + f"databases: {{{CONN}: analytics}}\n")
+    task = dagbag(folder).dags["many"].get_task("load")
+    assert configured_databases() == {}
+    op = task.unmap({"source_table": "public.b", "target_table": "raw.b"})
+    assert op.asset_databases == {CONN: "analytics"}
+    from airflow_provider_dataeng.lineage.tasks import extract_lineage
+
+    assert [d.name for d in extract_lineage(op).outputs] == ["analytics.raw.b"]

@@ -8,10 +8,12 @@ concurrent ``ADD COLUMN`` / ``CREATE INDEX`` ran without retries."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -39,6 +41,19 @@ def _default_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _killing_stragglers() -> Iterator[None]:
+    """On a failure or a timeout, SIGKILL pool workers that are still alive, so the pool's
+    ``terminate()`` cannot wait forever on a worker whose task installed its own SIGTERM handling."""
+    try:
+        yield
+    except BaseException:
+        for child in multiprocessing.active_children():
+            if child.is_alive() and child.name.startswith(("ForkServerPoolWorker", "SpawnPoolWorker", "PoolWorker")):
+                child.kill()
+        raise
+
+
 def _waiting(conn: psycopg.Connection, relname: str) -> int:
     return conn.execute("select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
                         "where not l.granted and c.relname = %s", [relname]).fetchone()[0]
@@ -51,12 +66,13 @@ def _backfill(params: dict, source_dsn: str, warehouse_dsn: str, *, herd_at_swap
     waits for it (they all commit and then write ``__latest`` at the same instant)."""
     # Each run its own process and connections, like task runners. Like the scheduler's task processes
     # (devstack.preloaded_airflow), they are forked with the operator (and Airflow) already imported: a
-    # dozen children each importing Airflow cost seconds of CPU apiece on this 2-core machine.
-    import airflow_provider_dataeng.operators.extract  # noqa: F401
-
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(RUNS, initializer=_default_sigterm) as pool, psycopg.connect(source_dsn) as gate, \
-            psycopg.connect(warehouse_dsn, autocommit=True) as watch:
+    # dozen children each importing Airflow cost seconds of CPU apiece on this 2-core machine. They fork
+    # from a single-threaded forkserver, never from this test process: its threads (Airflow's in-process
+    # execution API loop, log handlers) may hold a lock at fork time, and a child then hangs for good.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["airflow_provider_dataeng.operators.extract", "tests.fixtures.extract"])
+    with ctx.Pool(RUNS, initializer=_default_sigterm) as pool, _killing_stragglers(), \
+            psycopg.connect(source_dsn) as gate, psycopg.connect(warehouse_dsn, autocommit=True) as watch:
         gate.execute("lock table orders in access exclusive mode")
         pending = pool.map_async(_run, [(day, params) for day in DAYS])
         deadline = time.monotonic() + 180

@@ -198,23 +198,30 @@ def test_wheel_ships_the_schema(tmp_path: Path) -> None:
     assert "airflow_provider_dataeng/schema/defaults.schema.json" in names
 
 
+def _line_of(path: Path, text: str) -> int:
+    """1-based number of the only line of ``path`` that starts with ``text`` (indentation aside)."""
+    (number,) = [i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(text)]
+    return number
+
+
 def test_render_shows_where_each_value_came_from(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["render", str(EXAMPLE_CONFIGS / "orders.yaml")]) == 0
     out = capsys.readouterr().out
     config = out[out.index("effective config"):].splitlines()
     orders, defaults = EXAMPLE_CONFIGS / "orders.yaml", EXAMPLE_CONFIGS / "defaults.yaml"
+    retries = _line_of(defaults, "retries: 3")
     for line in (
         '  dag_id: "orders"  <- default (the file name)',
-        f'  schedule: "@daily"  <- {orders}:3',  # from the file
-        f"  retries: 3  <- {defaults}:12",  # from defaults.yaml
-        f'  dagrun_timeout: "6h"  <- {defaults}:10',  # as written, not a timedelta
-        f'    memory: "512Mi"  <- {defaults}:21',  # resources merged key by key
-        f'      source_table: "public.orders"  <- {orders}:17',  # a task value
+        f'  schedule: "@daily"  <- {orders}:{_line_of(orders, "schedule:")}',  # from the file
+        f"  retries: 3  <- {defaults}:{retries}",  # from defaults.yaml
+        f'  dagrun_timeout: "6h"  <- {defaults}:{_line_of(defaults, "dagrun_timeout: 6h")}',  # as written
+        f'    memory: "512Mi"  <- {defaults}:{_line_of(defaults, "memory: 512Mi")}',  # merged key by key
+        f'      source_table: "public.orders"  <- {orders}:{_line_of(orders, "source_table: public.orders")}',
         '      partition_column: "_interval_start"  <- default',  # a spec default
         '      swap_attempts: 5  <- default',
-        f"      retries: 3  <- {defaults}:12 (pipeline-wide)",  # a task setting inherited from the pipeline
-        f'        memory: "1Gi"  <- {orders}:29',  # the task's own resources override
-        f'        cpu: "500m"  <- {defaults}:20 (pipeline-wide)',
+        f"      retries: 3  <- {defaults}:{retries} (pipeline-wide)",  # a task setting inherited from the pipeline
+        f'        memory: "1Gi"  <- {orders}:{_line_of(orders, "memory: 1Gi")}',  # the task's own override
+        f'        cpu: "500m"  <- {defaults}:{_line_of(defaults, "cpu: 500m")} (pipeline-wide)',
     ):
         assert line in config, line
 
@@ -243,4 +250,5 @@ def test_render_in_a_subfolder_shows_each_defaults_file(tmp_path: Path, capsys: 
 def test_airflow_cli_render() -> None:
     proc = _run(str(BIN / "airflow"), "dataeng", "render", str(EXAMPLE_CONFIGS / "orders.yaml"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"  retries: 3  <- {EXAMPLE_CONFIGS / 'defaults.yaml'}:12" in proc.stdout
+    defaults = EXAMPLE_CONFIGS / "defaults.yaml"
+    assert f"  retries: 3  <- {defaults}:{_line_of(defaults, 'retries: 3')}" in proc.stdout

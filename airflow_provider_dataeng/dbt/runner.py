@@ -265,7 +265,9 @@ class DbtRunner:
                 self.log.info("dbt loads the build-time parse itself and checks the project's files: %s", why_not)
                 quick = False
             if quick:
-                args += ["--no-partial-parse-file-diff", "--no-write-json"]
+                # --cache-selected-only: dbt lists the relations of the selected nodes' schemas, not of every
+                # schema in the project (a relation elsewhere is looked up when asked for)
+                args += ["--no-partial-parse-file-diff", "--no-write-json", "--cache-selected-only"]
                 _copy_artifact(artifacts / "manifest.json", run_dir / "target" / "manifest.json")
                 preloaded = artifacts / PARTIAL_PARSE_FILE
             self.log.info(

@@ -324,6 +324,7 @@ class _Daemon:
         self.path = path
         self.idle_s = idle_s
         self.manifests: dict[tuple[str, int, int, int], Any] = {}
+        self.lock: Any = None
 
     def manifest(self, path: str) -> Any:
         st = os.stat(path)
@@ -335,7 +336,7 @@ class _Daemon:
         return self.manifests[key]
 
     def serve(self) -> None:
-        lock = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the daemon's life
+        self.lock = lock = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the daemon's life
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -402,6 +403,7 @@ class _Daemon:
             code = 1
             try:
                 server.close()
+                self.lock.close()  # a child outliving the daemon must not keep its successor from starting
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.default_int_handler)

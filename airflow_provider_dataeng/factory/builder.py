@@ -188,8 +188,9 @@ def build_dag(loaded: LoadedPipeline, outlets_of: OutletsOf | None = None) -> An
 
     ``outlets_of`` resolves ``schedule: {after: [pipeline, ...]}`` (the other pipelines' updated tables).
     """
-    from airflow_provider_dataeng.publish.assets import asset_databases
+    from airflow_provider_dataeng.publish.assets import asset_databases, register_dag_databases
 
+    register_dag_databases(loaded.dag_id, loaded.pipeline.databases)
     with asset_databases(loaded.pipeline.databases):  # the pipeline's tables' Asset identity (one for all)
         return _build_dag(loaded, outlets_of)
 

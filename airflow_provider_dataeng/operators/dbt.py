@@ -56,9 +56,10 @@ class DbtOperator(BaseOperator):
         docs_dir: str | None = spec_default(DbtSpec, "docs_dir"),
         **kwargs: Any,
     ) -> None:
+        databases = configured_databases(kwargs.get("dag"))
         super().__init__(**kwargs)
         # the Asset identity's databases (a pipeline's `databases:`), for the run-time lineage
-        self.asset_databases = configured_databases()
+        self.asset_databases = databases
         self.conn_id = conn_id
         self.project_dir = str(project_dir) if project_dir is not None else None
         self.command = command

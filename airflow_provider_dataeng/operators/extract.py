@@ -73,7 +73,9 @@ class IdempotentExtractOperator(BaseOperator):
         copy_sessions: int = spec_default(ExtractSpec, "copy_sessions"),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", target_outlets(target_conn_id, target_table))
+        databases = configured_databases(kwargs.get("dag"))
+        with asset_databases(databases):
+            kwargs.setdefault("outlets", target_outlets(target_conn_id, target_table))
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
@@ -99,7 +101,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.copy_sessions = copy_sessions
         self._job: ExtractJob | None = None
         # the Asset identity's databases (a pipeline's `databases:`), for the run-time check and lineage
-        self.asset_databases = configured_databases()
+        self.asset_databases = databases
         # Validate at parse time (no database access) when nothing is templated: a bad config fails the DAG
         # import with a clear error instead of every run.
         if not is_templated(*(getattr(self, f) for f in self.template_fields)):

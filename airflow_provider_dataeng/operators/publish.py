@@ -19,11 +19,12 @@ from airflow_provider_dataeng.specs import TaskSpec, build_spec, spec_default, s
 from airflow_provider_dataeng.values import is_templated
 
 
-def target_outlets(conn_id: str, target_table: str) -> list[Asset]:
+def target_outlets(conn_id: str, target_table: str, dag: Any = None) -> list[Asset]:
     """The Asset outlet of the target table; none while the table name is a template."""
     if is_templated(conn_id, target_table):
         return []
-    return [table_asset(conn_id, target_table)]
+    with asset_databases(configured_databases(dag)):
+        return [table_asset(conn_id, target_table)]
 
 
 def validate_untemplated(operator: BaseOperator, spec: type[TaskSpec]) -> None:
@@ -61,9 +62,10 @@ class EngineTask(BaseOperator):
     _engine: Any = None
 
     def __init__(self, **kwargs: Any) -> None:
+        databases = configured_databases(kwargs.get("dag"))
         super().__init__(**kwargs)
         # the Asset identity's databases (a pipeline's `databases:`), for the run-time check and lineage
-        self.asset_databases = configured_databases()
+        self.asset_databases = databases
 
     def _run(self, context: Context, spec: Any, action: Callable[[Any], Any]) -> Any:
         from airflow_provider_dataeng.connections import connect
@@ -118,7 +120,7 @@ class StagingSwapOperator(EngineTask):
         keep_failed_staging: bool = spec_default(PublishSpec, "keep_failed_staging"),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
+        kwargs.setdefault("outlets", target_outlets(conn_id, target_table, kwargs.get("dag")))
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.target_table = target_table
@@ -181,7 +183,7 @@ class RollbackPublishOperator(EngineTask):
         lock_wait: str | float = spec_default(RollbackSpec, "lock_wait"),
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", target_outlets(conn_id, target_table))
+        kwargs.setdefault("outlets", target_outlets(conn_id, target_table, kwargs.get("dag")))
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.target_table = target_table

@@ -82,9 +82,22 @@ def asset_databases(databases: Mapping[str, str] | None) -> Iterator[None]:
         _DATABASES.reset(token)
 
 
-def configured_databases() -> dict[str, str]:
-    """The ``{conn_id: database}`` mapping in force (operators keep it for their run time)."""
-    return dict(_DATABASES.get())
+_BY_DAG: dict[str, Mapping[str, str]] = {}
+
+
+def register_dag_databases(dag_id: str, databases: Mapping[str, str] | None) -> None:
+    """Remember a factory pipeline's ``databases:`` by dag id (for its mapped tasks, which are built from
+    their partial arguments when they run, outside the factory's build)."""
+    _BY_DAG[dag_id] = MappingProxyType(dict(databases or {}))
+
+
+def configured_databases(dag: Any = None) -> dict[str, str]:
+    """The ``{conn_id: database}`` mapping in force (operators keep it for their run time): inside a factory
+    build the pipeline's; else the one registered for ``dag`` (a mapped task being unmapped)."""
+    current = _DATABASES.get()
+    if current or dag is None:
+        return dict(current)
+    return dict(_BY_DAG.get(getattr(dag, "dag_id", None) or "", {}))
 
 
 def environment_database(conn_id: str) -> str | None:
