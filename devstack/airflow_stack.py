@@ -48,6 +48,9 @@ from devstack.pg import PG_BIN, PgCluster, free_port
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 ADMIN_USER = "admin"
 FINAL_STATES = frozenset({"success", "failed"})
+# How often the waits (wait_dag, wait_run, wait_task_state) ask the API: each answer costs the API server a few
+# ms of CPU; a wait ends on average half an interval after what it waits for.
+POLL_S = 0.25
 _RUNNING: list[AirflowStack] = []
 
 
@@ -212,7 +215,7 @@ class AirflowStack:
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"DAG {dag_id!r} not visible after {timeout:.0f} s; import errors: "
                                         f"{self.import_errors()}\n{self.log_tails(['dag-processor'])}")
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         if unpause:
             return self._ok(self.api("PATCH", f"dags/{dag_id}", json={"is_paused": False}))
         return response.json()
@@ -287,7 +290,7 @@ class AirflowStack:
                 raise AirflowStackError(
                     f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s; tasks: "
                     f"{self.task_states(dag_id, run_id)}\n{self.log_tails(['scheduler', 'triggerer'])}")
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's task instances (``task_id``, ``map_index``, ``state``, ``try_number``, ...)."""
@@ -322,7 +325,7 @@ class AirflowStack:
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"{dag_id}/{run_id}/{task_id} is {state!r}, not {sorted(wanted)}, after "
                                         f"{timeout:.0f} s\n{self.log_tails(['scheduler', 'triggerer'])}")
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
     def report(self, dag_id: str, run_id: str, lines: int = 40) -> str:
         """Task states and the tail of every unsuccessful task's log (for assertion messages)."""

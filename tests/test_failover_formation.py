@@ -53,9 +53,12 @@ def _criteria(**kw) -> HealthCriteria:
     return HealthCriteria(**kw)
 
 
-def _once_listening(formation: Formation, application_name: str, action) -> threading.Thread:
-    """Run ``action()`` as soon as a session named ``application_name`` LISTENs on the monitor (the sensor
-    has deferred and its trigger waits), so that only a notification can wake the trigger in time."""
+def _once_listening(formation: Formation, application_names: set[str], action) -> threading.Thread:
+    """Run ``action()`` as soon as a session named one of ``application_names`` LISTENs on the monitor (the
+    sensor has deferred and its trigger waits), so that only a notification can wake the trigger in time.
+
+    The thread's ``listening`` says whether it saw that session; without it the action runs at the deadline
+    (the formation must be restored either way) and the test must fail, not wait on and pass."""
     import psycopg
 
     def run() -> None:
@@ -64,10 +67,11 @@ def _once_listening(formation: Formation, application_name: str, action) -> thre
             while time.monotonic() < deadline:
                 with psycopg.connect(formation.monitor_dsn) as conn:
                     listening = conn.execute(
-                        "select count(*) from pg_stat_activity where application_name = %s and query ilike 'listen%%'",
-                        (application_name,),
+                        "select count(*) from pg_stat_activity where application_name = any(%s) "
+                        "and query ilike 'listen%%'", (sorted(application_names),),
                     ).fetchone()[0]
                 if listening:
+                    thread.listening = True
                     time.sleep(1.0)
                     return
                 time.sleep(0.2)
@@ -75,8 +79,21 @@ def _once_listening(formation: Formation, application_name: str, action) -> thre
             action()
 
     thread = threading.Thread(target=run, daemon=True)
+    thread.listening = False  # type: ignore[attr-defined]
     thread.start()
     return thread
+
+
+def _trigger_session_names(monitor_conn_id: str, dag_id: str | None = None, task_id: str | None = None) -> set[str]:
+    """The application_name a FailoverHealthTrigger's LISTEN session can have: ``<dag>/<task> (triggerer)``
+    for a task's trigger, else what the provider's connect() gives this process (the running task, the
+    connection's ``application_name`` extra, the provider's name)."""
+    from airflow_provider_dataeng.connections import connect
+
+    names = {connect(monitor_conn_id, role="monitor").application_name, monitor_conn_id}
+    if dag_id and task_id:
+        names |= {f"{dag_id}/{task_id} (triggerer)", f"{dag_id}/{task_id}"}
+    return names
 
 
 def _stable_again(formation: Formation) -> None:
@@ -200,11 +217,13 @@ def test_stopped_secondary_puts_primary_in_wait_primary(formation: Formation, mo
                 trigger_rule="all_done",
             )
             [report, strict] >> wait
-        restarter = _once_listening(formation, monitor_conn_id, lambda: formation.start_node(secondary))
+        restarter = _once_listening(formation, _trigger_session_names(monitor_conn_id, dag.dag_id, wait.task_id),
+                                    lambda: formation.start_node(secondary))
         try:
             states = run_dag(dag)
         finally:
             restarter.join()
+        assert restarter.listening, "the deferred sensor's trigger never LISTENed on the monitor"
         assert states == {"report": "success", "strict": "failed", "wait_healthy": "success"}, states
     finally:
         _stable_again(formation)
@@ -228,9 +247,11 @@ def test_trigger_wakes_on_monitor_notifications(formation: Formation, monitor_co
     try:
         formation.enable_maintenance(secondary)  # the primary goes wait_primary
         formation.wait_for_state({primary.name: "wait_primary", secondary.name: "maintenance"}, timeout=120)
-        waker = _once_listening(formation, monitor_conn_id, lambda: formation.disable_maintenance(secondary))
+        waker = _once_listening(formation, _trigger_session_names(monitor_conn_id),
+                                lambda: formation.disable_maintenance(secondary))
         payload = asyncio.run(asyncio.wait_for(first_event(), timeout=240))
         waker.join()
+        assert waker.listening, "the trigger never LISTENed on the monitor"
     finally:
         with contextlib.suppress(Exception):
             formation.disable_maintenance(secondary)
