@@ -82,6 +82,8 @@ def test_a_killed_dbt_task_leaves_no_session_and_a_rerun_succeeds(how, use_subpr
         assert took <= 10, f"dbt sessions left {took:.1f}s after the execution_timeout"
     log = stack.task_log(dag_id, long_run, "dbt")
     assert "database session(s) of dbt" in log or "Stopping dbt" in log, log
+    if not use_subprocess:  # the LocalExecutor's task ran dbt in a child of the warm dbt worker
+        assert "dbt runs in warm worker process" in log, log
     print(f"{how}: no dbt session left {took:.1f}s after the kill")
 
     rerun = stack.trigger(dag_id)  # sleep_s 0

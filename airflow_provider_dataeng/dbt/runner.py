@@ -553,11 +553,10 @@ class DbtRunner:
         and, in any mode, every database session dbt opened (``pg_terminate_backend`` on its
         application_name), so nothing of it keeps running on the server."""
         pid = self._worker_pid
-        if pid is not None:
-            from airflow_provider_dataeng.dbt.warm_worker import stop_child
-
+        if pid is not None:  # SIGINT now (dbt cancels its queries); sessions end below, then the child is reaped
             self.log.info("Stopping dbt (warm worker process %d)", pid)
-            stop_child(pid, grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
         proc = self._proc
         if proc is not None and proc.poll() is None:
             self.log.info("Stopping dbt (pid %d)", proc.pid)
@@ -573,8 +572,12 @@ class DbtRunner:
             ended = self.terminate_sessions()
         except Exception as exc:  # on_kill must not raise; the log says what could not be stopped
             self.log.warning("Could not end dbt's database sessions (%s): %s", self.session_token, first_line(exc))
-            return
-        self.log.info("Ended %d database session(s) of dbt (application_name %s...)", ended, self.session_token)
+        else:
+            self.log.info("Ended %d database session(s) of dbt (application_name %s...)", ended, self.session_token)
+        if pid is not None:  # its queries are gone: it ends; SIGTERM, SIGKILL if it does not
+            from airflow_provider_dataeng.dbt.warm_worker import stop_child
+
+            stop_child(pid, grace_s)
 
     def terminate_sessions(self) -> int:
         """``pg_terminate_backend`` every session whose application_name starts with this run's token."""
