@@ -38,25 +38,12 @@ SLOW_MODEL = "{{ config(materialized='table') }}\nselect pg_sleep({{ var('sleep_
 ENV_MODEL = "select '{{ env_var('DATAENG_TEST_NOTE', 'none') }}'::text as note\n"
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def has(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
+def _has(lines: dbt_shop.LogLines, text: str) -> bool:
+    return any(text in line for line in lines.lines)
 
 
-def _logger() -> tuple[logging.Logger, _Collect]:
-    handler = _Collect()
-    log = logging.getLogger(f"dbt-worker-{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.addHandler(handler)
-    return log, handler
+def _logger() -> tuple[logging.Logger, dbt_shop.LogLines]:
+    return dbt_shop.capture_log("dbt-worker")
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +117,13 @@ def test_tasks_run_in_forked_children_of_one_warm_worker_from_the_shipped_manife
     children = []
     for result, lines, run_dir in ((first, lines1, "t1"), (second, lines2, "t2")):
         assert result.success, lines.lines
-        assert lines.has(HANDED_BY_WORKER), "\n".join(lines.lines)
+        assert _has(lines, HANDED_BY_WORKER), "\n".join(lines.lines)
         (child,) = [int(m.group(1)) for line in lines.lines if (m := IN_WORKER.search(line))]
         children.append(child)
         dbt_log = (tmp_path / run_dir / "logs" / "dbt.log").read_text()
         assert "Starting full parse" not in dbt_log and "Partial parsing enabled" not in dbt_log  # no parse
         assert (tmp_path / run_dir / "target" / "run_results.json").is_file()  # written by the child
-        assert lines.has("dbt: Running with dbt=") and lines.has("dbt results:")  # dbt's events reach the task log
+        assert _has(lines, "dbt: Running with dbt=") and _has(lines, "dbt results:")  # dbt's events reach the task log
     assert [n.unique_id for n in first.nodes] == ["model.dataeng_shop.stg_products"]
     assert {n.unique_id for n in second.nodes} >= {"model.dataeng_shop.stg_products"}  # build: with its tests
     assert len(second.nodes) > 1
@@ -150,15 +137,15 @@ def test_the_task_environment_reaches_dbt_and_a_changed_env_var_or_vars_fall_bac
         shipped, worker_dir: Path, tmp_path: Path, pg_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     conn_id, dbname, project = shipped
     result, lines = _run(conn_id, project, tmp_path / "same", select="env_note")
-    assert result.success and lines.has(HANDED_BY_WORKER), lines.lines
+    assert result.success and _has(lines, HANDED_BY_WORKER), lines.lines
     assert rows_of(pg_cluster, dbname, "select note from analytics.env_note") == [("built",)]
 
     # an env var the project reads changed since the build: dbt re-parses (it would render another value)
     monkeypatch.setenv("DATAENG_TEST_NOTE", "task")
     result, lines = _run(conn_id, project, tmp_path / "env", select="env_note")
     assert result.success and IN_WORKER.search("\n".join(lines.lines)), lines.lines
-    assert lines.has("Environment variable(s) read by the project changed since the build (DATAENG_TEST_NOTE)")
-    assert not lines.has(HANDED_BY_WORKER)
+    assert _has(lines, "Environment variable(s) read by the project changed since the build (DATAENG_TEST_NOTE)")
+    assert not _has(lines, HANDED_BY_WORKER)
     assert "Partial parsing: updated file: dataeng_shop://models/slow/env_note.sql" in (
         tmp_path / "env" / "logs" / "dbt.log").read_text()
     assert rows_of(pg_cluster, dbname, "select note from analytics.env_note") == [("task",)]
@@ -167,7 +154,7 @@ def test_the_task_environment_reaches_dbt_and_a_changed_env_var_or_vars_fall_bac
     monkeypatch.setenv("DATAENG_TEST_NOTE", "built")
     result, lines = _run(conn_id, project, tmp_path / "vars", select="slow_sleep", vars={"sleep_s": 0})
     assert result.success, lines.lines
-    assert lines.has("dbt loads the build-time parse itself and checks the project's files: the task passes "
+    assert _has(lines, "dbt loads the build-time parse itself and checks the project's files: the task passes "
                      "--vars")
     dbt_log = (tmp_path / "vars" / "logs" / "dbt.log").read_text()
     assert "Unable to do partial parsing because config vars" in dbt_log  # dbt's own check, then a real parse:
@@ -179,7 +166,7 @@ def test_the_task_environment_reaches_dbt_and_a_changed_env_var_or_vars_fall_bac
     try:
         model.write_text(original.replace("as note", "as note, 2 as version"))
         result, lines = _run(conn_id, project, tmp_path / "stale", select="env_note")
-        assert result.success and lines.has("changed since its artifacts") and not lines.has(HANDED_BY_WORKER)
+        assert result.success and _has(lines, "changed since its artifacts") and not _has(lines, HANDED_BY_WORKER)
         assert "1 files changed" in (tmp_path / "stale" / "logs" / "dbt.log").read_text()
         assert rows_of(pg_cluster, dbname, "select version from analytics.env_note") == [(2,)]
     finally:
@@ -201,10 +188,10 @@ def test_without_a_warm_worker_dbt_runs_in_the_task_process(
         monkeypatch.setenv(warm_worker.DIR_ENV, str(shared))
     result, lines = _run(conn_id, project, tmp_path / "t", select="stg_products")
     assert result.success, lines.lines
-    assert not IN_WORKER.search("\n".join(lines.lines)) and lines.has(HANDED_IN_TASK), lines.lines
+    assert not IN_WORKER.search("\n".join(lines.lines)) and _has(lines, HANDED_IN_TASK), lines.lines
     if how == "unreachable":
-        assert lines.has("dbt runs in this task's process: the warm dbt worker is unavailable")
-        assert lines.has("is not a private directory")
+        assert _has(lines, "dbt runs in this task's process: the warm dbt worker is unavailable")
+        assert _has(lines, "is not a private directory")
     assert not list(worker_dir.glob("*.pid"))
 
 
@@ -258,7 +245,7 @@ def test_cancel_stops_the_worker_child_and_ends_its_sessions(shipped, worker_dir
     assert _gone(child)
     thread.join(60)
     assert not thread.is_alive() and isinstance(outcome.get("exc"), DbtRunError), outcome
-    assert lines.has(f"Stopping dbt (warm worker process {child})")
+    assert _has(lines, f"Stopping dbt (warm worker process {child})")
 
 
 def test_a_task_process_killed_outright_takes_its_worker_child_and_queries_with_it(
