@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -80,7 +81,17 @@ def disabled_reason() -> str | None:
         return f"{SETTING_ENV}=off"
     if setting == "auto" and (os.environ.get("AIRFLOW_IS_K8S_EXECUTOR_POD") or "").lower() in ("true", "1"):
         return "a KubernetesExecutor pod runs one task (a warm worker would not outlive it)"
+    if not dbt_importable():  # the daemon would run a dbt this task's environment does not have
+        return "dbt-core is not importable in this environment"
     return None
+
+
+def dbt_importable() -> bool:
+    """Whether this process can import dbt-core (found without importing it)."""
+    try:
+        return importlib.util.find_spec("dbt.cli") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _versions() -> str:
