@@ -645,10 +645,12 @@ def _close_quietly(conn: psycopg.Connection) -> None:
 
 def _cancel(conn: psycopg.Connection, logger: logging.Logger | logging.LoggerAdapter) -> None:
     """Send a cancel request for ``conn``'s running statement (nothing when it is idle or closed)."""
-    try:
+    pid: int | str = "?"
+    try:  # another thread may close ``conn`` at any moment: every read of it can raise
         if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
             return
-        logger.warning("Cancelling the running statement of backend %s (%s)", conn.info.backend_pid, conn.info.host)
+        pid = conn.info.backend_pid
+        logger.warning("Cancelling the running statement of backend %s (%s)", pid, conn.info.host)
         conn.cancel_safe(timeout=5)
     except Exception as exc:  # a cancel is best effort: the caller is already failing
-        logger.warning("Could not cancel backend %s: %s", getattr(conn.info, "backend_pid", "?"), exc)
+        logger.warning("Could not cancel backend %s: %s", pid, exc)

@@ -120,11 +120,13 @@ class PublishEngine:
         The interrupted publish fails, drops its staging table and records 'failed'; live data is untouched.
         """
         for conn in list(self._open):
-            try:
+            try:  # the publish may close this connection at any moment (it fails once cancelled)
+                pid = conn.info.backend_pid
                 conn.cancel_safe(timeout=5.0)
-                log.warning("Cancelled the running publish statement (backend %s)", conn.info.backend_pid)
             except Exception as exc:  # a closed or broken connection has nothing left to cancel
-                log.info("Nothing to cancel on backend %s: %s", conn.info.backend_pid, first_line(exc))
+                log.info("Nothing to cancel on a publish connection: %s", first_line(exc))
+            else:
+                log.warning("Cancelled the running publish statement (backend %s)", pid)
 
     # -- the skeleton ----------------------------------------------------------------------------------
     @contextlib.contextmanager
