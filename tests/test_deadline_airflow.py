@@ -24,6 +24,7 @@ import pytest
 
 from airflow_provider_dataeng.notifications.deadline import deadline_alerts_supported
 from devstack.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.airflow
 
@@ -31,17 +32,6 @@ NATIVE = deadline_alerts_supported()  # the components run in this interpreter's
 WATCHER = "sla_deadline_watch"
 NOTIFIER = "airflow_provider_dataeng.notifications.webhook.SlaWebhookNotifier"
 BASH = "airflow.providers.standard.operators.bash.BashOperator"
-
-
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _config_dags(stack: Any, name: str, configs: dict[str, dict[str, Any]]) -> None:
@@ -82,7 +72,7 @@ def test_missed_sla_deadline_calls_the_configured_notifier_once(airflow_stack: A
         if not NATIVE:  # the watcher waits in the triggerer, not in a worker slot, while the real task runs
             airflow_stack.wait_task_state(dag_id, run_id, WATCHER, ["deferred"], timeout=120)
             assert airflow_stack.task_states(dag_id, run_id)["slow"] in ("queued", "running")
-        (body,) = _wait(lambda: _mine(rx, dag_id), 120, "the deadline notifier's POST")
+        (body,) = wait_until(lambda: _mine(rx, dag_id), 120, "the deadline notifier's POST")
         assert body["event"] == "deadline_missed" and body["run_id"] == run_id
         assert body["table"] == "raw.orders" and body["sla"] == "published within 5s"
         assert "[deadline missed] raw.orders" in body["text"] and run_id in body["text"]
@@ -148,7 +138,7 @@ def test_a_run_done_in_time_gets_no_alert_and_a_failed_run_cannot_meet_its_deadl
         # Nothing more may arrive after the deadlines (a native alert left behind would fire then).
         time.sleep(max(0.0, max(deadlines.values()) - time.time()) + 10)
         assert _mine(rx, ok_id) == []
-        (body,) = _wait(lambda: _mine(rx, failed_id), 30, "the failed run's deadline alert")
+        (body,) = wait_until(lambda: _mine(rx, failed_id), 30, "the failed run's deadline alert")
         assert body["event"] == "deadline_missed" and body["run_id"] == runs[failed_id]
         if not NATIVE:
             assert body["failed_tasks"] == ["after_broken", "broken"] and body["unfinished_tasks"] == []

@@ -17,19 +17,9 @@ import psycopg
 import pytest
 
 from devstack.pg import PgCluster
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.airflow
-
-
-def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _add_connection(stack: Any, conn_id: str, *, host: str, port: int | None, schema: str) -> None:
@@ -76,13 +66,13 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
     airflow_stack.wait_task_state(dag_id, run_id, "orders_fresh", ["deferred"], timeout=180)
     # The trigger polls on its own connection, named for the task it waits for.
     name = f"{dag_id}/orders_fresh (triggerer)"
-    _wait(lambda: _triggerer_sessions(pg_cluster, name) >= 1, 60, f"a session named {name!r}")
+    wait_until(lambda: _triggerer_sessions(pg_cluster, name) >= 1, 60, f"a session named {name!r}")
     with psycopg.connect(pg_cluster.dsn(stale_table), autocommit=True) as conn:
         conn.execute("insert into raw.orders values (2, now())")
     assert airflow_stack.wait_run(dag_id, run_id, timeout=180) == "success", airflow_stack.report(dag_id, run_id)
     log = airflow_stack.task_log(dag_id, run_id, "orders_fresh", try_number=1)
     assert "deferring" in log and "raw.orders is fresh" in log
-    _wait(lambda: _triggerer_sessions(pg_cluster, name) == 0, 30, "the trigger's session to close")
+    wait_until(lambda: _triggerer_sessions(pg_cluster, name) == 0, 30, "the trigger's session to close")
 
 
 @pytest.fixture
@@ -164,12 +154,12 @@ with DAG({dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1), catchup=Fal
         holder.commit()
         holder.execute(f"lock table {locked} in access exclusive mode")  # held until the end of the block
         run_id = airflow_stack.trigger(dag_id)
-        _wait(lambda: _waiting_on_a_lock(pg_cluster, name), 180, f"the task's query to wait on {locked}")
+        wait_until(lambda: _waiting_on_a_lock(pg_cluster, name), 180, f"the task's query to wait on {locked}")
         response = airflow_stack.api("PATCH", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/check",
                                      json={"new_state": "failed"})
         assert response.status_code == 200, response.text
         started = time.monotonic()
-        _wait(lambda: _backends(pg_cluster, name) == 0, 10, f"no backend named {name!r} (on_kill cancelled it)")
+        wait_until(lambda: _backends(pg_cluster, name) == 0, 10, f"no backend named {name!r} (on_kill cancelled it)")
         assert time.monotonic() - started <= 10
         holder.rollback()
     assert airflow_stack.wait_run(dag_id, run_id, timeout=120) == "failed"
