@@ -88,9 +88,9 @@ class ExtractJob:
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
         self._live: set[psycopg.Connection] = set()
         self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
-        # True once describe_source found a plain, partitioned or materialized table with no inheritance
-        # children: its COPY reads exactly the snapshot's rows, so the COPY's own row count is the snapshot
-        # count. A view, a foreign table or source_sql (maybe volatile) is counted by a separate count(*).
+        # True once describe_source found a plain, partitioned or materialized table: a query over it reads
+        # exactly the snapshot's rows, so the COPY's own row count is the snapshot count. A view, a foreign
+        # table or source_sql (maybe volatile) is also counted by a separate count(*) in the snapshot.
         self.source_is_table = False
 
     # -- cancellation --------------------------------------------------------------------------------
@@ -123,8 +123,7 @@ class ExtractJob:
                 columns = describe_query(src, self.base)
                 if self.source_ref is not None:
                     row = src.execute(
-                        "select c.relkind in ('r', 'p', 'm') and (c.relkind = 'p' or not c.relhassubclass)"
-                        " from pg_class c where c.oid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
+                        "select c.relkind in ('r', 'p', 'm') from pg_class c where c.oid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
                         [self.source_ref.schema, self.source_ref.table]).fetchone()
                     self.source_is_table = bool(row and row[0])
                 return columns
