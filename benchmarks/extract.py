@@ -9,10 +9,13 @@ warehouse), loads an orders table, then in one run times:
 - ``generic_transfer``: ``GenericTransfer(...).execute({})`` (common-sql provider);
 
 and the peak RSS growth of our path over the process RSS after its imports, in a child process per size
-(1M and 4M rows). ``limit_s`` is the slower side of the copy alone on the same rows: the source's binary
-``COPY TO STDOUT`` drained to /dev/null, and the warehouse's ``COPY FROM`` of the same bytes into a fresh
-table (FREEZE), each measured alone; ``ratio_vs_limit`` = limit_s / ours_s (target >= 0.85). Times are the
-best of ``--repeat`` runs (GenericTransfer: one run). The last line is one JSON object.
+(1M and 4M rows). ``limit_s`` is the slower side of our copy alone on the same rows: our source statement
+(the binary ``COPY (<the interval's select>) TO STDOUT``) drained to /dev/null, and our warehouse statement
+(``COPY ... FROM STDIN`` of the source's columns, FREEZE) fed the same bytes into a fresh table shaped like
+our staging table (the stamped ``_interval_start`` filled by its default, as in our load), each measured
+alone; the run checks that our path streamed exactly those bytes. ``ratio_vs_limit`` = limit_s / ours_s
+(target >= 0.85). Times are the best of ``--repeat`` runs (GenericTransfer: one run). The last line is one
+JSON object.
 
 CPU accounting (why the ratio is what it is): for the best run of ours, ``ours_cpu_s`` gives the CPU seconds
 the source server, the warehouse server (each: postmaster + every backend and worker, exited ones included
@@ -134,7 +137,8 @@ def warm_up() -> None:
             pass
 
 
-def run_ours(source_table: str, target_table: str, copy_sessions: int = 1) -> tuple[float, int]:
+def run_ours(source_table: str, target_table: str, copy_sessions: int = 1) -> tuple[float, int, int]:
+    """Our path once: ``(seconds, rows, bytes streamed)``."""
     from airflow_provider_dataeng.extract.job import ExtractJob
     from airflow_provider_dataeng.extract.spec import ExtractSpec
 
@@ -143,7 +147,7 @@ def run_ours(source_table: str, target_table: str, copy_sessions: int = 1) -> tu
                                  copy_sessions=copy_sessions))
     t0 = time.perf_counter()
     result = job.run(LOWER, UPPER, pipeline="bench", task_id="extract", run_id="bench")
-    return time.perf_counter() - t0, result.rows
+    return time.perf_counter() - t0, result.rows, result.bytes
 
 
 def run_pipe(src: PgCluster, wh: PgCluster, source_table: str, target_table: str) -> float:
@@ -164,14 +168,17 @@ def run_pipe(src: PgCluster, wh: PgCluster, source_table: str, target_table: str
     return time.perf_counter() - t0
 
 
-# the shape of our partitioned target's staging table: the source's columns plus the stamped partition column,
-# no index (the target has none)
+# the shape of our partitioned target's staging table during the load: the source's columns plus the stamped
+# partition column, which the warehouse fills in (its default), no index (the target has none)
 LIMIT_DDL = ORDERS_DDL.format(name="bench.orders_limit").replace("id bigint primary key", "id bigint not null").replace(
-    "\n)", ", _interval_start timestamptz not null\n)")
+    "\n)", f", _interval_start timestamptz not null default '{LOWER.isoformat()}'\n)")
+SOURCE_COLUMNS = ("id", "customer_id", "status", "amount", "created_at", "updated_at", "note")
 
 
 def limit_query(source_table: str) -> str:
-    return f"select *, timestamptz '{LOWER.isoformat()}' as _interval_start from {source_table}"
+    """Our source statement's SELECT (``IntervalSelect.select`` for a full snapshot of ``source_table``)."""
+    cols = ", ".join(f's."{c}"' for c in SOURCE_COLUMNS)
+    return f"select {cols} from (select * from {source_table}) as s"
 
 
 def capture_rows(src: PgCluster, source_table: str, data: Path) -> None:
@@ -195,7 +202,7 @@ def time_target_side(wh: PgCluster, data: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", wh.dsn("warehouse"),
                     "-c", "begin", "-c", LIMIT_DDL,
-                    "-c", f"\\copy bench.orders_limit from '{data}' (format binary, freeze)",
+                    "-c", f"\\copy bench.orders_limit ({', '.join(SOURCE_COLUMNS)}) from '{data}' (format binary, freeze)",
                     "-c", "commit"], check=True)
     return time.perf_counter() - t0
 
@@ -228,7 +235,7 @@ def child_rss(rows: int) -> None:
     import airflow_provider_dataeng.publish.engine  # noqa: F401
 
     baseline = vm_kb("VmRSS")
-    seconds, copied = run_ours(f"orders_{rows}", f"raw.orders_rss_{rows}")
+    seconds, copied, _ = run_ours(f"orders_{rows}", f"raw.orders_rss_{rows}")
     peak = vm_kb("VmHWM")
     print(json.dumps({"rows": copied, "seconds": seconds, "baseline_mb": baseline / 1024,
                       "growth_mb": (peak - baseline) / 1024}), flush=True)
@@ -274,8 +281,10 @@ def main() -> None:
             for i in range(args.repeat):
                 settle(src, wh)
                 before = (cluster_cpu(src), cluster_cpu(wh), own_cpu())
-                seconds, copied = run_ours("orders", "raw.orders")
+                seconds, copied, streamed = run_ours("orders", "raw.orders")
                 time.sleep(REAP_S)
+                assert streamed == data.stat().st_size, ("our path streamed other bytes than the sides alone",
+                                                         streamed, data.stat().st_size)
                 after = (cluster_cpu(src), cluster_cpu(wh), own_cpu())
                 assert copied == args.rows, (copied, args.rows)
                 ours.append(seconds)
@@ -283,7 +292,7 @@ def main() -> None:
                     ("source_server", "warehouse_server", "ours_process"), after, before, strict=True)}
                 if args.parallel > 1:
                     settle(src, wh)
-                    p_seconds, copied = run_ours("orders", "raw.orders", copy_sessions=args.parallel)
+                    p_seconds, copied, _ = run_ours("orders", "raw.orders", copy_sessions=args.parallel)
                     assert copied == args.rows, (copied, args.rows)
                     parallel.append(p_seconds)
                 settle(src, wh)
@@ -311,6 +320,8 @@ def main() -> None:
             " from bench.orders_pipe p)", "warehouse",
         )
         assert same == "t", "our copy differs from the psql pipe's"
+        stamped = wh.psql(f"select count(*) from raw.orders where _interval_start <> '{LOWER.isoformat()}'", "warehouse")
+        assert stamped == "0", f"{stamped} rows of raw.orders have another _interval_start than the interval's"
         say("our copy is identical to the psql pipe's")
         source_alone, target_alone = min(source_side), min(target_side)
         got = wh.psql("select count(*) from bench.orders_limit", "warehouse")

@@ -31,7 +31,7 @@ def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, d
         events = StagingSwapOperator(
             task_id="events", conn_id=warehouse_conn_id, target_table="mart.events",
             partition_column="_interval_start", select_sql="select 1 as id, '{{ ds }}' as ds",
-            partition_start="{{ logical_date }}", partition_end="{{ macros.ds_add(ds, 1) }}",
+            partition_start="{{ logical_date }}", partition_end="{{ macros.ds_add(ds, 1) }}", analyze=True,
         )
         rollback = RollbackPublishOperator(task_id="rollback", conn_id=warehouse_conn_id, target_table="mart.daily")
         bad_quality = DataQualityOperator(task_id="bad_quality", conn_id=warehouse_conn_id, table="mart.daily",
@@ -44,6 +44,9 @@ def test_operators_publish_check_and_roll_back_in_a_dag_run(warehouse_conn_id, d
     assert one(db, "select string_agg(v, ',') from mart.daily") == "old"  # rolled back
     assert one(db, "select count(*) from mart.daily__previous") == 5
     assert one(db, 'select ds from mart."events__p_20260101"') == "2026-01-01"
+    # analyze=True: the partition went live with column statistics; the table swap (default) with none yet
+    stats = "select count(*) from pg_stats where schemaname = 'mart' and tablename = %s"
+    assert (one(db, stats, ["events__p_20260101"]), one(db, stats, ["daily__previous"])) == (3, 0)
     rows = ledger(db)
     assert [(r["task_id"], r["mode"], r["status"]) for r in rows[1:]] == [
         ("swap", "table_swap", "published"), ("events", "partition_swap", "published"),

@@ -46,6 +46,7 @@ from airflow_provider_dataeng.extract.schema_drift import (
     plan,
 )
 from airflow_provider_dataeng.extract.spec import DEFAULT_PARTITION_COLUMN, ExtractSpec
+from airflow_provider_dataeng.extract.stamp import restore_default, set_stamp
 from airflow_provider_dataeng.extract.target import read_target, refuse_unusable, target_ddl
 from airflow_provider_dataeng.extract.watermark import ensure_id_index, has_id_index, id_watermark
 from airflow_provider_dataeng.publish.table_ref import TableRef
@@ -87,6 +88,10 @@ class ExtractJob:
         self.warehouse_hook = connect(spec.target_conn_id, role="warehouse", application_name=application_name)
         self._live: set[psycopg.Connection] = set()
         self._engine: Any = None  # the publish engine of the running interval (cancelled with the job)
+        # True once describe_source found a plain, partitioned or materialized table: a query over it reads
+        # exactly the snapshot's rows, so the COPY's own row count is the snapshot count. A view, a foreign
+        # table or source_sql (maybe volatile) is also counted by a separate count(*) in the snapshot.
+        self.source_is_table = False
 
     # -- cancellation --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -115,7 +120,13 @@ class ExtractJob:
     def describe_source(self) -> list[Column]:
         with self.source_hook.connection_scope() as src, self._cancellable(src):
             try:
-                return describe_query(src, self.base)
+                columns = describe_query(src, self.base)
+                if self.source_ref is not None:
+                    row = src.execute(
+                        "select c.relkind in ('r', 'p', 'm') from pg_class c where c.oid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
+                        [self.source_ref.schema, self.source_ref.table]).fetchone()
+                    self.source_is_table = bool(row and row[0])
+                return columns
             finally:
                 src.rollback()
 
@@ -179,9 +190,8 @@ class ExtractJob:
         by_name = {c.name: c for c in (current.columns if current else [])}
         if pc not in by_name:  # dropped concurrently
             raise AirflowFailException(f"partition_column={pc!r}: not a column of {target}")
+        # a stamped partition column is not sent (the warehouse fills it in): it never forces the text format
         binary = all(binary_compatible(c, by_name[c.name]) for c in drift.load if c.name in by_name)
-        if stamp and by_name[pc].type != "timestamp with time zone":
-            binary = False
         return _Target(drift, by_name, "binary" if binary else "text", stamp, by_name[pc].type == "date", enum_changes)
 
     # -- the run -------------------------------------------------------------------------------------
@@ -206,6 +216,7 @@ class ExtractJob:
         engine = self._engine = PublishEngine(
             self.warehouse_hook, lock_timeout=spec.lock_timeout.total_seconds(), swap_attempts=spec.swap_attempts,
             pipeline=pipeline, task_id=task_id, run_id=run_id, on_connect=self.on_warehouse_connect,
+            analyze=spec.analyze,
         )
         source_cols = self.describe_source()
         # refusals that need only the source's columns come before any DDL on the target
@@ -505,23 +516,31 @@ class ExtractJob:
                 late = self._late_commit_risk(src, interval) if spec.mode == "incremental_timestamp" else []
                 count: _SnapshotCount | None = None
                 snapshot: str | None = None
+                expected: int | None = None  # None: the source COPY's own row count is the snapshot count
+                counted = not self.source_is_table
                 if spec.mode == "incremental_id":  # its count reads this session's temp table: counted here
                     with src.cursor() as cur:
-                        cur.execute(interval.count(self.base, known))
-                        row = cur.fetchone()
-                        expected = int(row[0]) if row else 0
+                        if counted:
+                            cur.execute(interval.count(self.base, known))
+                            row = cur.fetchone()
+                            expected = int(row[0]) if row else 0
                         cur.execute(interval.null_ids(self.base))
                         null_ids = cur.fetchone()[0]
                 else:
-                    # The count runs in another session on this snapshot, alongside the COPY: same figure, no
-                    # extra scan of the interval before the copy starts.
-                    snapshot = str(src.execute("select pg_export_snapshot()").fetchone()[0])
-                    count = _SnapshotCount(self._adopt_snapshot(snapshot), interval.count(self.base, None))
-                    extra.callback(count.close)
-                    extra.enter_context(self._cancellable(count.conn))
-                    count.start()
+                    if counted or spec.copy_sessions > 1:
+                        snapshot = str(src.execute("select pg_export_snapshot()").fetchone()[0])
+                    if counted:
+                        # A view or a query may not return the same rows twice: counted in another session on
+                        # this snapshot, alongside the COPY (no extra scan before the copy starts).
+                        assert snapshot is not None
+                        count = _SnapshotCount(self._adopt_snapshot(snapshot), interval.count(self.base, None))
+                        extra.callback(count.close)
+                        extra.enter_context(self._cancellable(count.conn))
+                        count.start()
                 # Truncating staging in this transaction makes COPY FREEZE possible (and a loader retry clean).
                 conn.execute(sql.SQL("truncate {}").format(staging.ident()))
+                stamp_default = (set_stamp(conn, staging, spec.partition_column, interval.partition_value())
+                                 if prepared.stamp else None)
                 ranges = self._block_ranges(src) if spec.copy_sessions > 1 else None
                 if ranges is None:
                     stats = stream_copy(
@@ -535,6 +554,8 @@ class ExtractJob:
                     stats = self._parallel_copy(src, conn, staging, interval, prepared, ranges, progress, snapshot)
                 if count is not None:
                     expected = count.result()
+                if expected is None:
+                    expected = stats.source_rows
                 if spec.detect_deletes:
                     tomb_stats = stream_copy(
                         src, conn, copy_out_sql(tombstones_select(
@@ -547,6 +568,8 @@ class ExtractJob:
                                "seconds": round(time.monotonic() - deletes_started - stats.seconds, 3)}
                     self.log.info("Delete detection: %d live keys compared with the source, %d tombstones, %.1fs",
                                   deletes["keys_compared"], deletes["tombstones"], deletes["seconds"])
+                if prepared.stamp:
+                    restore_default(conn, staging, spec.partition_column, stamp_default)
                 src.commit()
                 if spec.mode == "incremental_id":
                     max_id = conn.execute(sql.SQL("select max({}) from {}").format(
@@ -572,6 +595,7 @@ class ExtractJob:
             "copy_sessions": len(ranges) if ranges else 1,
             "copy_format": prepared.fmt,
             "source_count": expected,
+            "source_count_by": "count(*) in the snapshot" if counted else "the source COPY (a table)",
             "source": str(self.source_ref) if self.source_ref else "source_sql",
             "interval": [interval.lower.isoformat(), interval.upper.isoformat()],
         }

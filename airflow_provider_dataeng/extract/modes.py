@@ -54,7 +54,9 @@ class IntervalSelect:
     lower: datetime
     upper: datetime
     partition_column: str
-    stamp: bool  # True: add partition_column = lower to every row; False: it is a source column
+    # True: partition_column is not a source column; every row gets the interval's start, filled in by the
+    # warehouse (the staging column's DEFAULT during the load), not sent over the wire. False: a source column.
+    stamp: bool
     partition_is_date: bool = False
     timestamp_column: str | None = None
     lag: timedelta = timedelta(0)
@@ -82,9 +84,9 @@ class IntervalSelect:
 
     @property
     def target_columns(self) -> list[str]:
-        """Column list of the target COPY, in the order the source query returns them."""
-        names = [c.name for c in self.columns]
-        return [*names, self.partition_column] if self.stamp else names
+        """Column list of the target COPY, in the order the source query returns them (a stamped partition
+        column is not sent: the warehouse fills it with :meth:`partition_value`, the staging column's default)."""
+        return [c.name for c in self.columns]
 
     def _bound(self, value: datetime) -> sql.Composable:
         if self.partition_is_date:
@@ -92,7 +94,8 @@ class IntervalSelect:
         return sql.SQL("{}::timestamptz").format(sql.Literal(value))
 
     def partition_value(self) -> sql.Composable:
-        """The stamped partition column's value for this interval (its start)."""
+        """The stamped partition column's value for this interval (its start), as a SQL literal of the
+        column's type."""
         return self._bound(self.lower)
 
     def instant(self, value: datetime) -> sql.Composable:
@@ -144,10 +147,8 @@ class IntervalSelect:
         return self._where(conds)
 
     def select(self, base: sql.Composable, known_ids: sql.Composable | None = None) -> sql.Composed:
-        """The SELECT whose rows are this interval's partition (the partition column last when stamped)."""
+        """The SELECT whose rows are this interval's partition (:attr:`target_columns`, in order)."""
         cols: list[sql.Composable] = [sql.Identifier("s", c.name) for c in self.columns]
-        if self.stamp:
-            cols.append(sql.SQL("{}::timestamptz as {}").format(sql.Literal(self.lower), sql.Identifier(self.partition_column)))
         return sql.SQL(" union all ").join(
             sql.SQL("select {} from ({}) as s{}").format(sql.SQL(", ").join(cols), base, self._where(conds))
             for conds in self._branches(known_ids)

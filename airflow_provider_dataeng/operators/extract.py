@@ -69,6 +69,7 @@ class IdempotentExtractOperator(BaseOperator):
         swap_attempts: int = spec_default(ExtractSpec, "swap_attempts"),
         keep_previous: bool = spec_default(ExtractSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(ExtractSpec, "keep_failed_staging"),
+        analyze: bool = spec_default(ExtractSpec, "analyze"),
         progress_interval: str | float = spec_default(ExtractSpec, "progress_interval"),
         copy_sessions: int = spec_default(ExtractSpec, "copy_sessions"),
         **kwargs: Any,
@@ -97,6 +98,7 @@ class IdempotentExtractOperator(BaseOperator):
         self.swap_attempts = swap_attempts
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
+        self.analyze = analyze
         self.progress_interval = progress_interval
         self.copy_sessions = copy_sessions
         self._job: ExtractJob | None = None

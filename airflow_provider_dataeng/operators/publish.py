@@ -118,6 +118,7 @@ class StagingSwapOperator(EngineTask):
         lock_wait: str | float = spec_default(PublishSpec, "lock_wait"),
         keep_previous: bool = spec_default(PublishSpec, "keep_previous"),
         keep_failed_staging: bool = spec_default(PublishSpec, "keep_failed_staging"),
+        analyze: bool = spec_default(PublishSpec, "analyze"),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", target_outlets(conn_id, target_table, kwargs.get("dag")))
@@ -135,6 +136,7 @@ class StagingSwapOperator(EngineTask):
         self.lock_wait = lock_wait
         self.keep_previous = keep_previous
         self.keep_failed_staging = keep_failed_staging
+        self.analyze = analyze
         if checks is not None and not is_templated(checks):
             from airflow_provider_dataeng.publish.checks import build_checks
 

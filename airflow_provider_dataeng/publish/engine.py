@@ -76,6 +76,8 @@ class PublishEngine:
         partition publish without one records its bounds), so the gap check knows table-swap targets too.
     :param lock_wait: seconds a publish waits for another publish of the same target (or partition) to
         finish before failing with who holds the lock (None: no deadline).
+    :param analyze: ANALYZE staging before the swap (the new table goes live with column statistics, at the
+        cost of sampling it); otherwise staging is only VACUUMed and autovacuum analyzes it later.
     :param on_step: ``callback(step, conn)`` called at each step (``locked``, ``staging_created``,
         ``loaded``, ``checked``, ``prepared``, ``swap_locked``, ``swapped`` (before commit),
         ``committed``): for observability and for crash tests.
@@ -95,6 +97,7 @@ class PublishEngine:
         lock_wait: float | None = 3600.0,
         data_interval: tuple[Any, Any] | None = None,
         on_connect: Callable[[psycopg.Connection], None] | None = None,
+        analyze: bool = False,
     ) -> None:
         if lock_timeout <= 0:
             raise ValueError(f"lock_timeout: expected a positive number of seconds, got {lock_timeout!r}")
@@ -110,6 +113,7 @@ class PublishEngine:
         self.on_step = on_step
         self.lock_wait = lock_wait
         self.data_interval = tuple(as_utc_datetime(v) for v in data_interval) if data_interval else (None, None)
+        self.analyze = analyze
         self.on_connect = on_connect  # runs on each new connection before anything else (e.g. a database check)
         self.last_swap_seconds: float | None = None  # duration of the last successful swap transaction
         self._open: set[psycopg.Connection] = set()  # what cancel() interrupts
@@ -212,7 +216,7 @@ class PublishEngine:
                 self._step("loaded", conn)
                 if catalog.relation(conn, s.staging) is None:
                     raise PublishError(f"the loader did not create the staging table {s.staging}")
-                rows, size = staging.measure(conn, s.staging, stats.rows)
+                rows, size = staging.measure(conn, s.staging, stats.rows, analyze=self.analyze)
                 result.rows, result.bytes = rows, stats.bytes if stats.bytes is not None else size
                 entry.rows, entry.bytes = result.rows, result.bytes
                 entry.details = {**stats.details, **entry.details}

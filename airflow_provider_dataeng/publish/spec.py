@@ -145,6 +145,13 @@ class PublishSpec(TaskSpec):
     keep_previous: bool = Field(default=True, description="Keep the replaced table or partition as __previous "
                                                           "(for rollback)")
     keep_failed_staging: bool = Field(default=False, description="Keep a rejected staging table for inspection")
+    analyze: bool = Field(
+        default=False,
+        description="ANALYZE staging before the swap, so the new partition or table goes live with column "
+                    "statistics (a sample of 30,000 rows: about 0.2-0.4 s per load, whatever its size). Off: the "
+                    "load still VACUUMs staging (row and page counts for the planner, visibility map) and "
+                    "autovacuum analyzes the new table at its next round (autovacuum_naptime, 1 min by default)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PublishSpec:

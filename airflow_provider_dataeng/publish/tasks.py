@@ -18,7 +18,7 @@ def engine_for(spec: PublishSpec | RollbackSpec | QualitySpec, hook: Any, **ledg
         return PublishEngine(hook, **ledger)
     return PublishEngine(hook, lock_timeout=parse_seconds(spec.lock_timeout, "lock_timeout"),
                          swap_attempts=spec.swap_attempts, lock_wait=parse_seconds(spec.lock_wait, "lock_wait"),
-                         **ledger)
+                         analyze=getattr(spec, "analyze", False), **ledger)
 
 
 def publish(engine: PublishEngine, spec: PublishSpec,
