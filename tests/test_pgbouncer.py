@@ -38,6 +38,7 @@ class Stack:
     src_db: str
     session: Bouncer
     transaction: Bouncer
+    statement: Bouncer
 
     def register(self, bouncer: Bouncer, db: str, **extra: object) -> str:
         conn_id = f"pgb_{uuid.uuid4().hex[:8]}"
@@ -52,7 +53,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(pg_cluster: PgCluster, source_cluster: PgCluster) -> Iterator[Stack]:
-    """A warehouse and a source database on the session clusters, one PgBouncer per pool mode in front."""
+    """A warehouse and a source database on the session clusters, one PgBouncer per pool mode in front
+    (session, transaction, statement)."""
     wh_db, src_db = f"pgbwh_{uuid.uuid4().hex[:8]}", f"pgbsrc_{uuid.uuid4().hex[:8]}"
     pg_cluster.create_database(wh_db)
     source_cluster.create_database(src_db)
@@ -63,7 +65,7 @@ def stack(pg_cluster: PgCluster, source_cluster: PgCluster) -> Iterator[Stack]:
     databases = {wh_db: (pg_cluster.host, pg_cluster.port), src_db: (source_cluster.host, source_cluster.port)}
     bouncers: list[Bouncer] = []
     try:
-        for mode in ("session", "transaction"):
+        for mode in ("session", "transaction", "statement"):
             bouncers.append(Bouncer(mode, databases))
             bouncers[-1].start()
         pooler.clear_verdicts()  # a bouncer port may have served a direct cluster earlier in this process
@@ -91,15 +93,17 @@ def _publish(wh: str, target: str, **kw: object) -> object:
     return engine.publish_table(target, select_sql=SELECT)
 
 
-def test_transaction_pooling_is_refused_at_connect_and_nothing_is_written(stack: Stack):
-    wh = stack.register(stack.transaction, stack.wh_db, session_settings="set")
+@pytest.mark.parametrize("mode", ["transaction", "statement"])
+def test_transaction_pooling_is_refused_at_connect_and_nothing_is_written(stack: Stack, mode: str):
+    bouncer: Bouncer = getattr(stack, mode)
+    wh = stack.register(bouncer, stack.wh_db, session_settings="set")
     src = stack.register(stack.session, stack.src_db, session_settings="set")
     started = time.monotonic()
     with pytest.raises(TransactionPoolingError) as info:
         connect(wh).get_conn()
     assert time.monotonic() - started < FAST
     message = str(info.value)
-    assert repr(wh) in message and f"127.0.0.1:{stack.transaction.port}" in message
+    assert repr(wh) in message and f"127.0.0.1:{bouncer.port}" in message
     assert "publish lock" in message and "session pooling" in message
     with pytest.raises(TransactionPoolingError):
         _publish(wh, "mart.refused")

@@ -98,13 +98,17 @@ def verdict_key(conn: Any) -> tuple[str, int, str, str]:
 def _autocommit(conn: Any) -> Iterator[None]:
     """Autocommit for the block on an idle connection, restored afterwards (isolation etc. untouched)."""
     previous = bool(conn.autocommit)
-    if not previous:
-        conn.autocommit = True
+    if previous:
+        yield
+        return
+    conn.autocommit = True
     try:
         yield
-    finally:
-        if not previous:
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection: the probe's error is the one to report
             conn.autocommit = False
+        raise
+    conn.autocommit = False
 
 
 def _backend_pid(conn: Any) -> int:
