@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL 15 and pg_auto_failover are installed (Debian/Ubuntu). Installs them when
+# Make sure PostgreSQL 15, pg_auto_failover and PgBouncer are installed (Debian/Ubuntu). Installs them when
 # running as root; otherwise says how. Never leaves a server running (no default cluster is created
 # and package scripts may not start services).
 set -euo pipefail
@@ -13,9 +13,11 @@ command -v pg_autoctl >/dev/null 2>&1 || missing+=(pg-auto-failover-cli)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
 # Headless Chromium for the dashboard's browser tests (Playwright drives it via executable_path).
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# PgBouncer for tests/test_pgbouncer.py (session pooling works, transaction pooling is refused).
+command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "==> PostgreSQL 15, pg_auto_failover and chromium are installed"
+  echo "==> PostgreSQL 15, pg_auto_failover, chromium and pgbouncer are installed"
   exit 0
 fi
 

@@ -49,6 +49,7 @@ from airflow_provider_dataeng.extract.spec import DEFAULT_PARTITION_COLUMN, Extr
 from airflow_provider_dataeng.extract.stamp import restore_default, set_stamp
 from airflow_provider_dataeng.extract.target import read_target, refuse_unusable, target_ddl
 from airflow_provider_dataeng.extract.watermark import ensure_id_index, has_id_index, id_watermark
+from airflow_provider_dataeng.publish.locks import release_advisory_lock
 from airflow_provider_dataeng.publish.table_ref import TableRef
 
 log = logging.getLogger(__name__)
@@ -325,7 +326,9 @@ class ExtractJob:
                 try:
                     yield
                 finally:
-                    wh.execute("select pg_advisory_unlock(%s, hashtext(%s))", [_ID_LOCK_CLASS, self.target.qualified])
+                    release_advisory_lock(wh, "select pg_advisory_unlock(%s, hashtext(%s)), pg_backend_pid()",
+                                          [_ID_LOCK_CLASS, self.target.qualified],
+                                          f"incremental_id lock of {self.target.qualified}")
 
         return lock()
 

@@ -22,8 +22,10 @@ as ``dbt_schema``, is left to whoever reads it):
 - ``session_settings``: how the session settings (``TimeZone``, the server-side keepalives, a source's
   zone) reach the server: ``options`` (default: the libpq ``options`` startup parameter, no round trip) or
   ``set`` (``set_config(...)`` right after connecting, committed: for poolers such as PgBouncer that reject
-  the ``options`` startup parameter; with PgBouncer use session pooling, since transaction pooling does not
-  keep a session's settings).
+  the ``options`` startup parameter; with PgBouncer use session pooling: transaction pooling is refused).
+- ``pooler_check``: ``true`` (default): every connect refuses a pooler in transaction or statement pooling
+  mode (PgBouncer ``pool_mode=transaction``), which breaks the publish lock and the session state
+  (:mod:`airflow_provider_dataeng.hooks.pooler`); ``false`` skips that probe.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, TypeVar
 
 from airflow.providers.postgres.hooks.postgres import USE_PSYCOPG3, PostgresHook
 
+from airflow_provider_dataeng.hooks.pooler import check_session_pooling, startup_refusal_error
 from airflow_provider_dataeng.values import first_line
 
 T = TypeVar("T")
@@ -80,6 +83,8 @@ FATAL_CONNECT_MARKERS = (
     "invalid connection option",
     "invalid target_session_attrs",
     "certificate",
+    "unsupported startup parameter",  # PgBouncer refuses libpq `options`: use "session_settings": "set"
+    "no such database",  # PgBouncer: no [databases] entry for it
 )
 
 
@@ -206,7 +211,8 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 def is_fatal_connect_error(exc: BaseException) -> bool:
-    """True for connect errors that retrying cannot fix (bad password, unknown role or database)."""
+    """True for connect errors that retrying cannot fix (bad password, unknown role or database, a startup
+    parameter refused by a proxy such as PgBouncer)."""
     text = str(exc).lower()
     return any(marker in text for marker in FATAL_CONNECT_MARKERS)
 
@@ -228,7 +234,7 @@ class FailoverPostgresHook(PostgresHook):
     hook_name = "PostgreSQL (failover-aware, multi-host)"
     default_conn_name = "dataeng_default"
     ignored_extra_options = PostgresHook.ignored_extra_options | {"connect_deadline", "connect_backoff_max", "driver",
-                                                                  "session_settings"}
+                                                                  "session_settings", "pooler_check"}
     # Set by this hook from its own arguments and extras; never copied from the extras as they are.
     managed_options = frozenset({"host", "port", "dbname", "user", "password", "connect_timeout",
                                  "target_session_attrs", "options", "application_name", "keepalives",
@@ -432,6 +438,22 @@ class FailoverPostgresHook(PostgresHook):
         return f"postgresql://{auth}@{netloc}/{quote(self.dbname or '', safe='')}?target_session_attrs={self.target_session_attrs}"
 
     # -- connecting ------------------------------------------------------------------------------
+    @property
+    def pooler_check(self) -> bool:
+        """Whether connects refuse transaction/statement pooling (the ``pooler_check`` extra, default true)."""
+        value = self.connection.extra_dejson.get("pooler_check", True)
+        if not isinstance(value, bool):
+            raise ValueError(f"connection {self.get_conn_id()!r} extra pooler_check={value!r}: expected true or false")
+        return value
+
+    def _open_probe_peer(self, params: Mapping[str, Any], conn: Any) -> Any:
+        """A second autocommit psycopg 3 connection to the host:port ``conn`` reached (for the pooler probe)."""
+        import psycopg
+
+        peer = {**params, "host": conn.info.host, "port": str(conn.info.port), "target_session_attrs": "any"}
+        peer.pop("hostaddr", None)
+        return psycopg.connect(**peer, autocommit=True, prepare_threshold=None)
+
     def _connect_once(self) -> Any:
         params = self.conn_params()
         if self.driver == "psycopg":
@@ -443,6 +465,8 @@ class FailoverPostgresHook(PostgresHook):
 
             conn = psycopg2.connect(**params)
         try:
+            if self.pooler_check:
+                check_session_pooling(conn, lambda: self._open_probe_peer(params, conn), conn_id=self.get_conn_id())
             self.apply_session_settings(conn)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -465,6 +489,9 @@ class FailoverPostgresHook(PostgresHook):
             except Exception as exc:
                 if not is_connection_error(exc) or is_fatal_connect_error(exc):
                     self.log.error("Connect to %s failed (%s); not retrying", self.describe(), type(exc).__name__)
+                    refusal = startup_refusal_error(self.get_conn_id(), self.describe(), exc)
+                    if refusal is not None:
+                        raise refusal from exc
                     raise
                 delay = backoff_delay(attempt, base=0.25, cap=self.connect_backoff_max)
                 left = deadline - time.monotonic()

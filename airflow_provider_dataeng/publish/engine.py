@@ -244,7 +244,7 @@ class PublishEngine:
                 raise
             finally:
                 if locked:
-                    advisory_unlock(conn, s.key)
+                    advisory_unlock(conn, s.key, s.what)
 
     def _entry(self, target: TableRef, mode: str, **kw: Any) -> LedgerEntry:
         entry = LedgerEntry(target_schema=target.schema, target_table=target.table, mode=mode, status="failed",
@@ -360,7 +360,7 @@ class PublishEngine:
                 raise
             finally:
                 if locked:
-                    advisory_unlock(conn, s.key)
+                    advisory_unlock(conn, s.key, s.what)
 
     # -- checks on an existing table -------------------------------------------------------------------
     def check_table(self, table: TableRef | str, checks: Sequence[Check | dict]) -> list[CheckResult]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import random
@@ -59,12 +58,38 @@ def advisory_holder(conn: psycopg.Connection, key: int) -> str:
     return f"backend {pid} ({app or 'no application_name'}, client {client or 'local'}, connected {since})"
 
 
-def advisory_unlock(conn: psycopg.Connection, key: int) -> None:
-    if not conn.closed:
-        with contextlib.suppress(psycopg.Error):
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.rollback()
-            catalog.execute(conn, "select pg_advisory_unlock(%s)", [key])
+def release_advisory_lock(conn: psycopg.Connection, unlock_sql: str, params: Sequence[Any], lock_name: str) -> bool:
+    """Run ``unlock_sql`` (``select pg_advisory_unlock(...), pg_backend_pid()``) and check what it returns.
+
+    False means this session did not hold the lock: it was taken on another backend (a pooler in transaction
+    mode hands statements to any server connection) and may still be held there. Logged as an ERROR naming
+    the lock and the backend; never raises (callers run it in ``finally``)."""
+    try:
+        found = catalog.rows(conn, unlock_sql, params)
+    except psycopg.Error as exc:  # the session is gone, and its session locks with it
+        log.warning("Could not release the %s (%s); a closed session releases it", lock_name, first_line(exc))
+        return False
+    released, backend = found[0] if found else (False, None)
+    if not released:
+        log.error("The %s was not held by this session (backend %s): pg_advisory_unlock returned false, so it was "
+                  "taken on another backend and may still be held there (a pooler in transaction/statement mode "
+                  "between the worker and PostgreSQL?). Check pg_locks for advisory locks.", lock_name, backend)
+    return bool(released)
+
+
+def advisory_unlock(conn: psycopg.Connection, key: int, what: str = "") -> bool:
+    """Release the publish lock ``key`` (rolling back an open transaction first); whether this session held
+    it (see :func:`release_advisory_lock`). Never raises."""
+    if conn.closed:
+        return False
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+    except psycopg.Error as exc:
+        log.warning("Could not roll back before releasing the publish lock of %s: %s", what or key, first_line(exc))
+        return False
+    return release_advisory_lock(conn, "select pg_advisory_unlock(%s), pg_backend_pid()", [key],
+                                 f"publish lock of {what or key} (key {key})")
 
 
 def set_lock_timeout(conn: psycopg.Connection, seconds: float) -> None:
