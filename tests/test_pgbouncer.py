@@ -3,6 +3,7 @@ parameter fails fast with its fix, session pooling runs extracts and publishes w
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ import pytest
 from airflow_provider_dataeng.connections import connect
 from airflow_provider_dataeng.hooks import pooler
 from airflow_provider_dataeng.hooks.pooler import StartupParameterRefusedError, TransactionPoolingError
+from airflow_provider_dataeng.publish.locks import advisory_lock, advisory_unlock, lock_key
 from devstack.airflow_env import register_connection, unregister_connection
 from devstack.pg import PgCluster
 from tests.fixtures.pgbouncer import PGBOUNCER, Bouncer
@@ -127,7 +129,7 @@ def test_default_options_parameter_fails_fast_with_the_fix(stack: Stack):
     unregister_connection(wh)
 
 
-def test_session_pooling_extracts_publishes_and_serializes_the_lock(stack: Stack):
+def test_session_pooling_extracts_publishes_and_serializes_the_lock(stack: Stack, caplog):
     wh = stack.register(stack.session, stack.wh_db, session_settings="set")
     src = stack.register(stack.session, stack.src_db, session_settings="set")
     conn = connect(wh).get_conn()
@@ -141,6 +143,12 @@ def test_session_pooling_extracts_publishes_and_serializes_the_lock(stack: Stack
     assert (first.status, first.rows) == ("published", ROWS), first
     assert (rerun.status, rerun.rows) == ("published", ROWS), rerun
     assert stack.warehouse_rows("select count(*) from raw.orders") == [(ROWS,)]
+
+    with caplog.at_level(logging.ERROR):
+        by_id = [_extract(src, wh, "raw.orders_id", mode="incremental_id") for _ in range(2)]
+    assert [r.rows for r in by_id] == [ROWS, ROWS], by_id  # a rerun replaces its own interval's partition
+    assert stack.warehouse_rows("select count(*), count(distinct id) from raw.orders_id") == [(ROWS, ROWS)]
+    assert "was not held by this session" not in caplog.text  # the id lock was released where it was taken
 
     assert _publish(wh, "mart.t").status == "published"
     assert stack.warehouse_rows("select count(*), sum(v) from mart.t") == [(1000, 1001000)]
@@ -176,3 +184,30 @@ def test_session_pooling_extracts_publishes_and_serializes_the_lock(stack: Stack
     assert stack.warehouse_rows("select count(*) from pg_locks where locktype = 'advisory'") == [(0,)]
     unregister_connection(wh)
     unregister_connection(src)
+
+
+def test_an_unlock_that_reaches_another_backend_is_reported(stack: Stack, caplog):
+    """What the refusal prevents, with the check turned off: under transaction pooling the unlock runs on
+    another server connection; it is logged as an ERROR naming the lock and that backend, not raised."""
+    wh = stack.register(stack.transaction, stack.wh_db, session_settings="set", pooler_check=False)
+    key = lock_key("pgbouncer", "leak")
+    conn = connect(wh).get_conn()
+    other = psycopg.connect(f"postgresql://postgres@127.0.0.1:{stack.transaction.port}/{stack.wh_db}",
+                            prepare_threshold=None)
+    try:
+        conn.autocommit = True
+        advisory_lock(conn, key, "mart.leak", wait=5)  # autocommit: its server connection goes back to the pool
+        (locked_on,) = stack.warehouse_rows("select pid from pg_locks where locktype = 'advisory' and granted")[0]
+        pinned = other.execute("select pg_backend_pid()").fetchone()[0]  # an open transaction pins that server
+        assert pinned == locked_on
+        with caplog.at_level(logging.ERROR):
+            assert advisory_unlock(conn, key, "mart.leak") is False
+        assert "publish lock of mart.leak" in caplog.text and "was not held by this session" in caplog.text
+        assert f"backend {locked_on}" not in caplog.text  # the unlock ran on another backend, which is named
+        leaked = stack.warehouse_rows("select pid from pg_locks where locktype = 'advisory' and granted")
+        assert leaked == [(locked_on,)]
+    finally:
+        other.close()
+        conn.close()
+        stack.warehouse_rows(f"select pg_terminate_backend({locked_on})" if "locked_on" in locals() else "select 1")
+        unregister_connection(wh)
