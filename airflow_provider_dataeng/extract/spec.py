@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from airflow_provider_dataeng.publish.spec import CheckSpec
+from airflow_provider_dataeng.publish.spec import ANALYZE_DESCRIPTION, CheckSpec
 from airflow_provider_dataeng.specs import ConnId, Duration, StrList, TableName, TaskSpec
 
 DEFAULT_PARTITION_COLUMN = "_interval_start"
@@ -99,13 +99,7 @@ class ExtractSpec(TaskSpec):
     keep_previous: bool = Field(default=False, description="Keep the replaced partition as <partition>__previous")
     keep_failed_staging: bool = Field(default=False,
                                       description="Keep the staging table of a load rejected by its checks")
-    analyze: bool = Field(
-        default=False,
-        description="ANALYZE staging before the swap, so the new partition or table goes live with column "
-                    "statistics (a sample of 30,000 rows: about 0.2-0.4 s per load, whatever its size). Off: the "
-                    "load still VACUUMs staging (row and page counts for the planner, visibility map) and "
-                    "autovacuum analyzes the new table at its next round (autovacuum_naptime, 1 min by default)",
-    )
+    analyze: bool = Field(default=False, description=ANALYZE_DESCRIPTION)
     progress_interval: Duration = Field(default="5s", validate_default=True,
                                         description="How often the COPY logs rows so far and the rate")
     copy_sessions: int = Field(

@@ -119,6 +119,15 @@ CHECK_MODELS: dict[str, type[_Check]] = {
 
 
 # --- task specs ---------------------------------------------------------------------------------------------------
+# the `analyze` setting of every task type that publishes through the engine (publish, extract)
+ANALYZE_DESCRIPTION = (
+    "ANALYZE staging before the swap, so the new partition or table goes live with column statistics (a sample "
+    "of 30,000 rows: about 0.2-0.4 s per load, whatever its size). Off: the load still VACUUMs staging (row and "
+    "page counts for the planner, visibility map) and autovacuum analyzes the new table at its next round "
+    "(autovacuum_naptime, 1 min by default)"
+)
+
+
 class PublishSpec(TaskSpec):
     """``StagingSwapOperator``: build a staging table from SQL, check it, swap it in atomically.
 
@@ -145,13 +154,7 @@ class PublishSpec(TaskSpec):
     keep_previous: bool = Field(default=True, description="Keep the replaced table or partition as __previous "
                                                           "(for rollback)")
     keep_failed_staging: bool = Field(default=False, description="Keep a rejected staging table for inspection")
-    analyze: bool = Field(
-        default=False,
-        description="ANALYZE staging before the swap, so the new partition or table goes live with column "
-                    "statistics (a sample of 30,000 rows: about 0.2-0.4 s per load, whatever its size). Off: the "
-                    "load still VACUUMs staging (row and page counts for the planner, visibility map) and "
-                    "autovacuum analyzes the new table at its next round (autovacuum_naptime, 1 min by default)",
-    )
+    analyze: bool = Field(default=False, description=ANALYZE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _one_source(self) -> PublishSpec:
