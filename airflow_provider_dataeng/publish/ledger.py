@@ -12,6 +12,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from airflow_provider_dataeng.publish.locks import release_advisory_lock
+
 log = logging.getLogger(__name__)
 LEDGER_TABLE = ("dataeng", "load_ledger")
 STATUSES = ("published", "rejected", "failed")
@@ -141,7 +143,8 @@ def _build_index_concurrently(conn: psycopg.Connection) -> None:
             finally:
                 cur.execute("select set_config('lock_timeout', %s, false)", [previous])
         finally:
-            cur.execute("select pg_advisory_unlock(%s)", [_LEDGER_DDL_LOCK])
+            release_advisory_lock(conn, "select pg_advisory_unlock(%s), pg_backend_pid()", [_LEDGER_DDL_LOCK],
+                                  "ledger index build lock")
 
 
 @dataclass
